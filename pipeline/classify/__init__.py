@@ -1,0 +1,1 @@
+"""Site-aware classifiers on network features, with feature selection and biomarker reports."""

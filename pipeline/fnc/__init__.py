@@ -1,0 +1,1 @@
+"""Functional network connectivity: time-course post-processing, static and dynamic FNC."""

@@ -1,0 +1,1 @@
+"""Group ICA, stability, multi-scale templates and back-reconstruction."""

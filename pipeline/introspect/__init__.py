@@ -1,0 +1,1 @@
+"""Gradient-spectrum introspection of torch models during training."""

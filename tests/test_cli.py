@@ -1,0 +1,110 @@
+"""Command-line parsing, option cross-checks and exit codes (no workflow is run here)."""
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import __version__
+from workflows.cli import ExitCode, exit_code_for, parse_args, run
+from workflows.config import Settings
+
+
+@pytest.fixture
+def bids_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "bids"
+    root.mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    return root
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        run(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"msica {__version__}"
+
+
+@pytest.mark.parametrize("spelling", ["--participant-label", "--participant_label"])
+def test_participant_label_spellings(bids_dir, tmp_path, spelling):
+    settings = parse_args([str(bids_dir), str(tmp_path / "out"), "participant",
+                           spelling, "sub-01", "02", "-w", str(tmp_path / "work")])
+    assert settings.participant_label == ("01", "02")
+    assert settings.analysis_level == "participant"
+
+
+def test_usage_errors_exit_64(bids_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args([str(bids_dir), str(tmp_path / "out"), "subject"])
+    assert exc.value.code == ExitCode.USAGE
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_output_equal_to_input_is_refused(bids_dir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args([str(bids_dir), str(bids_dir), "participant"])
+    assert exc.value.code == ExitCode.USAGE
+    assert "suggestion: " + str(bids_dir / "derivatives" / "msica") in capsys.readouterr().err
+
+
+def test_work_dir_containing_output_is_refused(bids_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args([str(bids_dir), str(tmp_path / "w" / "out"), "participant", "-w", str(tmp_path / "w")])
+    assert exc.value.code == ExitCode.USAGE
+    assert "must not contain the output folder" in capsys.readouterr().err
+
+
+def test_bad_filter_file(bids_dir, tmp_path, capsys):
+    bad = tmp_path / "filters.json"
+    bad.write_text("{not json")
+    with pytest.raises(SystemExit) as exc:
+        parse_args([str(bids_dir), str(tmp_path / "out"), "participant", "--bids-filter-file", str(bad)])
+    assert exc.value.code == ExitCode.USAGE
+    assert "is not valid JSON" in capsys.readouterr().err
+
+
+def test_config_file_sets_defaults_and_cli_wins(bids_dir, tmp_path):
+    cfg = tmp_path / "msica.toml"
+    cfg.write_text('denoise_strategy = "compcor"\nfd_threshold = 0.3\n')
+    argv = [str(bids_dir), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
+            "--config", str(cfg)]
+    settings = parse_args(argv)
+    assert settings.denoise_strategy == "compcor" and settings.fd_threshold == 0.3
+    settings = parse_args([*argv, "--denoise-strategy", "scrubbing"])
+    assert settings.denoise_strategy == "scrubbing" and settings.fd_threshold == 0.3
+
+
+def test_config_file_unknown_key(bids_dir, tmp_path, capsys):
+    cfg = tmp_path / "msica.toml"
+    cfg.write_text("denoise_strategi = 'simple'\n")
+    with pytest.raises(SystemExit) as exc:
+        parse_args([str(bids_dir), str(tmp_path / "out"), "participant", "--config", str(cfg)])
+    assert exc.value.code == ExitCode.USAGE
+    assert "unknown option(s) ['denoise_strategi']" in capsys.readouterr().err
+
+
+def test_settings_toml_round_trip(bids_dir, tmp_path):
+    settings = parse_args([str(bids_dir), str(tmp_path / "out"), "participant",
+                           "--participant-label", "01", "-w", str(tmp_path / "work"),
+                           "--low-pass", "0.1", "--seed", "7"])
+    path = settings.write_toml()
+    assert path.parent == tmp_path / "out" / "logs"
+    assert settings.run_uuid in path.name
+    assert Settings.from_toml(path) == settings
+
+
+def test_missing_bids_dir_exits_66(tmp_path, capsys):
+    code = run([str(tmp_path / "nope"), str(tmp_path / "out"), "participant",
+                "-w", str(tmp_path / "work")])
+    assert code == ExitCode.NO_INPUT
+    err = capsys.readouterr().err
+    assert "nope does not exist" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [(FileNotFoundError("x"), ExitCode.NO_INPUT), (ValueError("x"), ExitCode.USAGE),
+     (RuntimeError("x"), ExitCode.ERROR)],
+)
+def test_exit_code_mapping(exc, code):
+    assert exit_code_for(exc) == code

@@ -1,0 +1,328 @@
+"""The ``msica`` command line (BIDS-App conventions).
+
+``msica BIDS_DIR OUTPUT_DIR {participant,group} [options]`` runs a level;
+``msica simulate OUT_DIR`` writes a simulated BIDS dataset with ground truth;
+``msica demo [OUT_DIR]`` simulates and runs both levels on it.
+
+Exit codes follow BIDS-App practice: 0 success, 1 error, 16 BIDS validation
+failed, 64 usage error, 65 bad input data, 66 missing input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from enum import IntEnum
+from functools import partial
+from pathlib import Path
+from typing import NoReturn
+
+from pipeline import __version__
+from pipeline.exceptions import InputDataError
+from workflows import cli_validators as val
+from workflows.config import DENOISE_STRATEGIES, DEVICES, PLUGINS, Settings, load_config_file
+
+__all__ = ["ExitCode", "main", "parse_args", "run"]
+
+LOGGER = logging.getLogger("msica.cli")
+
+
+class ExitCode(IntEnum):
+    """Process exit codes (BIDS-App practice)."""
+
+    OK = 0
+    ERROR = 1
+    VALIDATION = 16
+    USAGE = 64
+    DATA = 65
+    NO_INPUT = 66
+
+
+class BIDSValidationError(ValueError):
+    """The input dataset failed BIDS validation (exit code 16)."""
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """Map an exception raised by msica to its exit code."""
+    if isinstance(exc, BIDSValidationError):
+        return ExitCode.VALIDATION
+    if isinstance(exc, InputDataError):
+        return ExitCode.DATA
+    if isinstance(exc, FileNotFoundError):
+        return ExitCode.NO_INPUT
+    if isinstance(exc, (ValueError, TypeError)):
+        return ExitCode.USAGE
+    return ExitCode.ERROR
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors exit with code 64 (EX_USAGE), not 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n")
+
+
+def _both(name: str) -> tuple[str, str]:
+    """Return the hyphen and underscore spellings of a long option."""
+    return name, "--" + name.removeprefix("--").replace("-", "_")
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog="msica",
+        description="msica: multi-scale ICA networks, FNC features and classifiers for BIDS fMRI. "
+        "Other commands: 'msica simulate OUT_DIR', 'msica demo [OUT_DIR]'.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    is_dir = partial(val.existing_dir, parser=parser)
+    is_file = partial(val.existing_file, parser=parser)
+    parser.add_argument("bids_dir", type=lambda p: Path(p).expanduser().absolute(),
+                        help="root of the input BIDS dataset")
+    parser.add_argument("output_dir", type=lambda p: Path(p).expanduser().absolute(),
+                        help="where derivatives are written")
+    parser.add_argument("analysis_level", choices=["participant", "group"],
+                        help="participant: one workflow per participant; group: across participants")
+    parser.add_argument("--version", action="version", version=f"msica {__version__}")
+
+    g_bids = parser.add_argument_group("Options for filtering BIDS queries")
+    g_bids.add_argument(*_both("--participant-label"), dest="participant_label", nargs="+",
+                        type=val.drop_sub_prefix, default=[],
+                        help="participant labels to process, with or without 'sub-' (default: all)")
+    g_bids.add_argument(*_both("--session-label"), dest="session_label", nargs="+",
+                        type=lambda s: s.removeprefix("ses-"), default=[],
+                        help="session labels to process (default: all)")
+    g_bids.add_argument("--task", help="task label to process (default: all tasks)")
+    g_bids.add_argument(*_both("--bids-filter-file"), dest="bids_filters",
+                        type=partial(val.json_file, parser=parser), default={},
+                        help="JSON file of pybids filters per query, e.g. "
+                        '{"bold": {"session": "01", "run": 1}}')
+    g_bids.add_argument("--derivatives", nargs="+", type=is_dir, default=[],
+                        help="fMRIPrep-style derivatives folder(s) "
+                        "(default: BIDS_DIR/derivatives/fmriprep when it exists)")
+    g_bids.add_argument("--validate", action="store_true",
+                        help="check every file name of BIDS_DIR against the BIDS specification "
+                        "before running (exit code 16 on failure)")
+    g_bids.add_argument(*_both("--skip-bids-validation"), dest="skip_bids_validation",
+                        action="store_true",
+                        help="accepted for fMRIPrep compatibility; validation is off unless --validate")
+
+    g_sci = parser.add_argument_group("Options for the analysis")
+    g_sci.add_argument(*_both("--denoise-strategy"), dest="denoise_strategy",
+                       choices=DENOISE_STRATEGIES, default="simple",
+                       help="nilearn confound strategy (nilearn.interfaces.fmriprep.load_confounds_strategy)")
+    g_sci.add_argument(*_both("--high-pass"), dest="high_pass", type=val.positive_float, default=0.01,
+                       help="high-pass cut-off in Hz")
+    g_sci.add_argument(*_both("--low-pass"), dest="low_pass", type=val.positive_float, default=None,
+                       help="low-pass cut-off in Hz (default: none)")
+    g_sci.add_argument(*_both("--fd-threshold"), dest="fd_threshold", type=val.positive_float,
+                       default=0.5, help="framewise displacement (mm) above which volumes are "
+                       "scrubbed (strategy 'scrubbing')")
+    g_sci.add_argument(*_both("--min-volumes"), dest="min_volumes", type=val.positive_int, default=50,
+                       help="runs with fewer (kept) volumes are refused")
+    g_sci.add_argument(*_both("--save-denoised"), dest="save_denoised", action="store_true",
+                       help="also write the denoised BOLD series (large)")
+    g_sci.add_argument("--template", dest="templates", action="append", type=is_file, default=[],
+                       help="4-D NIfTI template of networks (template mode); repeat for several scales")
+    g_sci.add_argument(*_both("--template-labels"), dest="template_labels", action="append",
+                       type=is_file, default=[],
+                       help="labels TSV for each --template, in the same order")
+    g_sci.add_argument("--config", type=is_file,
+                       help="TOML file of option defaults (underscore names); the command line wins")
+
+    g_exec = parser.add_argument_group("Options for performance and execution")
+    g_exec.add_argument("-w", *_both("--work-dir"), dest="work_dir",
+                        type=lambda p: Path(p).expanduser().absolute(),
+                        default=Path("work").absolute(), help="working directory (Nipype cache)")
+    g_exec.add_argument("--nprocs", "--n-cpus", "--n_cpus", dest="nprocs", type=val.positive_int,
+                        default=1, help="maximum number of processes")
+    g_exec.add_argument(*_both("--omp-nthreads"), dest="omp_nthreads", type=val.positive_int,
+                        default=1, help="maximum number of threads per process")
+    g_exec.add_argument("--mem", dest="mem_gb", type=val.positive_float, default=None,
+                        help="memory limit in GB for the scheduler")
+    g_exec.add_argument("--plugin", choices=PLUGINS, default="MultiProc", help="Nipype plugin")
+    g_exec.add_argument("--device", choices=DEVICES, default="auto",
+                        help="torch device for ICA and models")
+    g_exec.add_argument(*_both("--stop-on-first-crash"), dest="stop_on_first_crash",
+                        action="store_true", help="stop at the first failing participant")
+    g_exec.add_argument("--seed", type=int, default=0, help="master random seed")
+    g_exec.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging; tracebacks for errors")
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> Settings:
+    """Parse a BIDS-App command line into frozen :class:`~workflows.config.Settings`.
+
+    Options are checked against each other here, with a suggested fix.
+    """
+    parser = _build_parser()
+    opts = parser.parse_args(argv)
+    if opts.config is not None:
+        try:
+            parser.set_defaults(**load_config_file(opts.config))
+        except ValueError as exc:
+            parser.error(str(exc))
+        opts = parser.parse_args(argv)
+
+    if opts.output_dir == opts.bids_dir:
+        parser.error(
+            "the output folder is the same as the input BIDS folder; please modify the output "
+            f"path (suggestion: {opts.bids_dir / 'derivatives' / 'msica'})."
+        )
+    if opts.work_dir == opts.output_dir or opts.work_dir in opts.output_dir.parents:
+        parser.error(f"the work directory {opts.work_dir} must not contain the output folder; "
+                     "use -w with another path.")
+    if len(opts.templates) != len(opts.template_labels) and opts.template_labels:
+        parser.error(f"got {len(opts.templates)} --template and {len(opts.template_labels)} "
+                     "--template-labels; give one labels TSV per template (or none).")
+    derivatives = tuple(opts.derivatives)
+    if not derivatives and (opts.bids_dir / "derivatives" / "fmriprep").is_dir():
+        derivatives = (opts.bids_dir / "derivatives" / "fmriprep",)
+    return Settings(
+        bids_dir=opts.bids_dir,
+        output_dir=opts.output_dir,
+        analysis_level=opts.analysis_level,
+        work_dir=opts.work_dir,
+        derivatives=derivatives,
+        participant_label=tuple(opts.participant_label),
+        session_label=tuple(opts.session_label),
+        task=opts.task,
+        bids_filters=opts.bids_filters,
+        validate=opts.validate,
+        denoise_strategy=opts.denoise_strategy,
+        high_pass=opts.high_pass,
+        low_pass=opts.low_pass,
+        fd_threshold=opts.fd_threshold,
+        min_volumes=opts.min_volumes,
+        save_denoised=opts.save_denoised,
+        templates=tuple(opts.templates),
+        template_labels=tuple(opts.template_labels),
+        nprocs=opts.nprocs,
+        omp_nthreads=opts.omp_nthreads,
+        mem_gb=opts.mem_gb,
+        plugin=opts.plugin,
+        device=opts.device,
+        stop_on_first_crash=opts.stop_on_first_crash,
+        seed=opts.seed,
+        verbose=opts.verbose,
+    )
+
+
+def _build_simulate_parser(prog: str, description: str, *, n_subjects: int,
+                           default_out: str | None = None) -> _Parser:
+    parser = _Parser(prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                     description=description)
+    parser.add_argument("out_dir", type=lambda p: Path(p).expanduser().absolute(),
+                        nargs="?" if default_out else None,
+                        default=Path(default_out).absolute() if default_out else None)
+    parser.add_argument(*_both("--n-subjects"), dest="n_subjects", type=val.positive_int,
+                        default=n_subjects)
+    parser.add_argument(*_both("--n-sites"), dest="n_sites", type=val.positive_int, default=2)
+    parser.add_argument(*_both("--n-volumes"), dest="n_volumes", type=val.positive_int, default=150)
+    parser.add_argument("--tr", type=val.positive_float, default=2.0, help="repetition time (s)")
+    parser.add_argument(*_both("--grid-mm"), dest="grid_mm", type=val.positive_float, default=6.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    return parser
+
+
+def _simulate_command(argv: Sequence[str]) -> int:
+    opts = _build_simulate_parser(
+        "msica simulate", "Write a simulated BIDS dataset with known ground truth.", n_subjects=24
+    ).parse_args(argv)
+    _setup_logging(opts.verbose)
+
+    def _go() -> int:
+        from workflows.simulate import run_simulate
+
+        out = run_simulate(opts.out_dir, n_subjects=opts.n_subjects, n_sites=opts.n_sites,
+                           n_volumes=opts.n_volumes, tr=opts.tr, grid_mm=opts.grid_mm,
+                           seed=opts.seed)
+        LOGGER.info("Simulated BIDS dataset written to %s", out)
+        return ExitCode.OK
+
+    return _guarded(_go, verbose=opts.verbose)
+
+
+def _demo_command(argv: Sequence[str]) -> int:
+    parser = _build_simulate_parser(
+        "msica demo",
+        "Simulate a BIDS dataset, then run the participant and group levels on it.",
+        n_subjects=12,
+        default_out="msica_demo",
+    )
+    parser.add_argument("--nprocs", type=val.positive_int, default=2)
+    opts = parser.parse_args(argv)
+    _setup_logging(opts.verbose)
+
+    def _go() -> int:
+        from workflows.simulate import run_simulate
+
+        bids_dir = opts.out_dir / "bids"
+        if not (bids_dir / "dataset_description.json").exists():
+            run_simulate(bids_dir, n_subjects=opts.n_subjects, n_sites=opts.n_sites,
+                         n_volumes=opts.n_volumes, tr=opts.tr, grid_mm=opts.grid_mm, seed=opts.seed)
+        common = [str(bids_dir), str(opts.out_dir / "derivatives" / "msica")]
+        extra = ["-w", str(opts.out_dir / "work"), "--nprocs", str(opts.nprocs),
+                 "--seed", str(opts.seed)] + ["-v"] * opts.verbose
+        for level in ("participant", "group"):
+            code = run([*common, level, *extra])
+            if code != ExitCode.OK:
+                return code
+        LOGGER.info("Demo finished: derivatives in %s", opts.out_dir / "derivatives" / "msica")
+        return ExitCode.OK
+
+    return _guarded(_go, verbose=opts.verbose)
+
+
+_SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "simulate": _simulate_command,
+    "demo": _demo_command,
+}
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose + 1, 2)  # INFO by default, DEBUG with -v
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        datefmt="%H:%M:%S", force=True)
+
+
+def _guarded(func: Callable[[], int], *, verbose: int) -> int:
+    """Run ``func``; turn msica's user errors into one-line messages and exit codes."""
+    try:
+        return int(func())
+    except (InputDataError, FileNotFoundError, ValueError, TypeError) as exc:
+        code = exit_code_for(exc)
+        if verbose:
+            traceback.print_exc()
+        LOGGER.error("%s", exc)
+        print(f"msica: error: {exc}", file=sys.stderr)
+        return int(code)
+    except KeyboardInterrupt:
+        print("msica: interrupted", file=sys.stderr)
+        return int(ExitCode.ERROR)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run msica with command-line arguments ``argv``; return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _SUBCOMMANDS:
+        return _SUBCOMMANDS[argv[0]](argv[1:])
+    settings = parse_args(argv)
+    _setup_logging(settings.verbose)
+
+    def _go() -> int:
+        from workflows.run import run_level
+
+        return run_level(settings)
+
+    return _guarded(_go, verbose=settings.verbose)
+
+
+def main() -> NoReturn:
+    """Console-script entry point."""
+    sys.exit(run())

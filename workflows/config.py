@@ -1,0 +1,148 @@
+"""The frozen settings of one msica run, and their TOML round trip.
+
+The settings object is built once by :func:`workflows.cli.parse_args` and read
+only by the top-level builders in :mod:`workflows.base`; everything below gets
+plain keyword arguments. Each run writes its settings to a run-specific file,
+``<output_dir>/logs/msica-<run_uuid>.toml``, never to a shared path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["Settings", "load_config_file", "new_run_uuid"]
+
+DENOISE_STRATEGIES = ("simple", "scrubbing", "compcor")
+PLUGINS = ("MultiProc", "Linear", "SLURM")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def new_run_uuid() -> str:
+    """Return a sortable, unique run identifier (``YYYYmmdd-HHMMSS_<uuid4>``)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}_{uuid.uuid4()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All options of one run (see ``msica --help`` for their meaning)."""
+
+    bids_dir: Path
+    output_dir: Path
+    analysis_level: str
+    work_dir: Path
+    derivatives: tuple[Path, ...] = ()
+    participant_label: tuple[str, ...] = ()
+    session_label: tuple[str, ...] = ()
+    task: str | None = None
+    bids_filters: dict[str, Any] = field(default_factory=dict)
+    validate: bool = False
+    # science
+    denoise_strategy: str = "simple"
+    high_pass: float = 0.01
+    low_pass: float | None = None
+    fd_threshold: float = 0.5
+    min_volumes: int = 50
+    save_denoised: bool = False
+    templates: tuple[Path, ...] = ()
+    template_labels: tuple[Path, ...] = ()
+    # execution
+    nprocs: int = 1
+    omp_nthreads: int = 1
+    mem_gb: float | None = None
+    plugin: str = "MultiProc"
+    device: str = "auto"
+    stop_on_first_crash: bool = False
+    seed: int = 0
+    verbose: int = 0
+    run_uuid: str = field(default_factory=new_run_uuid)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as TOML/JSON-serializable plain types."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = [str(v) for v in value]
+            elif value is None:
+                continue  # TOML has no null: absent means default
+            out[f.name] = value
+        return out
+
+    def write_toml(self) -> Path:
+        """Write the settings to ``<output_dir>/logs/msica-<run_uuid>.toml``; return the path."""
+        logs = self.output_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        path = logs / f"msica-{self.run_uuid}.toml"
+        data = self.to_dict()
+        data["bids_filters"] = json.dumps(self.bids_filters)  # nested dicts of any depth
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(tomli_w.dumps({"msica": data}))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def from_toml(cls, path: Path) -> "Settings":
+        """Read settings written by :meth:`write_toml`."""
+        data = tomllib.loads(Path(path).read_text())["msica"]
+        data["bids_filters"] = json.loads(data.get("bids_filters", "{}"))
+        return cls(**_coerce(data))
+
+
+_PATH_FIELDS = {"bids_dir", "output_dir", "work_dir"}
+_PATH_TUPLE_FIELDS = {"derivatives", "templates", "template_labels"}
+_STR_TUPLE_FIELDS = {"participant_label", "session_label"}
+
+
+def _coerce(data: dict[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    for key in _PATH_FIELDS & out.keys():
+        out[key] = Path(out[key])
+    for key in _PATH_TUPLE_FIELDS & out.keys():
+        out[key] = tuple(Path(v) for v in out[key])
+    for key in _STR_TUPLE_FIELDS & out.keys():
+        out[key] = tuple(str(v) for v in out[key])
+    return out
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a ``--config`` TOML file into option defaults.
+
+    Keys are option names with underscores (``denoise_strategy = "compcor"``),
+    either at the top level or under an ``[msica]`` table.
+
+    Raises
+    ------
+    ValueError
+        If the file is not valid TOML or names an unknown option.
+    """
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"--config {path} is not valid TOML ({exc}); fix the syntax.") from exc
+    data = data.get("msica", data)
+    known = {f.name for f in dataclasses.fields(Settings)} - {
+        "bids_dir", "output_dir", "analysis_level", "run_uuid",
+    }
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"--config {path} has unknown option(s) {unknown}; known options are {sorted(known)}."
+        )
+    return data
