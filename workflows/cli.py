@@ -15,7 +15,6 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from enum import IntEnum
 from functools import partial
 from pathlib import Path
 from typing import NoReturn
@@ -23,39 +22,19 @@ from typing import NoReturn
 from pipeline import __version__
 from pipeline.exceptions import InputDataError
 from workflows import cli_validators as val
-from workflows.config import DENOISE_STRATEGIES, DEVICES, PLUGINS, Settings, load_config_file
+from workflows.exit_codes import BIDSValidationError, ExitCode, exit_code_for
+from workflows.config import (
+    BACKRECON_METHODS,
+    DENOISE_STRATEGIES,
+    DEVICES,
+    PLUGINS,
+    Settings,
+    load_config_file,
+)
 
-__all__ = ["ExitCode", "main", "parse_args", "run"]
+__all__ = ["BIDSValidationError", "ExitCode", "exit_code_for", "main", "parse_args", "run"]
 
 LOGGER = logging.getLogger("msica.cli")
-
-
-class ExitCode(IntEnum):
-    """Process exit codes (BIDS-App practice)."""
-
-    OK = 0
-    ERROR = 1
-    VALIDATION = 16
-    USAGE = 64
-    DATA = 65
-    NO_INPUT = 66
-
-
-class BIDSValidationError(ValueError):
-    """The input dataset failed BIDS validation (exit code 16)."""
-
-
-def exit_code_for(exc: BaseException) -> ExitCode:
-    """Map an exception raised by msica to its exit code."""
-    if isinstance(exc, BIDSValidationError):
-        return ExitCode.VALIDATION
-    if isinstance(exc, InputDataError):
-        return ExitCode.DATA
-    if isinstance(exc, FileNotFoundError):
-        return ExitCode.NO_INPUT
-    if isinstance(exc, (ValueError, TypeError)):
-        return ExitCode.USAGE
-    return ExitCode.ERROR
 
 
 class _Parser(argparse.ArgumentParser):
@@ -130,6 +109,14 @@ def _build_parser() -> _Parser:
     g_sci.add_argument(*_both("--template-labels"), dest="template_labels", action="append",
                        type=is_file, default=[],
                        help="labels TSV for each --template, in the same order")
+    g_sci.add_argument(*_both("--resample-template"), dest="resample_template",
+                       action="store_true",
+                       help="resample templates that are not on the BOLD grid (continuous interpolation)")
+    g_sci.add_argument(*_both("--backrecon-method"), dest="backrecon_method",
+                       choices=BACKRECON_METHODS, default="moo-icar",
+                       help="back-reconstruction of template networks per participant")
+    g_sci.add_argument(*_both("--dfnc-window"), dest="dfnc_window", type=val.positive_int,
+                       default=30, help="dynamic FNC window length in TRs")
     g_sci.add_argument("--config", type=is_file,
                        help="TOML file of option defaults (underscore names); the command line wins")
 
@@ -201,6 +188,9 @@ def parse_args(argv: Sequence[str]) -> Settings:
         save_denoised=opts.save_denoised,
         templates=tuple(opts.templates),
         template_labels=tuple(opts.template_labels),
+        backrecon_method=opts.backrecon_method,
+        resample_template=opts.resample_template,
+        dfnc_window=opts.dfnc_window,
         nprocs=opts.nprocs,
         omp_nthreads=opts.omp_nthreads,
         mem_gb=opts.mem_gb,
@@ -269,14 +259,30 @@ def _demo_command(argv: Sequence[str]) -> int:
         common = [str(bids_dir), str(opts.out_dir / "derivatives" / "msica")]
         extra = ["-w", str(opts.out_dir / "work"), "--nprocs", str(opts.nprocs),
                  "--seed", str(opts.seed)] + ["-v"] * opts.verbose
+        templates = []
+        for template, labels in _truth_templates(bids_dir):
+            templates += ["--template", str(template), "--template-labels", str(labels)]
         for level in ("participant", "group"):
-            code = run([*common, level, *extra])
+            code = run([*common, level, *extra, *(templates if level == "participant" else [])])
             if code != ExitCode.OK:
                 return code
         LOGGER.info("Demo finished: derivatives in %s", opts.out_dir / "derivatives" / "msica")
         return ExitCode.OK
 
     return _guarded(_go, verbose=opts.verbose)
+
+
+def _truth_templates(bids_dir: Path) -> list[tuple[Path, Path]]:
+    """The simulator's multi-scale template (4-D maps and labels per scale), coarse to fine."""
+    truth = bids_dir / "derivatives" / "truth"
+    pairs = []
+    for maps in truth.glob("scale-*_desc-truth_components.nii.gz"):
+        labels = maps.with_name(maps.name.replace("_components.nii.gz", "_labels.tsv"))
+        scale = int(maps.name.split("_")[0].removeprefix("scale-"))
+        pairs.append((scale, maps, labels))
+    if not pairs:
+        raise FileNotFoundError(f"No simulator template in {truth}; rerun 'msica simulate'.")
+    return [(maps, labels) for _, maps, labels in sorted(pairs)]
 
 
 _SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {

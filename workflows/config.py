@@ -28,6 +28,7 @@ __all__ = ["Settings", "load_config_file", "new_run_uuid"]
 
 DENOISE_STRATEGIES = ("simple", "scrubbing", "compcor")
 PLUGINS = ("MultiProc", "Linear", "SLURM")
+BACKRECON_METHODS = ("moo-icar", "dual-regression")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -60,6 +61,9 @@ class Settings:
     save_denoised: bool = False
     templates: tuple[Path, ...] = ()
     template_labels: tuple[Path, ...] = ()
+    backrecon_method: str = "moo-icar"
+    resample_template: bool = False
+    dfnc_window: int = 30
     # execution
     nprocs: int = 1
     omp_nthreads: int = 1

@@ -1,0 +1,272 @@
+"""Classifiers for FNC features: linear models, a tree ensemble and a small torch MLP.
+
+:func:`make_model` builds each model by name with msica's defaults and
+:func:`default_param_grid` gives the hyperparameters the inner cross-validation
+tries. :class:`TorchMLPClassifier` is a scikit-learn classifier backed by torch.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from pipeline._docs import fill_doc
+from pipeline._validation import check_in_allowed, check_random_state, resolve_device
+
+__all__ = ["MODEL_NAMES", "TorchMLPClassifier", "default_param_grid", "make_model"]
+
+MODEL_NAMES = ("logistic_l2", "logistic_l1", "elasticnet", "linear_svm",
+               "hist_gradient_boosting", "random_forest", "mlp")
+
+_C_GRID = [0.001, 0.01, 0.1, 1.0]
+
+
+def make_model(name: str, *, n_classes: int = 2, random_state=None, device="auto"):
+    """An unfitted classifier by name.
+
+    Parameters
+    ----------
+    name : {"logistic_l2", "logistic_l1", "elasticnet", "linear_svm", \
+"hist_gradient_boosting", "random_forest", "mlp"}
+    n_classes : int, default=2
+        Number of classes; binary logistic models use the fast ``liblinear``
+        solver (which also penalizes the intercept, harmless on standardized
+        features), multi-class ones ``lbfgs`` (L2) or ``saga`` (L1).
+    random_state : int, RandomState or None
+        Seed of the model (solvers, trees, MLP initialisation).
+    device : str or torch.device, default="auto"
+        Used by ``"mlp"`` only.
+
+    Returns
+    -------
+    sklearn estimator
+        Balanced class weights wherever the model supports them.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not in :data:`MODEL_NAMES`.
+
+    Examples
+    --------
+    >>> make_model("logistic_l2", random_state=0).get_params()["solver"]
+    'liblinear'
+    """
+    check_in_allowed("model", name, MODEL_NAMES)
+    seed = None if random_state is None else int(check_random_state(random_state).randint(2**31 - 1))
+    binary = n_classes <= 2
+    if name == "logistic_l2":
+        return LogisticRegression(C=0.1, l1_ratio=0.0, solver="liblinear" if binary else "lbfgs",
+                                  class_weight="balanced", max_iter=500, random_state=seed)
+    if name == "logistic_l1":
+        return LogisticRegression(C=0.1, l1_ratio=1.0, solver="liblinear" if binary else "saga",
+                                  class_weight="balanced", max_iter=500, tol=1e-3,
+                                  random_state=seed)
+    if name == "elasticnet":
+        return LogisticRegression(C=0.1, l1_ratio=0.5, solver="saga", class_weight="balanced",
+                                  max_iter=300, tol=1e-3, random_state=seed)
+    if name == "linear_svm":
+        return LinearSVC(C=0.01, class_weight="balanced", dual="auto", max_iter=5000,
+                         random_state=seed)
+    if name == "hist_gradient_boosting":
+        return HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
+                                              class_weight="balanced", early_stopping=False,
+                                              random_state=seed)
+    if name == "random_forest":
+        return RandomForestClassifier(n_estimators=200, max_features="sqrt",
+                                      class_weight="balanced", random_state=seed, n_jobs=1)
+    return TorchMLPClassifier(random_state=seed, device=device)
+
+
+def default_param_grid(name: str) -> dict:
+    """Hyperparameters tried by the inner cross-validation for model ``name``.
+
+    Returns
+    -------
+    dict
+        ``{parameter: [values]}`` (a grid, as in :class:`sklearn.model_selection.ParameterGrid`).
+    """
+    check_in_allowed("model", name, MODEL_NAMES)
+    return {
+        "logistic_l2": {"C": _C_GRID},
+        "logistic_l1": {"C": [0.05, 0.1, 0.5, 1.0]},
+        "elasticnet": {"C": [0.05, 0.1, 0.5], "l1_ratio": [0.5]},
+        "linear_svm": {"C": [0.0001, 0.001, 0.01, 0.1]},
+        "hist_gradient_boosting": {"learning_rate": [0.05, 0.1]},
+        "random_forest": {"max_features": ["sqrt"]},
+        "mlp": {"alpha": [1e-3, 1e-1]},
+    }[name]
+
+
+@contextmanager
+def _torch_threads(n_threads):
+    """Run a block with ``n_threads`` torch CPU threads, restoring the previous count."""
+    import torch
+
+    if n_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(n_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@fill_doc
+class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
+    """A small multi-layer perceptron in torch, as a scikit-learn classifier.
+
+    Full-batch Adam on the cross-entropy loss (class-balanced when
+    ``class_weight="balanced"``) with L2 weight decay ``alpha``; inputs are
+    standardized with the training mean and SD. Trains in float32 and predicts
+    in float64 on CPU. Weights are
+    initialised from a generator seeded by ``random_state`` and training is
+    full-batch, so results are reproducible without touching torch's global RNG.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(64,)
+    alpha : float, default=1e-3
+        L2 weight decay.
+    learning_rate : float, default=1e-2
+    max_epochs : int, default=200
+    class_weight : {"balanced", None} or dict, default="balanced"
+    n_threads : int or None, default=1
+        CPU threads torch uses during ``fit`` and prediction (set for the call
+        and restored afterwards). Small networks are fastest on one thread,
+        especially on a busy machine; None keeps torch's setting.
+    %(random_state)s
+    %(device)s
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    loss_curve_ : list of float
+        Training loss per epoch.
+    device_ : str
+        Device actually used.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.r_[np.zeros((20, 2)), np.ones((20, 2))]; y = np.repeat([0, 1], 20)
+    >>> TorchMLPClassifier(random_state=0, device="cpu").fit(X, y).score(X, y)
+    1.0
+    """
+
+    def __init__(self, hidden_layer_sizes=(64,), alpha=1e-3, learning_rate=1e-2,
+                 max_epochs=200, class_weight="balanced", n_threads=1, random_state=None,
+                 device="auto"):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.alpha = alpha
+        self.learning_rate = learning_rate
+        self.max_epochs = max_epochs
+        self.class_weight = class_weight
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.device = device
+
+    def _network(self, n_in, n_out, torch):
+        layers, width = [], n_in
+        for size in self.hidden_layer_sizes:
+            layers += [torch.nn.Linear(width, int(size)), torch.nn.ReLU()]
+            width = int(size)
+        layers.append(torch.nn.Linear(width, n_out))
+        return torch.nn.Sequential(*layers)
+
+    def fit(self, X, y):
+        """Train the network on ``X`` (n_samples, n_features) and labels ``y``."""
+        with _torch_threads(self.n_threads):
+            return self._fit(X, y)
+
+    def _fit(self, X, y):
+        import torch
+
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        if not (self.class_weight in ("balanced", None) or isinstance(self.class_weight, dict)):
+            raise ValueError(f"'class_weight' must be 'balanced', None or a dict "
+                             f"{{class: weight}}. Got {self.class_weight!r}.")
+        if not all(isinstance(s, (int, np.integer)) and s > 0 for s in self.hidden_layer_sizes):
+            raise ValueError(
+                f"'hidden_layer_sizes' must be a tuple of positive ints. Got {self.hidden_layer_sizes!r}."
+            )
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        device = resolve_device(self.device)
+        self.device_ = str(device)
+        self.mean_ = X.mean(axis=0)
+        std = X.std(axis=0)
+        self.scale_ = np.where(std > 0, std, 1.0)
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        n_out = max(len(self.classes_), 2)
+        net = self._network(X.shape[1], n_out, torch)
+        with torch.no_grad():
+            for param in net.parameters():  # seeded init, independent of the global RNG
+                bound = 1.0 / np.sqrt(param.shape[-1])
+                param.copy_(torch.empty(param.shape).uniform_(-bound, bound, generator=generator))
+        net = net.to(device)
+        Xt = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float32, device=device)
+        yt = torch.as_tensor(codes, dtype=torch.long, device=device)
+        weight = None
+        if self.class_weight is not None:
+            if isinstance(self.class_weight, dict):
+                w = np.ones(n_out)
+                w[: len(self.classes_)] = [float(self.class_weight.get(c, 1.0))
+                                           for c in self.classes_]
+            else:
+                counts = np.bincount(codes, minlength=n_out).astype(float)
+                w = np.where(counts > 0, len(codes) / (n_out * np.maximum(counts, 1)), 0.0)
+            weight = torch.as_tensor(w, dtype=torch.float32, device=device)
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+        optim = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.alpha)
+        self.loss_curve_ = []
+        net.train()
+        for _ in range(int(self.max_epochs)):
+            optim.zero_grad()
+            loss = loss_fn(net(Xt), yt)
+            loss.backward()
+            optim.step()
+            self.loss_curve_.append(float(loss.detach()))
+        net.eval()
+        self.network_ = net.to("cpu").double()  # float64 inference: batch-size invariant
+        return self
+
+    def _logits(self, X):
+        import torch
+
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        with _torch_threads(self.n_threads), torch.no_grad():
+            Xt = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float64)
+            return self.network_(Xt).numpy().astype(np.float64)
+
+    def predict_proba(self, X):
+        """Class probabilities, ndarray of shape (n_samples, n_classes)."""
+        logits = self._logits(X)
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits)
+        proba /= proba.sum(axis=1, keepdims=True)
+        return proba[:, : len(self.classes_)] / proba[:, : len(self.classes_)].sum(axis=1, keepdims=True)
+
+    def decision_function(self, X):
+        """Logit of the positive class (binary) or per-class logits (multi-class)."""
+        logits = self._logits(X)
+        if len(self.classes_) == 2:
+            return logits[:, 1] - logits[:, 0]
+        return logits[:, : len(self.classes_)]
+
+    def predict(self, X):
+        """Most probable class of each sample."""
+        check_is_fitted(self)
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

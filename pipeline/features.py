@@ -1,0 +1,330 @@
+"""Tidy, vectorised feature tables for the group level (one row per participant).
+
+Static FNC edges (named ``"<node_a>__<node_b>"``, e.g. ``"s4-N1__s10-N3"``),
+dFNC state metrics, network amplitude and fALFF, indexed by
+``participant_id`` and joined with the covariates of ``participants.tsv``.
+Tables are built from stacked arrays (upper triangles taken in one indexing
+operation), never with a Python loop over edges.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline._validation import check_array_2d
+from pipeline.fnc.timecourse import spectra, spectral_stats
+
+__all__ = [
+    "dfnc_metrics_table",
+    "edge_labels",
+    "edge_scale_pairs",
+    "join_participants",
+    "static_fnc_table",
+    "timecourse_table",
+]
+
+LOGGER = logging.getLogger("msica.features")
+_SCALE_RE = re.compile(r"^s([^-]+)-")
+EDGE_SEP = "__"
+
+
+def _check_ids(participant_ids: Sequence[str], n: int) -> pd.Index:
+    ids = pd.Index([str(p) for p in participant_ids], name="participant_id")
+    if len(ids) != n:
+        raise ValueError(
+            f"'participant_ids' must have one entry per participant ({n}). Got {len(ids)}."
+        )
+    if ids.has_duplicates:
+        dup = ids[ids.duplicated()].unique().tolist()
+        raise ValueError(f"'participant_ids' must be unique. Duplicated: {dup[:5]}.")
+    return ids
+
+
+def edge_labels(node_labels: Sequence[str]) -> list[str]:
+    """Names of the upper-triangle edges, in ``numpy.triu_indices(n, 1)`` order.
+
+    Parameters
+    ----------
+    node_labels : sequence of str, length n_nodes
+
+    Returns
+    -------
+    list of str
+        ``"<a>__<b>"`` for every pair ``a < b``.
+
+    Examples
+    --------
+    >>> edge_labels(["s4-N1", "s4-N2", "s10-N1"])
+    ['s4-N1__s4-N2', 's4-N1__s10-N1', 's4-N2__s10-N1']
+    """
+    labels = np.asarray([str(x) for x in node_labels], dtype=object)
+    iu = np.triu_indices(labels.size, 1)
+    return (labels[iu[0]] + EDGE_SEP + labels[iu[1]]).tolist()
+
+
+def _scale_of(label: str) -> str:
+    match = _SCALE_RE.match(label)
+    if match is None:
+        raise ValueError(
+            f"Node label {label!r} does not start with 's<scale>-' (e.g. 's10-N3'). "
+            "Name nodes with pipeline.fnc.static.network_labels."
+        )
+    return match.group(1)
+
+
+def edge_scale_pairs(columns: Sequence[str]) -> list[tuple[str, str]]:
+    """Scale pair ``(scale_a, scale_b)`` of each edge column.
+
+    Examples
+    --------
+    >>> edge_scale_pairs(["s4-N1__s10-N3"])
+    [('4', '10')]
+    """
+    out = []
+    for col in columns:
+        a, sep, b = str(col).partition(EDGE_SEP)
+        if not sep:
+            raise ValueError(f"Column {col!r} is not an edge name '<a>__<b>'.")
+        out.append((_scale_of(a), _scale_of(b)))
+    return out
+
+
+def join_participants(table: pd.DataFrame, participants: pd.DataFrame | None) -> pd.DataFrame:
+    """Left-join ``participants.tsv`` covariates onto a feature table.
+
+    Parameters
+    ----------
+    table : DataFrame indexed by ``participant_id``
+    participants : DataFrame or None
+        With a ``participant_id`` column (or index). A covariate column named
+        like a feature column raises.
+
+    Returns
+    -------
+    DataFrame
+        Covariate columns first, then the features; same row order as ``table``.
+
+    Raises
+    ------
+    ValueError
+        If ``participants`` has no ``participant_id``, duplicated ids, or a
+        column that clashes with a feature name.
+    """
+    if participants is None:
+        return table
+    part = participants.copy()
+    if "participant_id" in part.columns:
+        part = part.set_index("participant_id")
+    elif part.index.name != "participant_id":
+        raise ValueError(
+            "'participants' must have a 'participant_id' column or index (participants.tsv)."
+        )
+    part.index = part.index.astype(str)
+    if part.index.has_duplicates:
+        raise ValueError("'participants' has duplicated participant_id values.")
+    clash = sorted(set(part.columns) & set(table.columns))
+    if clash:
+        raise ValueError(f"participants.tsv columns clash with feature names: {clash[:5]}.")
+    missing = table.index.difference(part.index)
+    if len(missing):
+        warnings.warn(
+            f"{len(missing)} participant(s) have features but no row in participants.tsv "
+            f"(e.g. {list(missing[:3])}); their covariates are NaN. Check participant labels.",
+            UserWarning,
+            stacklevel=2,
+        )
+    covars = part.reindex(table.index)
+    return pd.concat([covars, table], axis=1)
+
+
+def static_fnc_table(
+    fnc: Any,
+    node_labels: Sequence[str],
+    participant_ids: Sequence[str],
+    *,
+    scale_pairs: Sequence[tuple[Any, Any]] | None = None,
+    participants: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per participant, one column per static FNC edge.
+
+    Parameters
+    ----------
+    fnc : array-like of shape (n_participants, n_nodes, n_nodes)
+        Multi-scale FNC (e.g. :class:`pipeline.fnc.static.StaticFNC` output).
+    node_labels : sequence of str, length n_nodes
+        ``"s<scale>-<label>"`` names (``StaticFNC.labels_``).
+    participant_ids : sequence of str
+    scale_pairs : sequence of (scale_a, scale_b), optional
+        Keep only edges between these scales (unordered; ``(4, 4)`` is within
+        scale 4, ``(4, 10)`` across). All edges when None.
+    participants : DataFrame, optional
+        participants.tsv; joined with :func:`join_participants`.
+
+    Returns
+    -------
+    DataFrame of shape (n_participants, n_covariates + n_edges)
+        Index ``participant_id``; edge columns ``"<a>__<b>"``.
+
+    Raises
+    ------
+    ValueError
+        For a non-square or mis-sized ``fnc`` or mismatched labels/ids.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fnc = np.zeros((2, 3, 3))
+    >>> static_fnc_table(fnc, ["s2-N1", "s2-N2", "s3-N1"], ["sub-01", "sub-02"]).shape
+    (2, 3)
+    """
+    arr = np.asarray(fnc, dtype=np.float64)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1] != arr.shape[2]:
+        raise ValueError(
+            "'fnc' must have shape (n_participants, n_nodes, n_nodes). "
+            f"Got {np.asarray(fnc).shape}."
+        )
+    labels = [str(x) for x in node_labels]
+    if len(labels) != arr.shape[1]:
+        raise ValueError(
+            f"'node_labels' must have one entry per node ({arr.shape[1]}). Got {len(labels)}."
+        )
+    ids = _check_ids(participant_ids, arr.shape[0])
+    iu = np.triu_indices(arr.shape[1], 1)
+    values = arr[:, iu[0], iu[1]]
+    columns = np.asarray(edge_labels(labels), dtype=object)
+    if scale_pairs is not None:
+        scales = np.asarray([_scale_of(lab) for lab in labels], dtype=object)
+        wanted = {frozenset((str(a), str(b))) for a, b in scale_pairs}
+        keep = np.fromiter(
+            (frozenset((a, b)) in wanted for a, b in zip(scales[iu[0]], scales[iu[1]])),
+            dtype=bool,
+            count=iu[0].size,
+        )
+        if not keep.any():
+            raise ValueError(
+                f"No edge matches scale_pairs={list(scale_pairs)}; scales are "
+                f"{sorted(set(scales), key=str)}."
+            )
+        values, columns = values[:, keep], columns[keep]
+    table = pd.DataFrame(values, index=ids, columns=pd.Index(columns.tolist()))
+    return join_participants(table, participants)
+
+
+def dfnc_metrics_table(
+    metrics: Mapping[str, Any],
+    participant_ids: Sequence[str],
+    *,
+    participants: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """dFNC state metrics as columns (``DynamicFNC.metrics_`` layout).
+
+    Parameters
+    ----------
+    metrics : mapping
+        ``fraction`` (n, k), ``mean_dwell`` (n, k), ``n_transitions`` (n,),
+        ``transition_matrix`` (n, k, k).
+    participant_ids : sequence of str
+    participants : DataFrame, optional
+
+    Returns
+    -------
+    DataFrame
+        Columns ``dfnc_fraction_state<i>``, ``dfnc_dwell_state<i>``,
+        ``dfnc_n_transitions`` and ``dfnc_tm_state<i>_state<j>`` (1-based states).
+    """
+    frac = np.atleast_2d(np.asarray(metrics["fraction"], dtype=float))
+    dwell = np.atleast_2d(np.asarray(metrics["mean_dwell"], dtype=float))
+    ntr = np.asarray(metrics["n_transitions"], dtype=float).reshape(-1)
+    tm = np.asarray(metrics["transition_matrix"], dtype=float)
+    if tm.ndim == 2:
+        tm = tm[None]
+    n, k = frac.shape
+    ids = _check_ids(participant_ids, n)
+    if dwell.shape != (n, k) or ntr.shape != (n,) or tm.shape != (n, k, k):
+        raise ValueError(
+            "Inconsistent metric shapes: fraction "
+            f"{frac.shape}, mean_dwell {dwell.shape}, n_transitions {ntr.shape}, "
+            f"transition_matrix {tm.shape}."
+        )
+    states = [f"state{i + 1}" for i in range(k)]
+    cols = (
+        [f"dfnc_fraction_{s}" for s in states]
+        + [f"dfnc_dwell_{s}" for s in states]
+        + ["dfnc_n_transitions"]
+        + [f"dfnc_tm_{a}_{b}" for a in states for b in states]
+    )
+    values = np.hstack([frac, dwell, ntr[:, None], tm.reshape(n, k * k)])
+    return join_participants(pd.DataFrame(values, index=ids, columns=cols), participants)
+
+
+def timecourse_table(
+    timecourses: Any,
+    node_labels: Sequence[str],
+    participant_ids: Sequence[str],
+    t_r: float,
+    *,
+    freq_limits: tuple[float, float] = (0.1, 0.15),
+    participants: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Network amplitude, fALFF and spectral dynamic range per participant.
+
+    Parameters
+    ----------
+    timecourses : array-like of shape (n_participants, n_volumes, n_nodes) or list
+        Detrended time courses (GIFT computes spectra before despiking and
+        filtering). A list may mix run lengths.
+    node_labels : sequence of str, length n_nodes
+    participant_ids : sequence of str
+    t_r : float
+    freq_limits : (float, float), default=(0.1, 0.15)
+        Bands of GIFT's fALFF ratio (see :func:`pipeline.fnc.timecourse.spectral_stats`).
+    participants : DataFrame, optional
+
+    Returns
+    -------
+    DataFrame
+        Columns ``amplitude__<node>`` (standard deviation, ``ddof=1``),
+        ``falff__<node>`` and ``dynamic_range__<node>``.
+    """
+    if isinstance(timecourses, np.ndarray) and timecourses.ndim == 3:
+        groups = [np.asarray(timecourses, dtype=np.float64)]
+    else:
+        groups = [
+            check_array_2d(f"timecourses[{i}]", x, min_rows=4)[None]
+            for i, x in enumerate(timecourses)
+        ]
+    n_sub = sum(g.shape[0] for g in groups)
+    n_nodes = groups[0].shape[2]
+    labels = [str(x) for x in node_labels]
+    if len(labels) != n_nodes or any(g.shape[2] != n_nodes for g in groups):
+        raise ValueError(
+            f"Every participant needs {len(labels)} networks (one per node label)."
+        )
+    ids = _check_ids(participant_ids, n_sub)
+    amp, falff, dyn = [], [], []
+    for g in groups:
+        if not np.all(np.isfinite(g)):
+            raise ValueError("'timecourses' contains NaN or infinite values.")
+        amp.append(g.std(axis=1, ddof=1))
+        # all participants of one length in a single spectra call (networks stacked)
+        flat = g.transpose(1, 0, 2).reshape(g.shape[1], -1)
+        spec, freqs = spectra(flat, t_r)
+        d, f = spectral_stats(spec, freqs, freq_limits)
+        dyn.append(d.reshape(g.shape[0], n_nodes))
+        falff.append(f.reshape(g.shape[0], n_nodes))
+    values = np.hstack([np.vstack(amp), np.vstack(falff), np.vstack(dyn)])
+    cols = (
+        [f"amplitude__{lab}" for lab in labels]
+        + [f"falff__{lab}" for lab in labels]
+        + [f"dynamic_range__{lab}" for lab in labels]
+    )
+    return join_participants(pd.DataFrame(values, index=ids, columns=cols), participants)

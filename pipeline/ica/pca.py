@@ -1,0 +1,439 @@
+"""Subject-level PCA and memory-light group PCA (GIFT-style data reduction).
+
+Spatial group ICA reduces the data twice before the ICA (Calhoun et al. 2001):
+
+1. each subject's ``(n_volumes, n_voxels)`` data are reduced in the *time*
+   dimension to ``n_subject_components`` whitened principal components
+   (:func:`subject_pca`);
+2. the reduced subjects are stacked in time (``(sum p_i, n_voxels)``) and
+   reduced again to ``n_components`` (:func:`group_pca`).
+
+:func:`group_pca` never forms the stacked matrix: it runs subspace (power)
+iterations on the spatial Gram operator ``Y.T @ Y`` and reads one subject block
+at a time, as GIFT's multi power iteration (MPOWIT, Rachakonda et al. 2016).
+Blocks may be arrays or zero-argument callables that load them, so only one
+subject and an ``(n_voxels, l)`` basis are held in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from scipy import linalg, signal
+
+from pipeline._docs import fill_doc
+from pipeline._validation import (
+    check_array_2d,
+    check_in_allowed,
+    check_random_state,
+    check_type,
+    resolve_device,
+)
+
+__all__ = [
+    "GroupPCAResult",
+    "SubjectPCAResult",
+    "group_pca",
+    "preprocess_subject",
+    "subject_pca",
+]
+
+LOGGER = logging.getLogger("msica.ica")
+
+PREPROCESS_METHODS = ("variance_norm", "remove_mean", "none")
+
+
+class SubjectPCAResult(NamedTuple):
+    """Output of :func:`subject_pca`.
+
+    Attributes
+    ----------
+    reduced : ndarray of shape (n_components, n_voxels)
+        Whitened temporal principal components (each row has unit variance
+        across voxels): ``reduced = whitening @ data_centered``.
+    whitening : ndarray of shape (n_components, n_volumes)
+        ``Lambda**-1/2 @ V.T``.
+    dewhitening : ndarray of shape (n_volumes, n_components)
+        ``V @ Lambda**1/2``; ``data_centered ~= dewhitening @ reduced``.
+    eigenvalues : ndarray of shape (n_components,)
+        Eigenvalues of the ``(n_volumes, n_volumes)`` covariance, descending.
+    """
+
+    reduced: np.ndarray
+    whitening: np.ndarray
+    dewhitening: np.ndarray
+    eigenvalues: np.ndarray
+
+
+class GroupPCAResult(NamedTuple):
+    """Output of :func:`group_pca`.
+
+    Attributes
+    ----------
+    reduced : ndarray of shape (n_components, n_voxels)
+        Whitened group principal components (unit variance rows, mutually
+        uncorrelated): the input of the group ICA.
+    eigenvalues : ndarray of shape (n_components,)
+        Top eigenvalues of ``Y @ Y.T / (n_voxels - 1)``, descending, for the
+        stacked blocks ``Y``.
+    whitening : list of ndarray of shape (n_components, p_i)
+        Per-block part of the group whitening: ``reduced = sum_i whitening[i] @ Y_i``.
+    dewhitening : list of ndarray of shape (p_i, n_components)
+        Per-block part of the group dewhitening: ``Y_i ~= dewhitening[i] @ reduced``.
+    n_iter : int
+        Number of passes over the blocks.
+    converged : bool
+        Whether the eigenvalues met ``tol`` (always True for ``"randomized"``).
+    """
+
+    reduced: np.ndarray
+    eigenvalues: np.ndarray
+    whitening: list
+    dewhitening: list
+    n_iter: int
+    converged: bool
+
+
+def preprocess_subject(data: Any, method: str = "variance_norm") -> np.ndarray:
+    """Voxel-wise temporal preprocessing before subject PCA.
+
+    Parameters
+    ----------
+    data : array-like of shape (n_volumes, n_voxels)
+        One subject's masked BOLD data.
+    method : {"variance_norm", "remove_mean", "none"}, default="variance_norm"
+        ``"variance_norm"`` removes each voxel's mean and linear trend and
+        divides by its standard deviation (GIFT's "variance normalization",
+        as used by NeuroMark); ``"remove_mean"`` only removes each voxel's
+        temporal mean; ``"none"`` returns the data as float64.
+
+    Returns
+    -------
+    ndarray of shape (n_volumes, n_voxels)
+        float64. Constant voxels stay 0 under ``"variance_norm"``.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is unknown or ``data`` is not a finite 2-D array.
+    """
+    check_in_allowed("method", method, PREPROCESS_METHODS)
+    data = check_array_2d("data", data, min_rows=2)
+    if method == "none":
+        return data
+    if method == "remove_mean":
+        return data - data.mean(axis=0, keepdims=True)
+    out = signal.detrend(data, axis=0, type="linear")
+    std = out.std(axis=0, ddof=1, keepdims=True)
+    std[std == 0] = np.inf
+    return out / std
+
+
+def _top_eigh(sym: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` eigenpairs of a symmetric matrix, descending (LAPACK subset driver)."""
+    n = sym.shape[0]
+    vals, vecs = linalg.eigh(sym, subset_by_index=[n - k, n - 1])
+    return vals[::-1].copy(), vecs[:, ::-1].copy()
+
+
+def subject_pca(data: Any, n_components: int, *, remove_mean: bool = True) -> SubjectPCAResult:
+    """Temporal PCA of one subject with whitening (GIFT ``icatb_calculate_pca``).
+
+    Parameters
+    ----------
+    data : array-like of shape (n_volumes, n_voxels)
+        One subject's (preprocessed) masked data.
+    n_components : int
+        Number of principal components to keep, in ``[1, n_volumes - 1]``.
+    remove_mean : bool, default=True
+        Remove each volume's spatial mean first (GIFT's "remove mean per
+        timepoint"), so that the reduced rows are zero-mean across voxels.
+
+    Returns
+    -------
+    SubjectPCAResult
+        Named tuple ``(reduced, whitening, dewhitening, eigenvalues)``; see
+        :class:`SubjectPCAResult` for shapes.
+
+    Raises
+    ------
+    ValueError
+        If ``n_components`` is out of range, or the data have fewer
+        non-zero eigenvalues than requested.
+
+    Notes
+    -----
+    The ``(n_volumes, n_volumes)`` covariance ``X @ X.T / (n_voxels - 1)`` is
+    diagonalised (``V``, ``Lambda``, top ``n_components``). Then
+    ``whitening = Lambda**-1/2 V.T``, ``dewhitening = V Lambda**1/2`` and
+    ``reduced = whitening @ X``, whose rows have unit variance across voxels.
+    Time courses of the group ICA are brought back to a subject's time axis
+    with ``dewhitening`` (GICA back-projection).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.RandomState(0).randn(30, 200)
+    >>> res = subject_pca(X, 5)
+    >>> res.reduced.shape, res.dewhitening.shape
+    ((5, 200), (30, 5))
+    """
+    data = check_array_2d("data", data, min_rows=2, min_cols=2)
+    n_volumes, n_voxels = data.shape
+    check_type("n_components", n_components, (int, np.integer))
+    if not 1 <= n_components <= n_volumes - 1:
+        raise ValueError(
+            f"'n_components' must be an int in [1, n_volumes - 1 = {n_volumes - 1}]. "
+            f"Got {n_components}. Keep fewer subject components or supply longer runs."
+        )
+    if remove_mean:
+        data = data - data.mean(axis=1, keepdims=True)
+    cov = data @ data.T / (n_voxels - 1)
+    eigvals, eigvecs = _top_eigh(cov, n_components)
+    tiny = eigvals.max(initial=0.0) * 1e-12
+    if eigvals[-1] <= tiny:
+        n_ok = int(np.sum(eigvals > tiny))
+        raise ValueError(
+            f"'n_components' must not exceed the rank of the data ({n_ok} non-zero "
+            f"eigenvalues). Got {n_components}. Keep at most {n_ok} subject components."
+        )
+    sqrt_l = np.sqrt(eigvals)
+    whitening = eigvecs.T / sqrt_l[:, None]
+    dewhitening = eigvecs * sqrt_l[None, :]
+    return SubjectPCAResult(whitening @ data, whitening, dewhitening, eigvals)
+
+
+#: Up to this many voxels, "mpowit" stacks the blocks (small at this size) and
+#: diagonalises the smaller of the two Gram matrices: cheaper and exact.
+EXACT_MAX_VOXELS = 4096
+#: Blocks given as in-memory arrays whose float64 stack is at most this size are
+#: also decomposed exactly (they are in memory already; the copy is bounded).
+EXACT_MAX_BYTES = 512 * 2**20
+
+
+def _group_pca_exact(blocks, n_components: int, n_voxels: int, dev) -> GroupPCAResult:
+    """Exact group PCA from the smaller of the two Gram matrices (blocks kept in memory)."""
+    kept = list(blocks)
+    stacked = torch.cat(kept, dim=0)
+    n_rows = stacked.shape[0]
+    if not 1 <= n_components <= min(n_rows, n_voxels):
+        raise ValueError(
+            f"'n_components' must be an int in [1, min(stacked rows={n_rows}, "
+            f"n_voxels={n_voxels})]. Got {n_components}. Lower the model order or keep "
+            "more subject components."
+        )
+    temporal = n_rows <= n_voxels
+    gram = stacked @ stacked.T if temporal else stacked.T @ stacked
+    if dev.type == "cpu":
+        theta, vecs = (torch.as_tensor(a) for a in _top_eigh(gram.numpy(), n_components))
+    else:
+        theta, vecs = torch.linalg.eigh(gram)
+        theta, vecs = theta.flip(0)[:n_components], vecs.flip(1)[:, :n_components]
+    theta = torch.clamp(theta, min=1e-300)
+    if temporal:  # Y Y.T u = theta u  ->  v = Y.T u / sqrt(theta)
+        vecs = stacked.T @ vecs / torch.sqrt(theta)
+    scale = np.sqrt(n_voxels - 1)
+    proj = [blk @ vecs for blk in kept]
+    return GroupPCAResult(
+        (vecs.T * scale).cpu().numpy(),
+        (theta / (n_voxels - 1)).cpu().numpy(),
+        [(p / theta * scale).T.cpu().numpy() for p in proj],
+        [(p / scale).cpu().numpy() for p in proj],
+        1,
+        True,
+    )
+
+
+def _load_block(block: Any, index: int, n_voxels: int | None) -> np.ndarray:
+    """Return one block as a 2-D array, calling it first when it is a loader."""
+    if callable(block):
+        block = block()
+    arr = np.asarray(block)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"'blocks[{index}]' must be a 2-D array (n_rows, n_voxels). Got shape {arr.shape}."
+        )
+    if n_voxels is not None and arr.shape[1] != n_voxels:
+        raise ValueError(
+            f"'blocks[{index}]' must have {n_voxels} columns like blocks[0]. "
+            f"Got {arr.shape[1]}; mask every subject with the same mask."
+        )
+    return arr
+
+
+@fill_doc
+def group_pca(
+    blocks: Sequence[np.ndarray | Callable[[], np.ndarray]],
+    n_components: int,
+    *,
+    method: str = "mpowit",
+    n_iter: int | None = None,
+    tol: float = 1e-6,
+    subspace_size: int | None = None,
+    random_state: Any = None,
+    device: Any = "auto",
+) -> GroupPCAResult:
+    """Group PCA over stacked subject blocks without holding them all in memory.
+
+    Parameters
+    ----------
+    blocks : sequence of ndarray of shape (p_i, n_voxels), or of callables
+        The subject-reduced data (e.g. ``subject_pca(...).reduced``), stacked
+        in time. A zero-argument callable is called each time its block is
+        needed (one block in memory at a time). A sequence is required (each
+        pass reads every block again), so generators are refused.
+    n_components : int
+        Number of group components, in ``[1, sum p_i]``.
+    method : {"mpowit", "randomized"}, default="mpowit"
+        ``"mpowit"``: subspace iteration with a block of
+        ``subspace_size = min(5 * n_components, sum p_i)`` vectors until the
+        top eigenvalues change by less than ``tol`` (MPOWIT). Up to
+        ``EXACT_MAX_VOXELS`` (4096) voxels, or when every block is an
+        in-memory array and their float64 stack fits ``EXACT_MAX_BYTES``
+        (512 MiB), the blocks are stacked and the smaller Gram matrix is
+        diagonalised exactly instead (``n_iter=1``). Loader callables over
+        more voxels always take the iterative, one-block-at-a-time path.
+        ``"randomized"``: randomized range finder with ``n_components + 10``
+        vectors and a fixed number of power iterations (Halko et al. 2011).
+    n_iter : int or None, default=None
+        Maximum (``"mpowit"``, default 200) or exact (``"randomized"``,
+        default 7) number of passes.
+    tol : float, default=1e-6
+        ``"mpowit"`` stops when ``||lambda_new - lambda_old|| / ||lambda_new||``
+        (top ``n_components`` eigenvalues) falls below this, as in GIFT.
+    subspace_size : int or None, default=None
+        Number of iterated vectors (at least ``n_components``).
+    %(random_state)s
+    %(device)s
+
+    Returns
+    -------
+    GroupPCAResult
+        Named tuple ``(reduced, eigenvalues, whitening, dewhitening, n_iter,
+        converged)``; see :class:`GroupPCAResult`.
+
+    Raises
+    ------
+    TypeError
+        If ``blocks`` is not a sequence.
+    ValueError
+        If ``n_components`` exceeds the number of stacked rows, or blocks
+        have different numbers of voxels.
+
+    Notes
+    -----
+    With ``Y`` the stacked blocks, the spatial basis ``Q`` (``n_voxels x l``)
+    is updated by ``Q <- orth(sum_i Y_i.T (Y_i Q))``, one block at a time;
+    the Rayleigh-Ritz matrix ``sum_i (Y_i Q).T (Y_i Q)`` gives the eigenvalues
+    and, at the end, the rotation to the principal axes. Memory is
+    ``O(n_voxels * l)`` plus one block. Computations are in float64.
+    ``converged=False`` is returned (without a warning) when ``"mpowit"``
+    stops at ``n_iter``; callers decide whether to warn.
+
+    References
+    ----------
+    Rachakonda S, Silva RF, Liu J, Calhoun VD (2016). Memory efficient PCA
+    methods for large group ICA. Front Neurosci 10:17.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.RandomState(0)
+    >>> blocks = [rng.randn(10, 300) for _ in range(4)]
+    >>> res = group_pca(blocks, 5, random_state=0, device="cpu")
+    >>> res.reduced.shape, len(res.dewhitening), res.dewhitening[0].shape
+    ((5, 300), 4, (10, 5))
+    """
+    if not isinstance(blocks, Sequence) or isinstance(blocks, (str, bytes)):
+        raise TypeError(
+            f"'blocks' must be a sequence (list or tuple) of arrays or loader callables. "
+            f"Got {type(blocks).__name__}; wrap a generator with list(...) of loaders."
+        )
+    if len(blocks) == 0:
+        raise ValueError("'blocks' must contain at least one block. Got an empty sequence.")
+    check_in_allowed("method", method, ("mpowit", "randomized"))
+    check_type("n_components", n_components, (int, np.integer))
+    rng = check_random_state(random_state)
+    dev = resolve_device(device)
+
+    first = _load_block(blocks[0], 0, None)
+    n_voxels = first.shape[1]
+
+    def blocks_iter():
+        for i, block in enumerate(blocks):
+            arr = first if i == 0 else _load_block(block, i, n_voxels)
+            yield torch.tensor(np.asarray(arr), dtype=torch.float64, device=dev)
+
+    if method == "mpowit":
+        size = subspace_size if subspace_size is not None else 5 * n_components
+        max_iter = 200 if n_iter is None else n_iter
+    else:
+        size = subspace_size if subspace_size is not None else n_components + 10
+        max_iter = 7 if n_iter is None else n_iter
+    check_type("n_iter", max_iter, (int, np.integer))
+    if max_iter < 1:
+        raise ValueError(f"'n_iter' must be an int >= 1. Got {max_iter}.")
+    size = int(min(max(size, n_components), n_voxels))
+
+    in_memory = all(not callable(b) for b in blocks)
+    n_bytes = sum(np.asarray(b).shape[0] for b in blocks) * n_voxels * 8 if in_memory else None
+    if method == "mpowit" and (n_voxels <= EXACT_MAX_VOXELS
+                               or (in_memory and n_bytes <= EXACT_MAX_BYTES)):
+        return _group_pca_exact(blocks_iter(), n_components, n_voxels, dev)
+
+    # Start (one pass, which also counts the stacked rows): Q = Y.T G, G Gaussian.
+    basis = torch.zeros((n_voxels, size), dtype=torch.float64, device=dev)
+    n_rows = 0
+    for blk in blocks_iter():
+        gauss = torch.as_tensor(rng.standard_normal((blk.shape[0], size)), device=dev)
+        basis += blk.T @ gauss
+        n_rows += blk.shape[0]
+    if not 1 <= n_components <= min(n_rows, n_voxels):
+        raise ValueError(
+            f"'n_components' must be an int in [1, min(stacked rows={n_rows}, "
+            f"n_voxels={n_voxels})]. Got {n_components}. Lower the model order or keep "
+            "more subject components."
+        )
+    size = min(size, n_rows)
+    basis, _ = torch.linalg.qr(basis[:, :size])
+
+    prev = None
+    converged = False
+    n_done = 0
+    for n_done in range(1, max_iter + 1):
+        new_basis = torch.zeros_like(basis)
+        ritz = torch.zeros((size, size), dtype=torch.float64, device=dev)
+        projections = []
+        for blk in blocks_iter():
+            proj = blk @ basis
+            projections.append(proj)
+            new_basis += blk.T @ proj
+            ritz += proj.T @ proj
+        theta, rot = torch.linalg.eigh(ritz)
+        theta, rot = theta.flip(0), rot.flip(1)
+        top = theta[:n_components]
+        if method == "mpowit" and prev is not None:
+            change = torch.linalg.vector_norm(top - prev) / torch.linalg.vector_norm(top)
+            if float(change) < tol:
+                converged = True
+        prev = top
+        if converged or (method == "randomized" and n_done == max_iter):
+            converged = True
+            break
+        if n_done < max_iter:
+            basis, _ = torch.linalg.qr(new_basis)
+    rot_k = rot[:, :n_components]
+    scale = np.sqrt(n_voxels - 1)
+    eigvals = (theta[:n_components] / (n_voxels - 1)).cpu().numpy()
+    vectors = basis @ rot_k  # (n_voxels, k), orthonormal columns
+    reduced = (vectors.T * scale).cpu().numpy()
+    theta_k = torch.clamp(theta[:n_components], min=1e-300)
+    dewhitening = [(proj @ rot_k / scale).cpu().numpy() for proj in projections]
+    whitening = [((proj @ rot_k) / theta_k * scale).T.cpu().numpy() for proj in projections]
+    if not converged:
+        LOGGER.info("group_pca (mpowit) stopped at n_iter=%d before tol=%g.", n_done, tol)
+    return GroupPCAResult(reduced, eigvals, whitening, dewhitening, n_done, converged)

@@ -1,0 +1,72 @@
+"""classify_target end to end on the simulator's true static FNC (ground-truth effects)."""
+
+import numpy as np
+import pytest
+
+from pipeline.classify.analysis import classify_target
+from pipeline.classify.persistence import load_model, predict_table, save_model
+
+simulate = pytest.importorskip("pipeline.simulate", reason="simulator not available")
+features_mod = pytest.importorskip("pipeline.features", reason="feature tables not available")
+
+
+@pytest.fixture(scope="module")
+def sim():
+    """48 simulated participants at 3 sites; features = true static FNC of each participant."""
+    cohort = simulate.simulate_cohort(n_subjects=48, n_sites=3, n_volumes=30, grid_mm=12.0,
+                                      random_state=0)
+    nodes = [f"s{s}-{lab}" for s, lab in zip(cohort.labels["scale"], cohort.labels["label"],
+                                              strict=True)]
+    fnc = np.stack([s.fnc for s in cohort.subjects])
+    feats = features_mod.static_fnc_table(fnc, nodes, [s.participant_id for s in cohort.subjects])
+    participants = cohort.participants.copy()
+    participants["mean_fd"] = [s.confounds["framewise_displacement"].mean() for s in cohort.subjects]
+    return cohort, feats, participants
+
+
+def _coarse_pair(edge, parent):
+    a, b = edge.split("__")
+    nodes = [n.split("-", 1)[1] for n in (a, b)]
+    return frozenset(parent.get(n, n) if parent.get(n, "n/a") != "n/a" else n for n in nodes)
+
+
+@pytest.mark.parametrize(("target", "n_top", "min_bacc"),
+                         [("diagnosis", 3, 0.85), ("medication", 1, 0.7), ("response", 1, 0.7)])
+def test_simulated_targets(sim, target, n_top, min_bacc):
+    cohort, feats, participants = sim
+    out = classify_target(feats, participants, target, confounds=("age", "sex", "mean_fd"),
+                          k_grid=(1, 3, 10, "all"), n_splits=3, inner_cv=3, n_bootstrap=100,
+                          random_state=0)
+    assert out.cv.balanced_accuracy > min_bacc
+    if target != "diagnosis":  # patients only
+        dx = participants.set_index("participant_id").loc[out.target.participant_ids, "diagnosis"]
+        assert (dx == "patient").all()
+    assert out.cv.folds["test_sites"].str.count(",").eq(0).all()  # leave one site out
+    # the simulator's planted latent changes spread to the children of the planted pair,
+    # so the top biomarkers must lie on a planted (coarse-ancestor) network pair
+    parent = dict(zip(cohort.labels["label"], cohort.labels["parent"], strict=True))
+    eff = cohort.effects[cohort.effects["target"] == target]
+    planted = {_coarse_pair(f"s{a}-{la}__s{b}-{lb}", parent) for a, la, b, lb in
+               zip(eff.scale_a, eff.label_a, eff.scale_b, eff.label_b, strict=True)}
+    top = out.biomarkers["feature"].head(n_top)
+    assert all(_coarse_pair(edge, parent) in planted for edge in top)
+
+
+def test_final_model_saved_and_reapplied(sim, tmp_path):
+    _, feats, participants = sim
+    out = classify_target(feats, participants, "diagnosis", k_grid=(3,), n_splits=3, inner_cv=2,
+                          n_bootstrap=0, n_permutations=3, random_state=0)
+    assert out.permutation.p_value == pytest.approx(0.25)  # best possible with 3 permutations
+    path = tmp_path / "dx.joblib"
+    save_model(out.final_model, path, feature_names=out.feature_names, target="diagnosis",
+               X=out.X, y=out.target.y, confounds=out.confounds,
+               confound_categories=out.confound_categories)
+    model, meta = load_model(path)
+    pred = predict_table(model, meta, feats, participants)
+    assert (pred.loc[out.target.participant_ids, "prediction"] == out.target.y).mean() > 0.9
+
+
+def test_site_column_error(sim):
+    _, feats, participants = sim
+    with pytest.raises(ValueError, match="'site_column' 'scanner' is not a column"):
+        classify_target(feats, participants, "diagnosis", site_column="scanner")

@@ -1,0 +1,95 @@
+"""Subject PCA and memory-light group PCA against an explicit SVD."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.ica.pca import group_pca, preprocess_subject, subject_pca
+
+RANDOM_STATE = 42  # same as conftest.RANDOM_STATE (tests are not a package)
+
+
+def _low_rank_blocks(n_voxels, n_blocks=5, rows=12, rank=6, seed=RANDOM_STATE):
+    rng = np.random.RandomState(seed)
+    maps = rng.randn(rank, n_voxels)
+    blocks = []
+    for _ in range(n_blocks):
+        blk = (rng.randn(rows, rank) * np.arange(rank, 0, -1)) @ maps + 0.3 * rng.randn(rows, n_voxels)
+        blocks.append(blk - blk.mean(axis=1, keepdims=True))
+    return blocks
+
+
+def test_subject_pca_whitens_and_reconstructs():
+    rng = np.random.RandomState(RANDOM_STATE)
+    data = rng.randn(40, 5) @ rng.randn(5, 800) + 0.01 * rng.randn(40, 800)
+    res = subject_pca(data, 5)
+    centred = data - data.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.cov(res.reduced), np.eye(5), atol=1e-8)
+    np.testing.assert_allclose(res.dewhitening @ res.reduced, centred, atol=0.05)
+    exact = np.linalg.eigvalsh(centred @ centred.T / 799)[::-1][:5]
+    np.testing.assert_allclose(res.eigenvalues, exact, rtol=1e-10)
+
+
+@pytest.mark.parametrize(("method", "n_voxels"), [("mpowit", 300), ("mpowit", 5000),
+                                                  ("randomized", 5000)])
+def test_group_pca_matches_exact_svd(method, n_voxels):
+    blocks = _low_rank_blocks(n_voxels)
+    stacked = np.vstack(blocks)
+    _, sing, vt = np.linalg.svd(stacked, full_matrices=False)
+    k = 6
+    loaders = [lambda b=b: b for b in blocks]  # one block loaded at a time
+    res = group_pca(loaders, k, method=method, random_state=RANDOM_STATE, device="cpu")
+    assert res.converged
+    np.testing.assert_allclose(res.eigenvalues, sing[:k] ** 2 / (n_voxels - 1), rtol=1e-6)
+    # cosines of the principal angles between estimated and exact subspaces
+    cosines = np.linalg.svd(res.reduced @ vt[:k].T / np.sqrt(n_voxels - 1), compute_uv=False)
+    assert cosines.min() > 1 - 1e-8
+    # whitening/dewhitening blocks reproduce the rank-k reconstruction
+    recon = np.vstack(res.dewhitening) @ res.reduced
+    u, s, v = np.linalg.svd(stacked, full_matrices=False)
+    np.testing.assert_allclose(recon, (u[:, :k] * s[:k]) @ v[:k], atol=1e-6)
+    white = sum(w @ b for w, b in zip(res.whitening, blocks))
+    np.testing.assert_allclose(white, res.reduced, atol=1e-6)
+
+
+def test_preprocess_variance_norm_matches_gift_formula():
+    rng = np.random.RandomState(RANDOM_STATE)
+    data = rng.randn(30, 20) + np.linspace(0, 3, 30)[:, None]
+    out = preprocess_subject(data, "variance_norm")
+    from scipy.signal import detrend
+
+    ref = detrend(data, axis=0) / detrend(data, axis=0).std(axis=0, ddof=1)
+    np.testing.assert_allclose(out, ref, atol=1e-12)
+    np.testing.assert_allclose(preprocess_subject(data, "remove_mean").mean(axis=0), 0, atol=1e-12)
+
+
+def test_group_pca_errors():
+    blocks = _low_rank_blocks(200, n_blocks=2, rows=5)
+    with pytest.raises(ValueError, match=r"'n_components' must be an int in \[1, min\(stacked rows=10"):
+        group_pca(blocks, 11, device="cpu")
+    with pytest.raises(ValueError, match=r"'n_components' must be an int in \[1, min\(stacked rows=10"):
+        group_pca(_low_rank_blocks(5000, n_blocks=2, rows=5), 11, device="cpu")
+    with pytest.raises(TypeError, match="'blocks' must be a sequence"):
+        group_pca((b for b in blocks), 2)
+    with pytest.raises(ValueError, match="'blocks' must contain at least one block"):
+        group_pca([], 2)
+    with pytest.raises(ValueError, match=r"'blocks\[1\]' must have 200 columns"):
+        group_pca([blocks[0], blocks[1][:, :50]], 2, device="cpu")
+    with pytest.raises(ValueError, match=r"'blocks\[0\]' must be a 2-D array"):
+        group_pca([np.zeros(5)], 1, device="cpu")
+    with pytest.raises(ValueError, match="'n_iter' must be an int >= 1"):
+        group_pca(blocks, 2, n_iter=0, device="cpu")
+    with pytest.raises(ValueError, match="'method' must be one of"):
+        group_pca(blocks, 2, method="svd", device="cpu")
+
+
+def test_subject_pca_errors():
+    data = np.random.RandomState(0).randn(10, 50)
+    with pytest.raises(ValueError, match=r"'n_components' must be an int in \[1, n_volumes - 1 = 9\]"):
+        subject_pca(data, 10)
+    rank2 = np.random.RandomState(0).randn(10, 2) @ np.random.RandomState(1).randn(2, 50)
+    with pytest.raises(ValueError, match="must not exceed the rank of the data"):
+        subject_pca(rank2, 5)
+    with pytest.raises(ValueError, match="'method' must be one of"):
+        preprocess_subject(data, "zscore")

@@ -1,0 +1,67 @@
+"""Fixtures for workflow tests: BIDS skeletons and pybids layouts of bids-examples trees."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+RANDOM_STATE = 42
+SKELETONS = Path(__file__).resolve().parents[1] / "data" / "skeletons"
+
+
+def generate_skeleton(root: Path, spec_name: str) -> Path:
+    """Write the skeleton ``tests/data/skeletons/<spec_name>.yml`` under ``root``.
+
+    Returns the raw dataset root (``root/bids``); derivatives go to
+    ``root/bids/derivatives/<name>``.
+    """
+    spec = yaml.safe_load((SKELETONS / f"{spec_name}.yml").read_text())
+    bids_dir = root / "bids"
+    for name, dataset in spec.items():
+        base = bids_dir if name == "raw" else bids_dir / "derivatives" / name
+        base.mkdir(parents=True, exist_ok=True)
+        (base / "dataset_description.json").write_text(json.dumps(dataset["dataset_description"]))
+        for rel, content in dataset["files"].items():
+            path = base / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            content = content or {}
+            if rel.endswith(".json"):
+                path.write_text(json.dumps(content))
+            elif rel.endswith(".nii.gz"):
+                img = nib.Nifti1Image(np.zeros((2, 2, 2, 12), np.float32), np.eye(4))
+                img.header.set_xyzt_units("mm", "sec")
+                img.header["pixdim"][4] = content.get("header_tr", 1.5)
+                img.to_filename(path)
+            elif rel.endswith(".tsv"):
+                rows = content.get("rows", 12)
+                path.write_text("trans_x\n" + "0\n" * rows)
+            else:
+                path.write_text("")
+    return bids_dir
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that read ../shared/data/bids_examples are 'realdata' tests."""
+    for item in items:
+        if "bids_examples" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realdata)
+
+
+@pytest.fixture(scope="module")
+def bids_examples(shared_data) -> Path:
+    return shared_data / "bids_examples"
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="module")
+def skeleton(tmp_path_factory) -> Path:
+    return generate_skeleton(tmp_path_factory.mktemp("skel"), "sessions_norun")

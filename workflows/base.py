@@ -1,0 +1,372 @@
+"""Top-level workflow builders: the only code that reads :class:`~workflows.config.Settings`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from pipeline import __version__
+from workflows.config import Settings
+from workflows.engine import Workflow
+
+__all__ = [
+    "init_denoise_wf",
+    "init_msica_participant_wf",
+    "init_participant_wf",
+    "participant_wf_name",
+]
+
+
+def participant_wf_name(subject_label: str) -> str:
+    """Return the name of a participant's workflow.
+
+    Examples
+    --------
+    >>> participant_wf_name("01")
+    'sub_01_wf'
+    """
+    return f"sub_{subject_label}_wf"
+
+
+def _sink_factory(output_dir: Path, source_file: str, dataset_links: dict[str, str] | None):
+    """Return a function that makes DerivativesDataSink nodes for outputs of ``source_file``."""
+    from workflows.derivatives import DerivativesDataSink
+
+    def sink(name: str, **entities: str) -> pe.Node:
+        interface = DerivativesDataSink(base_directory=str(output_dir), source_file=source_file,
+                                        **entities)
+        if dataset_links:
+            interface.inputs.dataset_links = dataset_links
+        return pe.Node(interface, name=name, run_without_submitting=True)
+
+    return sink
+
+
+def init_msica_participant_wf(
+    settings: Settings, subject_label: str, runs: list[dict[str, Any]]
+) -> Workflow:
+    """Build one participant's workflow from the run settings."""
+    return init_participant_wf(
+        subject_label=subject_label,
+        runs=runs,
+        output_dir=settings.output_dir,
+        strategy=settings.denoise_strategy,
+        high_pass=settings.high_pass,
+        low_pass=settings.low_pass,
+        fd_threshold=settings.fd_threshold,
+        min_volumes=settings.min_volumes,
+        save_denoised=settings.save_denoised,
+        templates=list(zip(settings.templates, _labels_or_none(settings))),
+        backrecon_method=settings.backrecon_method,
+        resample_template=settings.resample_template,
+        device=settings.device,
+        dfnc_window=settings.dfnc_window,
+        dataset_links=dataset_links(settings),
+    )
+
+
+def dataset_links(settings: Settings) -> dict[str, str]:
+    """Names of the input datasets for BIDS URIs (``bids:<name>:<path>``) in sidecars."""
+    links = {"raw": str(settings.bids_dir)}
+    links.update({Path(d).name: str(d) for d in settings.derivatives})
+    return links
+
+
+def _labels_or_none(settings: Settings) -> list[Path | None]:
+    if settings.template_labels:
+        return list(settings.template_labels)
+    return [None] * len(settings.templates)
+
+
+def init_participant_wf(
+    *,
+    subject_label: str,
+    runs: list[dict[str, Any]],
+    output_dir: Path,
+    strategy: str = "simple",
+    high_pass: float = 0.01,
+    low_pass: float | None = None,
+    fd_threshold: float = 0.5,
+    min_volumes: int = 50,
+    save_denoised: bool = False,
+    templates: list[tuple[Path, Path | None]] | None = None,
+    backrecon_method: str = "moo-icar",
+    resample_template: bool = False,
+    device: str = "auto",
+    dfnc_window: int = 30,
+    dataset_links: dict[str, str] | None = None,
+    name: str | None = None,
+) -> Workflow:
+    """Build the participant-level workflow: one sub-workflow per BOLD run.
+
+    Each run is denoised and QC'd; with ``templates`` (template mode), its
+    networks are back-reconstructed at every scale and static and dynamic FNC
+    are computed across scales.
+
+    Parameters
+    ----------
+    subject_label : str
+        Participant label without ``sub-``.
+    runs : list of dict
+        Inputs of each run, as returned by :func:`workflows.bids.collect_runs`
+        (keys ``bold``, ``mask``, ``confounds``, ``t_r``, ``entities``).
+    output_dir : Path
+        Root of the msica derivatives.
+    strategy, high_pass, low_pass, fd_threshold, min_volumes, save_denoised
+        Denoising options, see :func:`init_denoise_wf`.
+    templates : list of (Path, Path or None), optional
+        4-D template and its labels TSV, one pair per scale.
+    backrecon_method, resample_template, device, dfnc_window
+        Network options, see :func:`init_networks_wf`.
+    dataset_links : dict, optional
+        Input dataset names and roots, for the ``Sources`` URIs of sidecars.
+    name : str, optional
+        Workflow name (default ``sub_<label>_wf``).
+
+    Returns
+    -------
+    Workflow
+    """
+    workflow = Workflow(name=name or participant_wf_name(subject_label))
+    for index, run in enumerate(runs):
+        run_wf = init_denoise_wf(
+            bold_file=run["bold"],
+            mask_file=run["mask"],
+            confounds_file=run["confounds"],
+            t_r=run["t_r"],
+            output_dir=output_dir,
+            strategy=strategy,
+            high_pass=high_pass,
+            low_pass=low_pass,
+            fd_threshold=fd_threshold,
+            min_volumes=min_volumes,
+            save_denoised=save_denoised,
+            dataset_links=dataset_links,
+            name=f"run_{index:02d}_wf",
+        )
+        if not templates:
+            workflow.add_nodes([run_wf])
+            continue
+        networks_wf = init_networks_wf(
+            bold_file=run["bold"],
+            mask_file=run["mask"],
+            confounds_file=run["confounds"],
+            t_r=run["t_r"],
+            output_dir=output_dir,
+            templates=templates,
+            method=backrecon_method,
+            resample_template=resample_template,
+            device=device,
+            dfnc_window=dfnc_window,
+            dataset_links=dataset_links,
+            name=f"run_{index:02d}_networks_wf",
+        )
+        workflow.connect([
+            (run_wf, networks_wf, [("outputnode.denoised_file", "inputnode.denoised_file"),
+                                   ("outputnode.sample_mask", "inputnode.sample_mask")]),
+        ])  # fmt:skip
+    return workflow
+
+
+def init_denoise_wf(
+    *,
+    bold_file: str,
+    mask_file: str,
+    confounds_file: str,
+    t_r: float,
+    output_dir: Path,
+    strategy: str = "simple",
+    high_pass: float = 0.01,
+    low_pass: float | None = None,
+    fd_threshold: float = 0.5,
+    min_volumes: int = 50,
+    save_denoised: bool = False,
+    dataset_links: dict[str, str] | None = None,
+    name: str = "denoise_wf",
+) -> Workflow:
+    """Check, denoise and QC one BOLD run, and write its derivatives.
+
+    Parameters
+    ----------
+    bold_file, mask_file, confounds_file : str
+        fMRIPrep-style preprocessed BOLD, brain mask and confounds TSV.
+    t_r : float
+        Repetition time (s).
+    output_dir : Path
+        Root of the msica derivatives.
+    strategy : {"simple", "scrubbing", "compcor"}
+        nilearn confound strategy.
+    high_pass, low_pass : float
+        Filter cut-offs in Hz (``low_pass=None`` for none).
+    fd_threshold : float
+        Framewise displacement threshold (mm) for scrubbing.
+    min_volumes : int
+        Fewest (kept) volumes accepted.
+    save_denoised : bool
+        Also write the denoised BOLD.
+    dataset_links : dict, optional
+        Input dataset names and roots, for the ``Sources`` URIs of sidecars.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    bold_file, mask_file, confounds_file, t_r (set at build time)
+
+    Outputs
+    -------
+    qc_file
+        One-row QC table of the run.
+    denoised_file
+        Denoised BOLD (only with ``save_denoised``).
+    """
+    from workflows.interfaces.denoise import DenoiseBold
+
+    workflow = Workflow(name=name)
+    sink = _sink_factory(output_dir, bold_file, dataset_links)
+    filt = f"high-pass {high_pass} Hz" + (f", low-pass {low_pass} Hz" if low_pass else "")
+    scrub = f" volumes with framewise displacement > {fd_threshold} mm were censored," if (
+        strategy == "scrubbing") else ""
+    workflow.__desc__ = (
+        f"BOLD runs were denoised inside the brain mask with nilearn's '{strategy}' confound "
+        f"strategy (load_confounds_strategy),{scrub} filtered ({filt}) and standardized, "
+        f"using msica {__version__}. Runs with fewer than {min_volumes} usable volumes were "
+        "refused."
+    )
+    outputnode = pe.Node(
+        niu.IdentityInterface(fields=["qc_file", "denoised_file", "sample_mask"]),
+        name="outputnode")
+    denoise = pe.Node(
+        DenoiseBold(
+            bold_file=bold_file,
+            mask_file=mask_file,
+            confounds_file=confounds_file,
+            t_r=t_r,
+            strategy=strategy,
+            high_pass=high_pass,
+            fd_threshold=fd_threshold,
+            min_volumes=min_volumes,
+        ),
+        name="denoise",
+    )
+    if low_pass is not None:
+        denoise.inputs.low_pass = low_pass
+    ds_qc = sink("ds_qc", desc="denoise", suffix="qc", extension=".tsv")
+    workflow.connect([
+        (denoise, ds_qc, [("qc_file", "in_file"), ("qc_meta", "meta_dict")]),
+        (denoise, outputnode, [("qc_file", "qc_file"), ("denoised_file", "denoised_file"),
+                               ("sample_mask", "sample_mask")]),
+    ])  # fmt:skip
+    if save_denoised:
+        ds_bold = sink("ds_bold", desc="denoised", suffix="bold", extension=".nii.gz")
+        workflow.connect([
+            (denoise, ds_bold, [("denoised_file", "in_file"), ("qc_meta", "meta_dict")]),
+        ])  # fmt:skip
+    return workflow
+
+
+def init_networks_wf(
+    *,
+    bold_file: str,
+    mask_file: str,
+    confounds_file: str,
+    t_r: float,
+    output_dir: Path,
+    templates: list[tuple[Path, Path | None]],
+    method: str = "moo-icar",
+    resample_template: bool = False,
+    device: str = "auto",
+    dfnc_window: int = 30,
+    dataset_links: dict[str, str] | None = None,
+    name: str = "networks_wf",
+) -> Workflow:
+    """Back-reconstruct a run's networks at every template scale, then static and dynamic FNC.
+
+    Parameters
+    ----------
+    bold_file, mask_file, confounds_file : str
+        The run's fMRIPrep inputs (names of the outputs derive from ``bold_file``).
+    t_r : float
+        Repetition time (s).
+    output_dir : Path
+        Root of the msica derivatives.
+    templates : list of (Path, Path or None)
+        4-D template and labels TSV per scale.
+    method : {"moo-icar", "dual-regression"}
+        Back-reconstruction method.
+    resample_template : bool
+        Resample templates that are not on the BOLD grid.
+    device : str
+        Torch device for MOO-ICAR.
+    dfnc_window : int
+        Sliding-window length in TRs.
+    dataset_links : dict, optional
+        Input dataset names and roots, for the ``Sources`` URIs of sidecars.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    denoised_file
+        Denoised BOLD of the run.
+    sample_mask
+        Indices of the volumes kept by denoising.
+    """
+    from workflows.interfaces.fnc import ComputeFNC
+    from workflows.interfaces.ica import BackReconstruct
+
+    workflow = Workflow(name=name)
+    sink = _sink_factory(output_dir, bold_file, dataset_links)
+    scales_text = ", ".join(Path(t).name for t, _ in templates)
+    method_text = ("spatially constrained ICA (MOO-ICAR, @moo_icar)" if method == "moo-icar"
+                   else "dual regression (@dual_regression)")
+    workflow.__desc__ = (
+        f"Participant networks were estimated at {len(templates)} scale(s) ({scales_text}) by "
+        f"{method_text}; maps were z-scored. Network time courses were detrended (3rd order with "
+        "sine/cosine terms), motion-regressed, despiked and low-pass filtered at 0.15 Hz "
+        "(5th-order Butterworth, zero phase) as in GIFT, and static FNC (Pearson, Fisher z) was "
+        f"computed within and across scales, with tapered sliding windows of {dfnc_window} TRs "
+        "(Gaussian sigma 3 TRs, step 1 TR) for dynamic FNC."
+    )
+    inputnode = pe.Node(niu.IdentityInterface(fields=["denoised_file", "sample_mask"]),
+                        name="inputnode")
+    merge_tcs = pe.Node(niu.Merge(len(templates)), name="merge_tcs")
+    fnc = pe.Node(
+        ComputeFNC(t_r=t_r, confounds_file=confounds_file, window=dfnc_window),
+        name="fnc",
+    )
+    merge_scales = pe.Node(niu.Merge(len(templates)), name="merge_scales")
+    for index, (template, labels) in enumerate(templates):
+        backrecon = pe.Node(
+            BackReconstruct(mask_file=mask_file, template_file=str(template), method=method,
+                            resample_template=resample_template, device=device),
+            name=f"backrecon_{index}",
+        )
+        if labels is not None:
+            backrecon.inputs.labels_file = str(labels)
+        ds_maps = sink(f"ds_components_{index}", desc="ica", suffix="components",
+                       extension=".nii.gz")
+        ds_tcs = sink(f"ds_timeseries_{index}", desc="ica", suffix="timeseries",
+                      extension=".tsv")
+        workflow.connect([
+            (inputnode, backrecon, [("denoised_file", "bold_file")]),
+            (backrecon, ds_maps, [("components_file", "in_file"), ("meta", "meta_dict"),
+                                  ("scale", "scale")]),
+            (backrecon, ds_tcs, [("timeseries_file", "in_file"), ("meta", "meta_dict"),
+                                 ("scale", "scale")]),
+            (backrecon, merge_tcs, [("timeseries_file", f"in{index + 1}")]),
+            (backrecon, merge_scales, [("scale", f"in{index + 1}")]),
+        ])  # fmt:skip
+    ds_relmat = sink("ds_relmat", desc="multiscale", suffix="relmat", extension=".tsv")
+    ds_dfnc = sink("ds_dfnc", desc="dfnc", suffix="timeseries", extension=".tsv")
+    workflow.connect([
+        (inputnode, fnc, [("sample_mask", "sample_mask")]),
+        (merge_tcs, fnc, [("out", "timeseries_files")]),
+        (merge_scales, fnc, [("out", "scales")]),
+        (fnc, ds_relmat, [("relmat_file", "in_file"), ("meta", "meta_dict")]),
+        (fnc, ds_dfnc, [("dfnc_file", "in_file"), ("meta", "meta_dict")]),
+    ])  # fmt:skip
+    return workflow

@@ -1,0 +1,206 @@
+"""The group-level workflow: gathers participant derivatives into group tables."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from nipype.pipeline import engine as pe
+
+from workflows.engine import Workflow
+
+__all__ = ["collect_participant_outputs", "derivatives_layout", "init_group_wf", "run_group"]
+
+LOGGER = logging.getLogger("msica.group")
+
+
+def derivatives_layout(output_dir: Path):
+    """Index msica's own derivatives with pybids (msica's entities included).
+
+    The index is built in memory each time: a cached database would miss the
+    outputs of participant jobs that finished since.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``output_dir`` holds no msica derivatives: the participant level has not been run.
+    """
+    from bids import BIDSLayout, BIDSLayoutIndexer
+
+    from bids_templates import template_path
+
+    if not (Path(output_dir) / "dataset_description.json").is_file():
+        raise FileNotFoundError(
+            f"{output_dir} holds no msica derivatives (no dataset_description.json); "
+            "run the participant level first."
+        )
+    return BIDSLayout(
+        output_dir,
+        validate=False,
+        is_derivative=True,
+        config=[str(template_path("msica_bids_config.json"))],
+        indexer=BIDSLayoutIndexer(validate=False, ignore=["logs", "figures", "group"]),
+    )
+
+
+def collect_participant_outputs(
+    layout,
+    *,
+    participant_label: list[str] | None = None,
+    required: bool = True,
+    **query,
+) -> list[str]:
+    """Find participant-level derivatives with a pybids query.
+
+    Parameters
+    ----------
+    layout : bids.BIDSLayout
+        From :func:`derivatives_layout`.
+    participant_label : list of str, optional
+        Restrict to these participants.
+    required : bool, default=True
+        Raise when nothing matches (otherwise return an empty list).
+    **query
+        Entities, e.g. ``suffix="qc", desc="denoise", extension=".tsv"``.
+
+    Returns
+    -------
+    list of str
+        Sorted file paths.
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing matches and ``required``: the participant level has not been run.
+    """
+    if participant_label:
+        query["subject"] = participant_label
+    files = sorted(layout.get(return_type="file", **query))
+    if not files and required:
+        raise FileNotFoundError(
+            f"No participant derivatives matching {query} in {layout.root}; "
+            "run the participant level first (or check --participant-label)."
+        )
+    return files
+
+
+def init_group_wf(
+    *,
+    qc_files: list[str],
+    output_dir: Path,
+    relmat_files: list[str] | None = None,
+    dfnc_files: list[str] | None = None,
+    n_states: int | None = None,
+    seed: int = 0,
+    participants_file: Path | None = None,
+    name: str = "msica_group_wf",
+) -> Workflow:
+    """Build the group-level workflow.
+
+    Parameters
+    ----------
+    qc_files : list of str
+        Per-run QC tables written by the participant level.
+    output_dir : Path
+        msica derivatives root.
+    relmat_files : list of str, optional
+        Participants' multi-scale static FNC (template mode): gathered into the
+        FNC feature table.
+    dfnc_files : list of str, optional
+        Participants' sliding-window FNC: clustered into dFNC states.
+    n_states : int, optional
+        Number of dFNC states (chosen by the elbow criterion when None).
+    seed : int
+        Seed of the random steps (k-means).
+    participants_file : Path, optional
+        ``participants.tsv`` of the input dataset, joined to the tables.
+    name : str
+        Workflow name.
+
+    Returns
+    -------
+    Workflow
+    """
+    from workflows.interfaces.features import DFNCStates, FNCFeatureTable
+    from workflows.interfaces.qc import GatherQC
+
+    workflow = Workflow(name=name)
+    workflow.__desc__ = (
+        f"Quality-control measures of {len(qc_files)} run(s) were gathered into one group table."
+    )
+    participants = (str(participants_file) if participants_file is not None
+                    and Path(participants_file).is_file() else None)
+
+    def sink(node_name: str, sources: list[str], **entities: str) -> pe.Node:
+        from workflows.derivatives import DerivativesDataSink
+
+        return pe.Node(DerivativesDataSink(base_directory=str(output_dir), sources=sources,
+                                           **entities),
+                       name=node_name, run_without_submitting=True)
+
+    gather = pe.Node(GatherQC(qc_files=qc_files), name="gather_qc")
+    if participants:
+        gather.inputs.participants_file = participants
+    ds_qc = sink("ds_group_qc", qc_files, desc="denoise", suffix="qc", extension=".tsv")
+    workflow.connect([(gather, ds_qc, [("out_file", "in_file")])])  # fmt:skip
+
+    if relmat_files:
+        table = pe.Node(FNCFeatureTable(relmat_files=relmat_files), name="fnc_table")
+        if participants:
+            table.inputs.participants_file = participants
+        ds_table = sink("ds_fnc_table", relmat_files, desc="fnc", suffix="features",
+                        extension=".tsv")
+        workflow.connect([(table, ds_table, [("out_file", "in_file"), ("meta", "meta_dict")])])  # fmt:skip
+        workflow.__postdesc__ = (
+            f"Static FNC edges of {len(relmat_files)} run(s) were tabulated per participant"
+            + (" and their sliding-window FNC was clustered into states with city-block k-means "
+               "on subject exemplars, as in GIFT" if dfnc_files else "") + "."
+        )
+    if dfnc_files:
+        states = pe.Node(DFNCStates(dfnc_files=dfnc_files, random_state=seed), name="dfnc_states")
+        if n_states:
+            states.inputs.n_states = n_states
+        if participants:
+            states.inputs.participants_file = participants
+        ds_states = sink("ds_dfnc_states", dfnc_files, desc="dfncstates", suffix="relmat",
+                         extension=".tsv")
+        ds_metrics = sink("ds_dfnc_metrics", dfnc_files, desc="dfnc", suffix="features",
+                          extension=".tsv")
+        workflow.connect([
+            (states, ds_states, [("states_file", "in_file"), ("meta", "meta_dict")]),
+            (states, ds_metrics, [("metrics_file", "in_file"), ("meta", "meta_dict")]),
+        ])  # fmt:skip
+    return workflow
+
+
+def run_group(
+    *,
+    output_dir: Path,
+    bids_dir: Path,
+    work_dir: Path,
+    participant_label: list[str] | None = None,
+    n_states: int | None = None,
+    seed: int = 0,
+    plugin: str = "Linear",
+) -> Workflow:
+    """Collect participant outputs, build the group workflow and run it."""
+    layout = derivatives_layout(output_dir)
+
+    def collect(required: bool = True, **query) -> list[str]:
+        return collect_participant_outputs(layout, participant_label=participant_label,
+                                           required=required, **query)
+
+    qc_files = collect(suffix="qc", desc="denoise", extension=".tsv")
+    workflow = init_group_wf(
+        qc_files=qc_files,
+        output_dir=output_dir,
+        relmat_files=collect(False, suffix="relmat", desc="multiscale", extension=".tsv"),
+        dfnc_files=collect(False, suffix="timeseries", desc="dfnc", extension=".tsv"),
+        n_states=n_states,
+        seed=seed,
+        participants_file=Path(bids_dir) / "participants.tsv",
+    )
+    workflow.base_dir = str(work_dir)
+    workflow.run(plugin=plugin)
+    LOGGER.info("Group level finished: %d run(s).", len(qc_files))
+    return workflow

@@ -1,0 +1,1 @@
+"""Thin Nipype interfaces, one ``pipeline`` call each."""

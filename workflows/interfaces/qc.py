@@ -1,0 +1,60 @@
+"""Nipype interface that gathers per-run QC tables into one group table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+__all__ = ["GatherQC"]
+
+
+class _GatherQCInputSpec(BaseInterfaceInputSpec):
+    qc_files = InputMultiObject(File(exists=True), mandatory=True, desc="per-run QC TSVs")
+    participants_file = File(exists=True, desc="participants.tsv of the input dataset")
+
+
+class _GatherQCOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="group QC table (one row per run)")
+    n_runs = traits.Int(desc="number of runs in the table")
+
+
+class GatherQC(SimpleInterface):
+    """Concatenate per-run QC rows, add the run's BIDS entities and participants.tsv columns."""
+
+    input_spec = _GatherQCInputSpec
+    output_spec = _GatherQCOutputSpec
+
+    def _run_interface(self, runtime):
+        from workflows.derivatives import source_entities
+
+        rows = []
+        for qc_file in self.inputs.qc_files:
+            table = pd.read_csv(qc_file, sep="\t", na_values="n/a")
+            entities = source_entities(qc_file)
+            for key in ("space", "res"):
+                entities.pop(key, None)
+            table.insert(0, "participant_id", f"sub-{entities.pop('subject')}")
+            for position, (key, value) in enumerate(entities.items(), start=1):
+                table.insert(position, key, value)
+            rows.append(table)
+        group = pd.concat(rows, ignore_index=True)
+        if isdefined(self.inputs.participants_file):
+            participants = pd.read_csv(self.inputs.participants_file, sep="\t", dtype=str,
+                                       na_values="n/a", keep_default_na=False)
+            group = group.merge(participants, on="participant_id", how="left")
+        group = group.sort_values(list(group.columns[:1])).reset_index(drop=True)
+        out_file = Path(runtime.cwd) / "group_qc.tsv"
+        group.to_csv(out_file, sep="\t", index=False, na_rep="n/a")
+        self._results["out_file"] = str(out_file)
+        self._results["n_runs"] = len(group)
+        return runtime

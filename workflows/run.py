@@ -1,0 +1,222 @@
+"""Run one analysis level: build the workflows, run them, and report failures per participant.
+
+One failing participant never takes the others down: inputs are collected per
+participant, each participant is its own sub-workflow, and after the run the
+Nipype crash files are read back so that every failure is reported as one
+line naming the participant and the cause.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+from pipeline.exceptions import InputDataError
+from workflows.config import Settings
+
+__all__ = ["ParticipantFailure", "run_level"]
+
+LOGGER = logging.getLogger("msica.run")
+
+
+class ParticipantFailure(RuntimeError):
+    """One or more participants failed; ``failures`` maps labels to their errors."""
+
+    def __init__(self, failures: dict[str, BaseException]) -> None:
+        self.failures = failures
+        lines = [f"sub-{label}: {exc}" for label, exc in failures.items()]
+        super().__init__(f"{len(failures)} participant(s) failed:\n" + "\n".join(lines))
+
+
+def _configure_environment(work_dir: Path, verbose: int) -> None:
+    """Keep every cache under the work directory, turn off online checks, quiet Nipype."""
+    cache = work_dir / ".cache"
+    for var, sub in (("MPLCONFIGDIR", "matplotlib"), ("XDG_CACHE_HOME", "xdg"),
+                     ("TORCH_HOME", "torch")):
+        os.environ.setdefault(var, str(cache / sub))
+    os.environ.setdefault("NIPYPE_NO_ET", "1")
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    level = _nipype_log_level(verbose)
+    nipype_config.update_config({"logging": {
+        "workflow_level": level, "interface_level": level, "utils_level": level,
+        "filemanip_level": level}})
+    nipype_logging.update_logging(nipype_config)
+    logging.getLogger("nipype").propagate = False  # it has its own handler
+
+
+def run_level(settings: Settings) -> int:
+    """Run the analysis level named in ``settings``; return the exit code."""
+    from workflows.exit_codes import ExitCode, exit_code_for
+
+    if not settings.bids_dir.is_dir():
+        raise FileNotFoundError(
+            f"BIDS_DIR {settings.bids_dir} does not exist; check the path "
+            "(and the container's -B binds)."
+        )
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    _configure_environment(settings.work_dir, settings.verbose)
+    if settings.validate:
+        from workflows.validation import validate_bids
+
+        validate_bids(settings.bids_dir)
+    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    config_file = settings.write_toml()
+    LOGGER.info("Settings of this run: %s", config_file)
+    if settings.analysis_level == "participant":
+        failures = _run_participant_level(settings)
+    else:
+        failures = {}
+        _run_group_level(settings)
+    if not failures:
+        return int(ExitCode.OK)
+    for label, exc in failures.items():
+        print(f"msica: error: sub-{label}: {exc}", file=sys.stderr)
+    codes = {exit_code_for(exc) for exc in failures.values()}
+    return int(codes.pop()) if len(codes) == 1 else int(ExitCode.ERROR)
+
+
+def _nipype_log_level(verbose: int) -> str:
+    """Nipype's own logging: silent by default (msica reports failures in one line each)."""
+    return {0: "CRITICAL", 1: "INFO"}.get(verbose, "DEBUG")
+
+
+def _nipype_config(settings: Settings, crash_dir: Path) -> dict:
+    level = _nipype_log_level(settings.verbose)
+    return {
+        "logging": {"workflow_level": level, "interface_level": level, "utils_level": level,
+                    "filemanip_level": level, "log_to_file": False},
+        "execution": {
+            "crashdump_dir": str(crash_dir),
+            "crashfile_format": "pklz",
+            "stop_on_first_crash": settings.stop_on_first_crash,
+            "remove_unnecessary_outputs": True,
+            "check_version": False,
+        },
+        "monitoring": {"enabled": False},
+    }
+
+
+def _plugin_args(settings: Settings) -> dict:
+    if settings.plugin == "MultiProc":
+        args = {"n_procs": settings.nprocs, "raise_insufficient": False}
+        if settings.mem_gb:
+            args["memory_gb"] = settings.mem_gb
+        return args
+    return {}
+
+
+def _run_participant_level(settings: Settings) -> dict[str, BaseException]:
+    from workflows.base import dataset_links, init_msica_participant_wf, participant_wf_name
+    from workflows.bids import build_layout, collect_participants, collect_runs
+    from workflows.derivatives import write_dataset_description
+    from workflows.engine import Workflow
+
+    layout = build_layout(
+        settings.bids_dir,
+        derivatives=list(settings.derivatives) or None,
+        work_dir=settings.work_dir,
+        database_dir=settings.work_dir / "bids_db" / settings.run_uuid,
+    )
+    labels = collect_participants(layout, list(settings.participant_label) or None)
+    write_dataset_description(settings.output_dir, source_datasets=dataset_links(settings))
+
+    failures: dict[str, BaseException] = {}
+    workflow = Workflow(name="msica_participant_wf", base_dir=str(settings.work_dir))
+    for label in labels:
+        try:
+            runs = collect_runs(
+                layout,
+                label,
+                session=list(settings.session_label) or None,
+                task=settings.task,
+                bids_filters=settings.bids_filters,
+            )
+        except (InputDataError, FileNotFoundError) as exc:
+            LOGGER.error("sub-%s: %s", label, exc)
+            failures[label] = exc
+            if settings.stop_on_first_crash:
+                return failures
+            continue
+        workflow.add_nodes([init_msica_participant_wf(settings, label, runs)])
+    if not workflow._graph.nodes():
+        return failures
+
+    crash_dir = settings.work_dir / "crash" / settings.run_uuid
+    workflow.config.update(_nipype_config(settings, crash_dir))
+    _write_citation(workflow, settings.output_dir)
+    try:
+        workflow.run(plugin=settings.plugin, plugin_args=_plugin_args(settings))
+    except RuntimeError as exc:
+        node_failures = _failures_from_crashfiles(crash_dir)
+        if not node_failures:
+            raise
+        LOGGER.debug("Nipype reported: %s", exc)
+        failures.update(node_failures)
+    else:
+        LOGGER.info("Participant level finished for %d participant(s).",
+                    len(labels) - len(failures))
+    names = {participant_wf_name(label) for label in labels}
+    unknown = set(failures) - {n.removeprefix("sub_").removesuffix("_wf") for n in names}
+    if unknown:  # pragma: no cover - a crash outside any participant workflow
+        LOGGER.error("Crashes outside participant workflows: %s", sorted(unknown))
+    return failures
+
+
+_ERROR_LINE = re.compile(
+    r"^(?:[\w.]+\.)?(InputDataError|FileNotFoundError|ValueError|TypeError|\w+Error): (.+)$"
+)
+_ERROR_TYPES: dict[str, type[BaseException]] = {
+    "InputDataError": InputDataError,
+    "FileNotFoundError": FileNotFoundError,
+    "ValueError": ValueError,
+    "TypeError": TypeError,
+}
+
+
+def _failures_from_crashfiles(crash_dir: Path) -> dict[str, BaseException]:
+    """Read Nipype crash files back into ``{participant label: exception}``."""
+    from nipype.utils.filemanip import loadcrash
+
+    failures: dict[str, BaseException] = {}
+    for crash_file in sorted(crash_dir.glob("crash-*.pklz")):
+        crash = loadcrash(str(crash_file))
+        match = re.search(r"sub_([A-Za-z0-9]+)_wf", crash_file.name + str(crash.get("node")))
+        label = match.group(1) if match else "unknown"
+        message, error_type = f"node crashed; see {crash_file}", RuntimeError
+        for line in reversed("".join(crash.get("traceback", [])).splitlines()):
+            found = _ERROR_LINE.match(line.strip())
+            if found:
+                error_type = _ERROR_TYPES.get(found.group(1), RuntimeError)
+                message = found.group(2)
+                break
+        failures.setdefault(label, error_type(message))
+    return failures
+
+
+def _write_citation(workflow, output_dir: Path) -> None:
+    from workflows.derivatives import atomic_write
+
+    text = workflow.visit_desc()
+    if not text:
+        return
+    path = output_dir / "logs" / "CITATION.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as handle:
+        handle.write(text + "\n")
+
+
+def _run_group_level(settings: Settings) -> None:
+    from workflows.group import run_group
+
+    run_group(
+        output_dir=settings.output_dir,
+        bids_dir=settings.bids_dir,
+        work_dir=settings.work_dir,
+        participant_label=list(settings.participant_label) or None,
+        seed=settings.seed,
+    )
