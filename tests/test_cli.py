@@ -108,3 +108,18 @@ def test_missing_bids_dir_exits_66(tmp_path, capsys):
 )
 def test_exit_code_mapping(exc, code):
     assert exit_code_for(exc) == code
+
+
+def test_boutiques_flag_writes_descriptor(tmp_path):
+    import json
+
+    out = tmp_path / "msica.json"
+    assert run(["--boutiques", str(out)]) == ExitCode.OK
+    descriptor = json.loads(out.read_text())
+    assert descriptor["name"] == "msica"
+    assert descriptor["tool-version"] == __version__
+
+
+def test_submit_is_dispatched(capsys):
+    assert run(["submit", "--help"]) == ExitCode.OK
+    assert "--slurm-partition" in capsys.readouterr().out

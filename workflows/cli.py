@@ -54,7 +54,9 @@ def _build_parser() -> _Parser:
     parser = _Parser(
         prog="msica",
         description="msica: multi-scale ICA networks, FNC features and classifiers for BIDS fMRI. "
-        "Other commands: 'msica simulate OUT_DIR', 'msica demo [OUT_DIR]'.",
+        "Other commands: 'msica simulate OUT_DIR', 'msica demo [OUT_DIR]', "
+        "'msica submit BIDS_DIR OUTPUT_DIR --slurm-partition P' (SLURM array), "
+        "'msica --boutiques [PATH]' (Boutiques descriptor).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     is_dir = partial(val.existing_dir, parser=parser)
@@ -117,6 +119,14 @@ def _build_parser() -> _Parser:
                        help="back-reconstruction of template networks per participant")
     g_sci.add_argument(*_both("--dfnc-window"), dest="dfnc_window", type=val.positive_int,
                        default=30, help="dynamic FNC window length in TRs")
+    g_sci.add_argument("--targets", nargs="+", default=[],
+                       help="group level: participants.tsv columns to classify (e.g. diagnosis "
+                       "medication response); medication and response use patients only")
+    g_sci.add_argument("--confounds", nargs="*", default=["age", "sex"],
+                       help="group level: participants.tsv columns regressed out of the features "
+                       "inside training folds (absent columns are skipped)")
+    g_sci.add_argument(*_both("--n-permutations"), dest="n_permutations", type=int, default=100,
+                       help="group level: label permutations of the whole nested CV (0: none)")
     g_sci.add_argument("--config", type=is_file,
                        help="TOML file of option defaults (underscore names); the command line wins")
 
@@ -191,6 +201,9 @@ def parse_args(argv: Sequence[str]) -> Settings:
         backrecon_method=opts.backrecon_method,
         resample_template=opts.resample_template,
         dfnc_window=opts.dfnc_window,
+        targets=tuple(opts.targets),
+        confounds=tuple(opts.confounds),
+        n_permutations=opts.n_permutations,
         nprocs=opts.nprocs,
         omp_nthreads=opts.omp_nthreads,
         mem_gb=opts.mem_gb,
@@ -242,7 +255,7 @@ def _demo_command(argv: Sequence[str]) -> int:
     parser = _build_simulate_parser(
         "msica demo",
         "Simulate a BIDS dataset, then run the participant and group levels on it.",
-        n_subjects=12,
+        n_subjects=24,
         default_out="msica_demo",
     )
     parser.add_argument("--nprocs", type=val.positive_int, default=2)
@@ -262,14 +275,23 @@ def _demo_command(argv: Sequence[str]) -> int:
         templates = []
         for template, labels in _truth_templates(bids_dir):
             templates += ["--template", str(template), "--template-labels", str(labels)]
+        group_options = ["--targets", "diagnosis", "medication", "response",
+                         "--n-permutations", "20"]
         for level in ("participant", "group"):
-            code = run([*common, level, *extra, *(templates if level == "participant" else [])])
+            code = run([*common, level, *extra,
+                        *(templates if level == "participant" else group_options)])
             if code != ExitCode.OK:
                 return code
         LOGGER.info("Demo finished: derivatives in %s", opts.out_dir / "derivatives" / "msica")
         return ExitCode.OK
 
     return _guarded(_go, verbose=opts.verbose)
+
+
+def _submit_command(argv: Sequence[str]) -> int:
+    from workflows.submit import submit_command
+
+    return submit_command(argv)
 
 
 def _truth_templates(bids_dir: Path) -> list[tuple[Path, Path]]:
@@ -288,6 +310,7 @@ def _truth_templates(bids_dir: Path) -> list[tuple[Path, Path]]:
 _SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "simulate": _simulate_command,
     "demo": _demo_command,
+    "submit": _submit_command,
 }
 
 
@@ -316,6 +339,10 @@ def _guarded(func: Callable[[], int], *, verbose: int) -> int:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run msica with command-line arguments ``argv``; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--boutiques":  # not a parser option: it is no descriptor input
+        from workflows.boutiques import boutiques_command
+
+        return boutiques_command(argv[1:])
     if argv and argv[0] in _SUBCOMMANDS:
         return _SUBCOMMANDS[argv[0]](argv[1:])
     settings = parse_args(argv)

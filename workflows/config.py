@@ -64,6 +64,9 @@ class Settings:
     backrecon_method: str = "moo-icar"
     resample_template: bool = False
     dfnc_window: int = 30
+    targets: tuple[str, ...] = ()
+    confounds: tuple[str, ...] = ("age", "sex")
+    n_permutations: int = 100
     # execution
     nprocs: int = 1
     omp_nthreads: int = 1
@@ -111,7 +114,7 @@ class Settings:
 
 _PATH_FIELDS = {"bids_dir", "output_dir", "work_dir"}
 _PATH_TUPLE_FIELDS = {"derivatives", "templates", "template_labels"}
-_STR_TUPLE_FIELDS = {"participant_label", "session_label"}
+_STR_TUPLE_FIELDS = {"participant_label", "session_label", "targets", "confounds"}
 
 
 def _coerce(data: dict[str, Any]) -> dict[str, Any]:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from nipype.pipeline import engine as pe
 
 from workflows.engine import Workflow
 
-__all__ = ["collect_participant_outputs", "derivatives_layout", "init_group_wf", "run_group"]
-
-LOGGER = logging.getLogger("msica.group")
-
+__all__ = ["build_group_wf", "collect_participant_outputs", "derivatives_layout", "init_group_wf"]
 
 def derivatives_layout(output_dir: Path):
     """Index msica's own derivatives with pybids (msica's entities included).
@@ -91,6 +87,10 @@ def init_group_wf(
     relmat_files: list[str] | None = None,
     dfnc_files: list[str] | None = None,
     n_states: int | None = None,
+    targets: list[str] | None = None,
+    confounds: list[str] | None = None,
+    n_permutations: int = 100,
+    device: str = "auto",
     seed: int = 0,
     participants_file: Path | None = None,
     name: str = "msica_group_wf",
@@ -110,6 +110,14 @@ def init_group_wf(
         Participants' sliding-window FNC: clustered into dFNC states.
     n_states : int, optional
         Number of dFNC states (chosen by the elbow criterion when None).
+    targets : list of str, optional
+        participants.tsv columns to classify from the FNC feature table.
+    confounds : list of str, optional
+        participants.tsv columns regressed out of the features inside training folds.
+    n_permutations : int
+        Label permutations of the whole nested CV, for p-values.
+    device : str
+        Torch device of the classifiers.
     seed : int
         Seed of the random steps (k-means).
     participants_file : Path, optional
@@ -121,6 +129,7 @@ def init_group_wf(
     -------
     Workflow
     """
+    from workflows.interfaces.classify import ClassifyTarget
     from workflows.interfaces.features import DFNCStates, FNCFeatureTable
     from workflows.interfaces.qc import GatherQC
 
@@ -156,6 +165,43 @@ def init_group_wf(
             + (" and their sliding-window FNC was clustered into states with city-block k-means "
                "on subject exemplars, as in GIFT" if dfnc_files else "") + "."
         )
+    if targets and not relmat_files:
+        raise FileNotFoundError(
+            f"--targets {' '.join(targets)} needs FNC features, but the participant level wrote "
+            "none; run it in template mode (--template ...) first."
+        )
+    if targets and not participants:
+        raise FileNotFoundError("--targets needs participants.tsv in BIDS_DIR; add it.")
+    for target in targets or []:
+        tag = "".join(ch for ch in target if ch.isalnum())
+        classify = pe.Node(
+            ClassifyTarget(participants_file=participants, target=target,
+                           confounds=list(confounds or []), n_permutations=n_permutations,
+                           random_state=seed, device=device),
+            name=f"classify_{tag}")
+        sinks = {
+            "metrics_file": sink(f"ds_{tag}_metrics", relmat_files, desc=tag, suffix="metrics",
+                                 extension=".tsv"),
+            "site_metrics_file": sink(f"ds_{tag}_site_metrics", relmat_files,
+                                      desc=f"{tag}persite", suffix="metrics", extension=".tsv"),
+            "predictions_file": sink(f"ds_{tag}_predictions", relmat_files, desc=tag,
+                                     suffix="predictions", extension=".tsv"),
+            "biomarkers_file": sink(f"ds_{tag}_biomarkers", relmat_files,
+                                    desc=f"{tag}biomarkers", suffix="features", extension=".tsv"),
+            "model_file": sink(f"ds_{tag}_model", relmat_files, desc=tag, suffix="model",
+                               extension=".joblib"),
+        }
+        workflow.connect([(table, classify, [("out_file", "features_file")])])  # fmt:skip
+        for field, node in sinks.items():
+            workflow.connect([(classify, node, [(field, "in_file"), ("meta", "meta_dict")])])  # fmt:skip
+    if targets:
+        workflow.__postdesc__ += (
+            f" Targets ({', '.join(targets)}) were classified from the FNC edges with nested "
+            "cross-validation whose outer splits keep sites apart; scaling, confound regression"
+            f" ({', '.join(confounds or []) or 'none'}), univariate feature selection and "
+            "hyperparameters were learned inside training folds only, and p-values come from "
+            f"{n_permutations} label permutations of the whole procedure."
+        )
     if dfnc_files:
         states = pe.Node(DFNCStates(dfnc_files=dfnc_files, random_state=seed), name="dfnc_states")
         if n_states:
@@ -173,34 +219,35 @@ def init_group_wf(
     return workflow
 
 
-def run_group(
+def build_group_wf(
     *,
     output_dir: Path,
     bids_dir: Path,
-    work_dir: Path,
     participant_label: list[str] | None = None,
     n_states: int | None = None,
+    targets: list[str] | None = None,
+    confounds: list[str] | None = None,
+    n_permutations: int = 100,
+    device: str = "auto",
     seed: int = 0,
-    plugin: str = "Linear",
 ) -> Workflow:
-    """Collect participant outputs, build the group workflow and run it."""
+    """Collect the participant outputs in ``output_dir`` and build the group workflow on them."""
     layout = derivatives_layout(output_dir)
 
     def collect(required: bool = True, **query) -> list[str]:
         return collect_participant_outputs(layout, participant_label=participant_label,
                                            required=required, **query)
 
-    qc_files = collect(suffix="qc", desc="denoise", extension=".tsv")
-    workflow = init_group_wf(
-        qc_files=qc_files,
+    return init_group_wf(
+        qc_files=collect(suffix="qc", desc="denoise", extension=".tsv"),
         output_dir=output_dir,
         relmat_files=collect(False, suffix="relmat", desc="multiscale", extension=".tsv"),
         dfnc_files=collect(False, suffix="timeseries", desc="dfnc", extension=".tsv"),
         n_states=n_states,
+        targets=targets,
+        confounds=confounds,
+        n_permutations=n_permutations,
+        device=device,
         seed=seed,
         participants_file=Path(bids_dir) / "participants.tsv",
     )
-    workflow.base_dir = str(work_dir)
-    workflow.run(plugin=plugin)
-    LOGGER.info("Group level finished: %d run(s).", len(qc_files))
-    return workflow

@@ -70,12 +70,11 @@ def run_level(settings: Settings) -> int:
     if settings.analysis_level == "participant":
         failures = _run_participant_level(settings)
     else:
-        failures = {}
-        _run_group_level(settings)
+        failures = _run_group_level(settings)
     if not failures:
         return int(ExitCode.OK)
-    for label, exc in failures.items():
-        print(f"msica: error: sub-{label}: {exc}", file=sys.stderr)
+    for where, exc in failures.items():
+        print(f"msica: error: {where}: {exc}", file=sys.stderr)
     codes = {exit_code_for(exc) for exc in failures.values()}
     return int(codes.pop()) if len(codes) == 1 else int(ExitCode.ERROR)
 
@@ -102,6 +101,11 @@ def _nipype_config(settings: Settings, crash_dir: Path) -> dict:
 
 
 def _plugin_args(settings: Settings) -> dict:
+    if settings.plugin == "SLURM":
+        from workflows.submit import nipype_slurm_plugin_args
+
+        return nipype_slurm_plugin_args(omp_nthreads=settings.omp_nthreads,
+                                        mem_gb=settings.mem_gb, max_jobs=settings.nprocs)
     if settings.plugin == "MultiProc":
         args = {"n_procs": settings.nprocs, "raise_insufficient": False}
         if settings.mem_gb:
@@ -111,7 +115,7 @@ def _plugin_args(settings: Settings) -> dict:
 
 
 def _run_participant_level(settings: Settings) -> dict[str, BaseException]:
-    from workflows.base import dataset_links, init_msica_participant_wf, participant_wf_name
+    from workflows.base import dataset_links, init_msica_participant_wf
     from workflows.bids import build_layout, collect_participants, collect_runs
     from workflows.derivatives import write_dataset_description
     from workflows.engine import Workflow
@@ -138,7 +142,7 @@ def _run_participant_level(settings: Settings) -> dict[str, BaseException]:
             )
         except (InputDataError, FileNotFoundError) as exc:
             LOGGER.error("sub-%s: %s", label, exc)
-            failures[label] = exc
+            failures[f"sub-{label}"] = exc
             if settings.stop_on_first_crash:
                 return failures
             continue
@@ -146,25 +150,33 @@ def _run_participant_level(settings: Settings) -> dict[str, BaseException]:
     if not workflow._graph.nodes():
         return failures
 
+    failures.update(_run_workflow(workflow, settings, _PARTICIPANT_OF_CRASH))
+    if len(failures) < len(labels):
+        LOGGER.info("Participant level finished for %d participant(s).",
+                    len(labels) - len(failures))
+    return failures
+
+
+def _run_workflow(workflow, settings: Settings, where_pattern: re.Pattern) -> dict:
+    """Run ``workflow``; return ``{where: exception}`` for the nodes that crashed."""
     crash_dir = settings.work_dir / "crash" / settings.run_uuid
     workflow.config.update(_nipype_config(settings, crash_dir))
-    _write_citation(workflow, settings.output_dir)
+    _write_citation(workflow, settings.output_dir, settings.analysis_level)
     try:
         workflow.run(plugin=settings.plugin, plugin_args=_plugin_args(settings))
     except RuntimeError as exc:
-        node_failures = _failures_from_crashfiles(crash_dir)
-        if not node_failures:
+        failures = _failures_from_crashfiles(crash_dir, where_pattern)
+        if not failures:
             raise
         LOGGER.debug("Nipype reported: %s", exc)
-        failures.update(node_failures)
-    else:
-        LOGGER.info("Participant level finished for %d participant(s).",
-                    len(labels) - len(failures))
-    names = {participant_wf_name(label) for label in labels}
-    unknown = set(failures) - {n.removeprefix("sub_").removesuffix("_wf") for n in names}
-    if unknown:  # pragma: no cover - a crash outside any participant workflow
-        LOGGER.error("Crashes outside participant workflows: %s", sorted(unknown))
-    return failures
+        return failures
+    return {}
+
+
+#: Where a crash happened: the participant of a participant-level node ...
+_PARTICIPANT_OF_CRASH = re.compile(r"sub_(?P<label>[A-Za-z0-9]+)_wf")
+#: ... or the node name of a group-level node.
+_GROUP_NODE_OF_CRASH = re.compile(r"msica_group_wf\.(?P<node>\w+)")
 
 
 _ERROR_LINE = re.compile(
@@ -178,15 +190,25 @@ _ERROR_TYPES: dict[str, type[BaseException]] = {
 }
 
 
-def _failures_from_crashfiles(crash_dir: Path) -> dict[str, BaseException]:
-    """Read Nipype crash files back into ``{participant label: exception}``."""
+def _failures_from_crashfiles(crash_dir: Path, where_pattern: re.Pattern
+                              ) -> dict[str, BaseException]:
+    """Read Nipype crash files back into ``{where: exception}``.
+
+    ``where`` is ``sub-<label>`` for participant-level nodes and the node name
+    for group-level ones; the exception carries the last error line of the traceback.
+    """
     from nipype.utils.filemanip import loadcrash
 
     failures: dict[str, BaseException] = {}
     for crash_file in sorted(crash_dir.glob("crash-*.pklz")):
         crash = loadcrash(str(crash_file))
-        match = re.search(r"sub_([A-Za-z0-9]+)_wf", crash_file.name + str(crash.get("node")))
-        label = match.group(1) if match else "unknown"
+        found_where = where_pattern.search(str(crash.get("node")) + " " + crash_file.name)
+        if found_where is None:
+            where = crash_file.name
+        elif "label" in found_where.groupdict():
+            where = f"sub-{found_where.group('label')}"
+        else:
+            where = found_where.group("node")
         message, error_type = f"node crashed; see {crash_file}", RuntimeError
         for line in reversed("".join(crash.get("traceback", [])).splitlines()):
             found = _ERROR_LINE.match(line.strip())
@@ -194,29 +216,37 @@ def _failures_from_crashfiles(crash_dir: Path) -> dict[str, BaseException]:
                 error_type = _ERROR_TYPES.get(found.group(1), RuntimeError)
                 message = found.group(2)
                 break
-        failures.setdefault(label, error_type(message))
+        failures.setdefault(where, error_type(message))
     return failures
 
 
-def _write_citation(workflow, output_dir: Path) -> None:
+def _write_citation(workflow, output_dir: Path, level: str) -> None:
     from workflows.derivatives import atomic_write
 
     text = workflow.visit_desc()
     if not text:
         return
-    path = output_dir / "logs" / "CITATION.md"
+    path = output_dir / "logs" / ("CITATION.md" if level == "participant" else f"CITATION-{level}.md")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as handle:
         handle.write(text + "\n")
 
 
-def _run_group_level(settings: Settings) -> None:
-    from workflows.group import run_group
+def _run_group_level(settings: Settings) -> dict[str, BaseException]:
+    from workflows.group import build_group_wf
 
-    run_group(
+    workflow = build_group_wf(
         output_dir=settings.output_dir,
         bids_dir=settings.bids_dir,
-        work_dir=settings.work_dir,
         participant_label=list(settings.participant_label) or None,
+        targets=list(settings.targets),
+        confounds=list(settings.confounds),
+        n_permutations=settings.n_permutations,
+        device=settings.device,
         seed=settings.seed,
     )
+    workflow.base_dir = str(settings.work_dir)
+    failures = _run_workflow(workflow, settings, _GROUP_NODE_OF_CRASH)
+    if not failures:
+        LOGGER.info("Group level finished.")
+    return failures

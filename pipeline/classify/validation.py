@@ -25,6 +25,7 @@ from sklearn.model_selection import (
 
 from pipeline._validation import check_random_state, derive_seeds
 from pipeline.classify.search import positive_scores
+from pipeline.exceptions import InputDataError
 
 __all__ = [
     "NestedCVResult",
@@ -90,8 +91,18 @@ def outer_splits(y, groups=None, *, n_splits=5, n_repeats=1, random_state=None,
         rskf = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats,
                                        random_state=int(seeds[0]))
         splits = [(i // n_splits, tr, te) for i, (tr, te) in enumerate(rskf.split(placeholder, y))]
-    for _, train, test in splits:
+    classes = np.unique(y)
+    for index, (_, train, test) in enumerate(splits):
         check_groups_disjoint(train, test, groups)
+        counts = {str(c): int(np.sum(y[train] == c)) for c in classes}
+        if min(counts.values()) < 2:
+            sites = [] if groups is None else sorted(map(str, set(np.asarray(groups)[test])))
+            held_out = f" (test sites {sites})" if sites else ""
+            raise InputDataError(
+                f"Outer fold {index}{held_out} leaves {counts} training participants per class; "
+                "every class needs at least 2 in each training fold for the inner model "
+                "selection. Add participants, or drop this target."
+            )
     return splits
 
 

@@ -132,3 +132,13 @@ def test_split_errors():
         permutation_test(FastSearchClassifier(), np.zeros((12, 2)), y, n_permutations=0)
     with pytest.raises(ValueError, match="'metric' must be"):
         permutation_test(FastSearchClassifier(), np.zeros((12, 2)), y, metric="f1")
+
+
+def test_outer_split_without_two_of_each_class_is_refused():
+    from pipeline.classify.validation import outer_splits
+    from pipeline.exceptions import InputDataError
+
+    y = np.array(["a", "a", "b", "b", "a", "b"])
+    groups = np.array(["s1", "s1", "s1", "s2", "s2", "s2"])
+    with pytest.raises(InputDataError, match=r"Outer fold 0 \(test sites \['s1'\]\) leaves"):
+        outer_splits(y, groups)

@@ -1,0 +1,503 @@
+"""``msica submit``: run the participant level as a SLURM job array, then the group level.
+
+One array task per participant runs ``msica BIDS_DIR OUTPUT_DIR participant
+--participant-label <label> -w WORK/<label>`` (a work directory per task, so
+that no two jobs share a pybids SQLite database or a Nipype cache) and records
+its exit code in ``status/sub-<label>.exit``. A group job, submitted with
+``--dependency=afterany:<array job id>``, starts whatever the outcome of the
+tasks, decides which participants succeeded (exit code 0 *and* a
+``desc-denoise_qc.tsv`` output), writes the others to ``missing.tsv`` and its
+log, and runs the group level on the successful ones.
+
+Everything of one submission lives in ``OUTPUT_DIR/logs/slurm/<run id>/``::
+
+    run.json               what was submitted (paths, labels, job ids)
+    participant.sbatch     the array script
+    group.sbatch           the group script
+    status/sub-<label>.exit  exit code of each array task
+    missing.tsv            participants left out of the group level, with the reason
+    group.exit             exit code of the group level
+    log/                   SLURM stdout/stderr of every job
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NoReturn
+
+from workflows.exit_codes import ExitCode
+
+__all__ = [
+    "SubmitPlan",
+    "finalize_group",
+    "msica_executable",
+    "nipype_slurm_plugin_args",
+    "participant_status",
+    "submit_command",
+    "write_scripts",
+]
+
+LOGGER = logging.getLogger("msica.submit")
+
+_TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
+_PARTITION = re.compile(r"^[A-Za-z0-9_.,-]+$")
+_RESERVED = ("--participant-label", "--participant_label", "-w", "--work-dir", "--work_dir",
+             "--nprocs", "--n-cpus", "--n_cpus", "--mem")
+QC_PATTERN = "sub-{label}/**/sub-{label}_*desc-denoise_qc.tsv"
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors exit with code 64 (EX_USAGE)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n")
+
+
+def _slurm_time(value: str) -> str:
+    if not _TIME.match(value):
+        raise argparse.ArgumentTypeError(
+            f"--time must be [D-]HH:MM:SS, MM:SS or minutes (SLURM syntax); got {value!r}"
+        )
+    return value
+
+
+def _partition(value: str) -> str:
+    if not _PARTITION.match(value):
+        raise argparse.ArgumentTypeError(
+            f"--slurm-partition must be a SLURM partition name (letters, digits, _ . , -); "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _build_parser() -> _Parser:
+    from workflows import cli_validators as val
+
+    parser = _Parser(
+        prog="msica submit",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Submit the participant level as a SLURM job array (one task per "
+        "participant) and the group level as a job that runs after it. Options after '--' "
+        "are passed to every participant task.",
+    )
+    parser.add_argument("bids_dir", type=lambda p: Path(p).expanduser().absolute())
+    parser.add_argument("output_dir", type=lambda p: Path(p).expanduser().absolute())
+    parser.add_argument("--slurm-partition", "--slurm_partition", dest="partition",
+                        type=_partition, required=True, help="SLURM partition (sbatch -p)")
+    parser.add_argument("--participant-label", "--participant_label", dest="participant_label",
+                        nargs="+", default=[], type=val.drop_sub_prefix,
+                        help="participants to submit (default: all)")
+    parser.add_argument("--nprocs", type=val.positive_int, default=1,
+                        help="CPUs per participant task (--cpus-per-task)")
+    parser.add_argument("--mem", dest="mem_gb", type=val.positive_float, default=None,
+                        help="memory per participant task in GB (default: the partition's)")
+    parser.add_argument("--time", type=_slurm_time, default=None,
+                        help="time limit per task, [D-]HH:MM:SS (default: the partition's)")
+    parser.add_argument("-w", "--work-dir", "--work_dir", dest="work_dir",
+                        type=lambda p: Path(p).expanduser().absolute(),
+                        default=Path("work").absolute(),
+                        help="work directory; each task uses WORK/<label>, the group WORK/group")
+    parser.add_argument("--run-id", dest="run_id", default=None,
+                        help="folder name under OUTPUT_DIR/logs/slurm (default: time + uuid)")
+    parser.add_argument("--dry-run", dest="dry_run", action="store_true",
+                        help="write the scripts, do not submit them")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    return parser
+
+
+class SubmitPlan:
+    """Everything one submission needs, written to ``run.json``.
+
+    Parameters
+    ----------
+    bids_dir, output_dir, work_dir : Path
+    labels : list of str
+        Participant labels without ``sub-``; array task ``i`` runs ``labels[i]``.
+    partition : str
+    nprocs : int
+    mem_gb : float or None
+    time : str or None
+    extra : list of str
+        Participant options passed through.
+    run_id : str
+    msica : Path
+        The ``msica`` executable the jobs run.
+    python : Path
+        The Python interpreter that runs the group step.
+
+    Attributes
+    ----------
+    array_job_id, group_job_id : str or None
+        SLURM job ids once submitted (``None`` for a dry run).
+    run_dir : Path
+        ``OUTPUT_DIR/logs/slurm/<run_id>``.
+    """
+
+    def __init__(self, *, bids_dir: Path, output_dir: Path, work_dir: Path, labels: list[str],
+                 partition: str, nprocs: int = 1, mem_gb: float | None = None,
+                 time: str | None = None, extra: Sequence[str] = (), run_id: str,
+                 msica: Path, python: Path) -> None:
+        self.bids_dir = Path(bids_dir)
+        self.output_dir = Path(output_dir)
+        self.work_dir = Path(work_dir)
+        self.labels = list(labels)
+        self.partition = partition
+        self.nprocs = nprocs
+        self.mem_gb = mem_gb
+        self.time = time
+        self.extra = list(extra)
+        self.run_id = run_id
+        self.msica = Path(msica)
+        self.python = Path(python)
+        self.array_job_id: str | None = None
+        self.group_job_id: str | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        """``OUTPUT_DIR/logs/slurm/<run id>``."""
+        return self.output_dir / "logs" / "slurm" / self.run_id
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SubmitPlan:
+        data = dict(data)
+        ids = data.pop("array_job_id", None), data.pop("group_job_id", None)
+        plan = cls(**data)
+        plan.array_job_id, plan.group_job_id = ids
+        return plan
+
+    def save(self) -> Path:
+        from workflows.derivatives import atomic_write
+
+        path = self.run_dir / "run.json"
+        with atomic_write(path) as handle:
+            json.dump(self.to_dict(), handle, indent=2)
+        return path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> SubmitPlan:
+        return cls.from_dict(json.loads((Path(run_dir) / "run.json").read_text()))
+
+
+def msica_executable() -> Path:
+    """The ``msica`` script beside the running interpreter (same environment), else on PATH."""
+    beside = Path(sys.executable).parent / "msica"
+    if beside.is_file():
+        return beside
+    found = shutil.which("msica")
+    if found is None:
+        raise FileNotFoundError(
+            f"No 'msica' executable beside {sys.executable} or on PATH; install msica "
+            "in the environment the jobs will use."
+        )
+    return Path(found)
+
+
+def nipype_slurm_plugin_args(*, omp_nthreads: int = 1, mem_gb: float | None = None,
+                             partition: str | None = None, time: str | None = None,
+                             max_jobs: int | None = None) -> dict:
+    """``plugin_args`` for Nipype's ``SLURM`` plugin (``--plugin SLURM``).
+
+    Each Nipype node becomes one ``sbatch`` job; without ``sbatch_args`` every
+    node gets the partition's default CPUs and memory, which under-requests
+    for the threaded ICA nodes.
+
+    Parameters
+    ----------
+    omp_nthreads : int, default=1
+        ``--cpus-per-task`` of each node's job.
+    mem_gb : float, optional
+        ``--mem`` of each node's job.
+    partition : str, optional
+        ``--partition``; default: the cluster's default partition (or ``$SBATCH_PARTITION``).
+    time : str, optional
+        ``--time`` of each node's job.
+    max_jobs : int, optional
+        Most node jobs queued at once (Nipype's ``max_jobs``); default unlimited.
+
+    Returns
+    -------
+    dict
+        ``{"sbatch_args": "...", ...}`` for ``workflow.run(plugin="SLURM", plugin_args=...)``.
+
+    Examples
+    --------
+    >>> nipype_slurm_plugin_args(omp_nthreads=4, mem_gb=8)
+    {'sbatch_args': '--nodes=1 --ntasks=1 --cpus-per-task=4 --mem=8192M'}
+    """
+    args = ["--nodes=1", "--ntasks=1", f"--cpus-per-task={int(omp_nthreads)}"]
+    if mem_gb:
+        args.append(f"--mem={math.ceil(mem_gb * 1024)}M")
+    if partition:
+        args.append(f"--partition={partition}")
+    if time:
+        args.append(f"--time={time}")
+    plugin_args: dict = {"sbatch_args": " ".join(args)}
+    if max_jobs:
+        plugin_args["max_jobs"] = int(max_jobs)
+    return plugin_args
+
+
+def _sbatch_header(plan: SubmitPlan, *, name: str, log: str, cpus: int,
+                   mem_gb: float | None, time: str | None) -> list[str]:
+    lines = ["#!/bin/bash", f"#SBATCH --job-name={name}", f"#SBATCH --partition={plan.partition}",
+             "#SBATCH --nodes=1", "#SBATCH --ntasks=1", f"#SBATCH --cpus-per-task={cpus}",
+             f"#SBATCH --output={plan.run_dir / 'log' / log}"]
+    lines.append(f"#SBATCH --chdir={plan.run_dir}")
+    if mem_gb:
+        lines.append(f"#SBATCH --mem={math.ceil(mem_gb * 1024)}M")
+    if time:
+        lines.append(f"#SBATCH --time={time}")
+    return lines
+
+
+def _participant_script(plan: SubmitPlan) -> str:
+    q = shlex.quote
+    n = len(plan.labels)
+    lines = _sbatch_header(plan, name=f"msica-participant-{plan.run_id}",
+                           log="participant_%A_%a.out", cpus=plan.nprocs, mem_gb=plan.mem_gb,
+                           time=plan.time)
+    lines.insert(2, f"#SBATCH --array=0-{n - 1}")
+    options = ["--nprocs", str(plan.nprocs)]
+    if plan.mem_gb:
+        options += ["--mem", f"{plan.mem_gb:g}"]
+    quoted = " ".join([q(str(plan.msica)), q(str(plan.bids_dir)), q(str(plan.output_dir)),
+                       "participant", "--participant-label", '"$LABEL"',
+                       "-w", q(str(plan.work_dir)) + '/"$LABEL"',
+                       *(q(arg) for arg in (*options, *plan.extra))])
+    status = plan.run_dir / "status"
+    lines += [
+        "# msica participant level: one array task per participant (generated by msica submit)",
+        "set -u",
+        f"LABELS=({' '.join(q(label) for label in plan.labels)})",
+        'LABEL="${LABELS[$SLURM_ARRAY_TASK_ID]}"',
+        'export LOGNAME="${LOGNAME:-$(id -un)}"',
+        f'echo "msica: array task $SLURM_ARRAY_TASK_ID runs sub-$LABEL on $(hostname)"',
+        quoted,
+        "code=$?",
+        f"mkdir -p {q(str(status))}",
+        f'tmp={q(str(status))}/.sub-"$LABEL".exit.$$',
+        f'echo "$code" > "$tmp" && mv -f "$tmp" {q(str(status))}/sub-"$LABEL".exit',
+        'echo "msica: sub-$LABEL finished with exit code $code"',
+        'exit "$code"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _group_script(plan: SubmitPlan) -> str:
+    q = shlex.quote
+    lines = _sbatch_header(plan, name=f"msica-group-{plan.run_id}", log="group_%j.out",
+                           cpus=1, mem_gb=plan.mem_gb, time=plan.time)
+    lines += [
+        "# msica group level on the participants that succeeded (generated by msica submit).",
+        "# Submitted with --dependency=afterany:<participant array job id>.",
+        "set -u",
+        'export LOGNAME="${LOGNAME:-$(id -un)}"',
+        f"{q(str(plan.python))} -m workflows.submit finalize {q(str(plan.run_dir))}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_scripts(plan: SubmitPlan) -> tuple[Path, Path]:
+    """Write ``run.json``, ``participant.sbatch`` and ``group.sbatch`` (atomically).
+
+    Returns
+    -------
+    participant_script, group_script : Path
+    """
+    from workflows.derivatives import atomic_write
+
+    (plan.run_dir / "log").mkdir(parents=True, exist_ok=True)
+    (plan.run_dir / "status").mkdir(parents=True, exist_ok=True)
+    plan.save()
+    paths = []
+    for name, text in (("participant.sbatch", _participant_script(plan)),
+                       ("group.sbatch", _group_script(plan))):
+        path = plan.run_dir / name
+        with atomic_write(path) as handle:
+            handle.write(text)
+        path.chmod(0o755)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def _sbatch(args: list[str]) -> str:
+    """Run ``sbatch --parsable ARGS``; return the job id, or raise RuntimeError with its stderr."""
+    try:
+        proc = subprocess.run(["sbatch", "--parsable", *args], capture_output=True, text=True,
+                              check=False, timeout=120)
+    except FileNotFoundError as exc:
+        raise RuntimeError("'sbatch' not found on PATH; run msica submit on a SLURM login "
+                           "node (or use --dry-run to only write the scripts).") from exc
+    if proc.returncode != 0:
+        raise RuntimeError(f"sbatch {' '.join(args)} failed (exit code {proc.returncode}): "
+                           f"{proc.stderr.strip() or proc.stdout.strip()}")
+    job_id = proc.stdout.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise RuntimeError(f"sbatch printed {proc.stdout.strip()!r}, not a job id.")
+    return job_id
+
+
+def participant_status(plan: SubmitPlan) -> dict[str, str | None]:
+    """Map each label to ``None`` (succeeded) or the reason it did not.
+
+    A participant succeeded when its array task wrote exit code 0 *and* its
+    ``desc-denoise_qc.tsv`` exists in ``OUTPUT_DIR``.
+    """
+    result: dict[str, str | None] = {}
+    for label in plan.labels:
+        status = plan.run_dir / "status" / f"sub-{label}.exit"
+        if not status.is_file():
+            result[label] = "no exit status: the task was cancelled, timed out, ran out of " \
+                            "memory or never started (see log/)"
+            continue
+        code = status.read_text().strip()
+        if code != "0":
+            result[label] = f"participant level exited with code {code} (see log/)"
+        elif not any(plan.output_dir.glob(QC_PATTERN.format(label=label))):
+            result[label] = "exit code 0 but no desc-denoise_qc.tsv in OUTPUT_DIR"
+        else:
+            result[label] = None
+    return result
+
+
+def finalize_group(run_dir: str | Path) -> int:
+    """Group step of a submission: report missing participants, run the group level on the rest.
+
+    Writes ``missing.tsv`` (``participant_id``, ``reason``; header only when
+    none is missing) and ``group.exit`` in ``run_dir``.
+
+    Returns
+    -------
+    int
+        The group level's exit code; 66 when no participant succeeded.
+    """
+    from workflows.cli import run
+    from workflows.derivatives import atomic_write
+
+    plan = SubmitPlan.load(Path(run_dir))
+    status = participant_status(plan)
+    ok = [label for label, reason in status.items() if reason is None]
+    missing = {label: reason for label, reason in status.items() if reason is not None}
+    with atomic_write(plan.run_dir / "missing.tsv") as handle:
+        handle.write("participant_id\treason\n")
+        for label, reason in missing.items():
+            handle.write(f"sub-{label}\t{reason}\n")
+    for label, reason in missing.items():
+        LOGGER.warning("sub-%s left out of the group level: %s", label, reason)
+    print(f"msica: {len(ok)}/{len(plan.labels)} participant(s) succeeded; "
+          f"missing: {', '.join('sub-' + m for m in missing) or 'none'}", flush=True)
+    if ok:
+        code = run([str(plan.bids_dir), str(plan.output_dir), "group", "--participant-label",
+                    *ok, "-w", str(plan.work_dir / "group")])
+    else:
+        print("msica: error: no participant succeeded; the group level was not run.",
+              file=sys.stderr, flush=True)
+        code = int(ExitCode.NO_INPUT)
+    with atomic_write(plan.run_dir / "group.exit") as handle:
+        handle.write(f"{code}\n")
+    return int(code)
+
+
+def _split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    argv = list(argv)
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def submit_command(argv: Sequence[str]) -> int:
+    """``msica submit BIDS_DIR OUTPUT_DIR --slurm-partition P [...] [-- participant options]``.
+
+    Returns
+    -------
+    int
+        0 submitted (or scripts written with ``--dry-run``), 64 usage error,
+        66 missing BIDS_DIR or participants, 1 when ``sbatch`` fails.
+    """
+    own, extra = _split_passthrough(argv)
+    parser = _build_parser()
+    try:
+        opts = parser.parse_args(own)
+        reserved = [a for a in extra if a.split("=")[0] in _RESERVED]
+        if reserved:
+            parser.error(f"{', '.join(reserved)} after '--' is set by msica submit per task; "
+                         "give it before '--'.")
+        if opts.work_dir == opts.output_dir or opts.work_dir in opts.output_dir.parents:
+            parser.error(f"the work directory {opts.work_dir} must not contain the output "
+                         "folder; use -w with another path.")
+        # Check the passed-through options now, not in every array task.
+        from workflows.cli import parse_args
+
+        parse_args([str(opts.bids_dir), str(opts.output_dir), "participant", *extra])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.DEBUG if opts.verbose else logging.WARNING,
+                        format="%(name)s %(levelname)s: %(message)s")
+    try:
+        from pipeline.exceptions import InputDataError
+        from workflows.bids import build_layout, collect_participants
+
+        layout = build_layout(opts.bids_dir, work_dir=opts.work_dir,
+                              database_dir=opts.work_dir / "bids_db" / "submit",
+                              reset_database=True)
+        labels = collect_participants(layout, opts.participant_label or None)
+        msica = msica_executable()
+    except (FileNotFoundError, InputDataError) as exc:
+        print(f"msica submit: error: {exc}", file=sys.stderr)
+        return int(ExitCode.NO_INPUT)
+
+    run_id = opts.run_id or (datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+                             + "_" + uuid.uuid4().hex[:8])
+    plan = SubmitPlan(bids_dir=opts.bids_dir, output_dir=opts.output_dir, work_dir=opts.work_dir,
+                      labels=labels, partition=opts.partition, nprocs=opts.nprocs,
+                      mem_gb=opts.mem_gb, time=opts.time, extra=extra, run_id=run_id,
+                      msica=msica, python=Path(sys.executable))
+    participant_script, group_script = write_scripts(plan)
+    if opts.dry_run:
+        print(f"msica submit: dry run, {len(labels)} participant(s); scripts in {plan.run_dir}")
+        return int(ExitCode.OK)
+    try:
+        plan.array_job_id = _sbatch([str(participant_script)])
+        plan.save()
+        plan.group_job_id = _sbatch([f"--dependency=afterany:{plan.array_job_id}",
+                                     str(group_script)])
+    except RuntimeError as exc:
+        where = (f" The participant array job {plan.array_job_id} was submitted; run the "
+                 f"group level by hand with 'sbatch {group_script}'."
+                 if plan.array_job_id else "")
+        print(f"msica submit: error: {exc}{where}", file=sys.stderr)
+        return int(ExitCode.ERROR)
+    plan.save()
+    print(f"msica submit: participant array job {plan.array_job_id} ({len(labels)} task(s)), "
+          f"group job {plan.group_job_id}; scripts and logs in {plan.run_dir}")
+    return int(ExitCode.OK)
+
+
+def _main(argv: Sequence[str]) -> int:
+    if len(argv) == 2 and argv[0] == "finalize":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: "
+                            "%(message)s", datefmt="%H:%M:%S")
+        return finalize_group(argv[1])
+    print("usage: python -m workflows.submit finalize RUN_DIR", file=sys.stderr)
+    return int(ExitCode.USAGE)
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
