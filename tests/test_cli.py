@@ -123,3 +123,10 @@ def test_boutiques_flag_writes_descriptor(tmp_path):
 def test_submit_is_dispatched(capsys):
     assert run(["submit", "--help"]) == ExitCode.OK
     assert "--slurm-partition" in capsys.readouterr().out
+
+
+def test_sites_is_dispatched(capsys):
+    with pytest.raises(SystemExit) as exc:  # argparse's --help exits inside the command
+        run(["sites", "--help"])
+    assert exc.value.code == 0
+    assert "rankdad" in capsys.readouterr().out

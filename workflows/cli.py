@@ -56,6 +56,7 @@ def _build_parser() -> _Parser:
         description="msica: multi-scale ICA networks, FNC features and classifiers for BIDS fMRI. "
         "Other commands: 'msica simulate OUT_DIR', 'msica demo [OUT_DIR]', "
         "'msica submit BIDS_DIR OUTPUT_DIR --slurm-partition P' (SLURM array), "
+        "'msica sites' (multi-site training without pooling data: dsgd/dad/rankdad), "
         "'msica --boutiques [PATH]' (Boutiques descriptor).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -294,6 +295,12 @@ def _submit_command(argv: Sequence[str]) -> int:
     return submit_command(argv)
 
 
+def _sites_command(argv: Sequence[str]) -> int:
+    from workflows.distributed import run_sites_command
+
+    return run_sites_command(argv)
+
+
 def _truth_templates(bids_dir: Path) -> list[tuple[Path, Path]]:
     """The simulator's multi-scale template (4-D maps and labels per scale), coarse to fine."""
     truth = bids_dir / "derivatives" / "truth"
@@ -311,6 +318,7 @@ _SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "simulate": _simulate_command,
     "demo": _demo_command,
     "submit": _submit_command,
+    "sites": _sites_command,
 }
 
 

@@ -94,6 +94,9 @@ def _nipype_config(settings: Settings, crash_dir: Path) -> dict:
             "crashfile_format": "pklz",
             "stop_on_first_crash": settings.stop_on_first_crash,
             "remove_unnecessary_outputs": True,
+            # Nipype's scheduler sleeps this long between polls (default 2 s): far longer
+            # than most msica nodes take. Keep the default for SLURM's squeue polling.
+            "poll_sleep_duration": 2.0 if settings.plugin == "SLURM" else 0.1,
             "check_version": False,
         },
         "monitoring": {"enabled": False},

@@ -93,7 +93,7 @@ class BackReconstruct(SimpleInterface):
                 )
             template = resample_to_img(template, mask, interpolation="continuous",
                                        force_resample=True, copy_header=True)
-        masker = NiftiMasker(mask_img=mask).fit()
+        masker = NiftiMasker(mask_img=mask, standardize=None).fit()
         data = masker.transform(inputs.bold_file)  # (n_volumes, n_voxels)
         maps_in = masker.transform(template)  # (n_networks, n_voxels)
         n_networks = maps_in.shape[0]
