@@ -56,6 +56,7 @@ def _build_parser() -> _Parser:
         description="msica: multi-scale ICA networks, FNC features and classifiers for BIDS fMRI. "
         "Other commands: 'msica simulate OUT_DIR', 'msica demo [OUT_DIR]', "
         "'msica submit BIDS_DIR OUTPUT_DIR --slurm-partition P' (SLURM array), "
+        "'msica predict BIDS_DIR OUTPUT_DIR --model FILE' (score new participants), "
         "'msica sites' (multi-site training without pooling data: dsgd/dad/rankdad), "
         "'msica --boutiques [PATH]' (Boutiques descriptor).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -295,6 +296,12 @@ def _submit_command(argv: Sequence[str]) -> int:
     return submit_command(argv)
 
 
+def _predict_command(argv: Sequence[str]) -> int:
+    from workflows.predict import predict_command
+
+    return predict_command(argv)
+
+
 def _sites_command(argv: Sequence[str]) -> int:
     from workflows.distributed import run_sites_command
 
@@ -319,6 +326,7 @@ _SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "demo": _demo_command,
     "submit": _submit_command,
     "sites": _sites_command,
+    "predict": _predict_command,
 }
 
 

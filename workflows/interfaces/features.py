@@ -17,7 +17,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-__all__ = ["DFNCStates", "FNCFeatureTable", "participant_of"]
+__all__ = ["DFNCStates", "FNCFeatureTable", "participant_of", "read_fnc_features"]
 
 
 def participant_of(path: str) -> str:
@@ -39,6 +39,51 @@ def _read_participants(path) -> pd.DataFrame | None:
     return pd.read_csv(path, sep="\t", dtype=str, na_values="n/a", keep_default_na=False)
 
 
+def read_fnc_features(relmat_files, participants_file=None) -> tuple[pd.DataFrame, list[str]]:
+    """Read participants' multi-scale FNC matrices into one edge table.
+
+    Runs of one participant are averaged in Fisher z.
+
+    Parameters
+    ----------
+    relmat_files : list of str
+        ``*_desc-multiscale_relmat.tsv`` files written by the participant level.
+    participants_file : str, optional
+        participants.tsv whose columns are joined to the table.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Index participant_id; covariates, then one column per edge (``"a__b"``).
+    labels : list of str
+        Node labels of the matrices.
+
+    Raises
+    ------
+    InputDataError
+        If the matrices do not all have the same nodes.
+    """
+    from pipeline.exceptions import InputDataError
+    from pipeline.features import static_fnc_table
+
+    by_participant: dict[str, list[np.ndarray]] = defaultdict(list)
+    labels = None
+    for path in relmat_files:
+        frame = pd.read_csv(path, sep="\t", index_col=0)
+        if labels is None:
+            labels = list(frame.columns)
+        elif list(frame.columns) != labels:
+            raise InputDataError(
+                f"{path} has other networks than the first FNC matrix; rerun the "
+                "participant level with the same templates for everyone."
+            )
+        by_participant[participant_of(path)].append(frame.to_numpy())
+    ids = sorted(by_participant)
+    fnc = np.stack([np.mean(by_participant[pid], axis=0) for pid in ids])
+    table = static_fnc_table(fnc, labels, ids, participants=_read_participants(participants_file))
+    return table, labels
+
+
 class _FNCFeatureTableInputSpec(BaseInterfaceInputSpec):
     relmat_files = InputMultiObject(File(exists=True), mandatory=True,
                                     desc="participants' multi-scale FNC matrices (TSV)")
@@ -57,26 +102,10 @@ class FNCFeatureTable(SimpleInterface):
     output_spec = _FNCFeatureTableOutputSpec
 
     def _run_interface(self, runtime):
-        from pipeline.exceptions import InputDataError
-        from pipeline.features import static_fnc_table
-
-        by_participant: dict[str, list[np.ndarray]] = defaultdict(list)
-        labels = None
-        for path in self.inputs.relmat_files:
-            frame = pd.read_csv(path, sep="\t", index_col=0)
-            if labels is None:
-                labels = list(frame.columns)
-            elif list(frame.columns) != labels:
-                raise InputDataError(
-                    f"{path} has other networks than the first FNC matrix; rerun the "
-                    "participant level with the same templates for everyone."
-                )
-            by_participant[participant_of(path)].append(frame.to_numpy())
-        ids = sorted(by_participant)
-        fnc = np.stack([np.mean(by_participant[pid], axis=0) for pid in ids])
-        participants = _read_participants(
-            self.inputs.participants_file if isdefined(self.inputs.participants_file) else None)
-        table = static_fnc_table(fnc, labels, ids, participants=participants)
+        participants = (self.inputs.participants_file
+                        if isdefined(self.inputs.participants_file) else None)
+        table, labels = read_fnc_features(self.inputs.relmat_files, participants)
+        ids = list(table.index)
         out_file = Path(runtime.cwd) / "fnc_features.tsv"
         table.to_csv(out_file, sep="\t", na_rep="n/a")
         self._results["out_file"] = str(out_file)

@@ -1,0 +1,97 @@
+"""msica predict: a model saved by a training run scores new participants, or refuses clearly."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.classify.analysis import classify_target
+from pipeline.classify.persistence import save_model
+from workflows.cli import ExitCode, run
+from workflows.interfaces.features import read_fnc_features
+
+RANDOM_STATE = 42
+LABELS = ["s2-N1", "s2-N2", "s4-N1", "s4-N2", "s4-N3"]
+
+
+def _write_relmats(root: Path, ids: list[str], diagnosis: list[str], rng) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text(json.dumps(
+        {"Name": "msica", "BIDSVersion": "1.10.0", "DatasetType": "derivative",
+         "GeneratedBy": [{"Name": "msica"}]}))
+    for pid, dx in zip(ids, diagnosis):
+        z = rng.normal(0, 0.2, (5, 5))
+        z = (z + z.T) / 2
+        z[0, 2] = z[2, 0] = 0.8 if dx == "patient" else -0.2  # planted edge s2-N1__s4-N1
+        np.fill_diagonal(z, 0)
+        func = root / pid / "func"
+        func.mkdir(parents=True)
+        frame = pd.DataFrame(z, index=pd.Index(LABELS, name="node"), columns=LABELS)
+        frame.to_csv(func / f"{pid}_task-rest_desc-multiscale_relmat.tsv", sep="\t")
+
+
+@pytest.fixture
+def trained(tmp_path):
+    rng = np.random.default_rng(RANDOM_STATE)
+    ids = [f"sub-{i:02d}" for i in range(1, 25)]
+    dx = ["patient", "control"] * 12
+    participants = pd.DataFrame({"participant_id": ids, "diagnosis": dx,
+                                 "site": ["a"] * 12 + ["b"] * 12})
+    train_out = tmp_path / "train"
+    _write_relmats(train_out, ids, dx, rng)
+    relmats = sorted(str(p) for p in train_out.rglob("*_relmat.tsv"))
+    table, _ = read_fnc_features(relmats)
+    outcome = classify_target(table, participants, "diagnosis", confounds=(),
+                              random_state=0, n_bootstrap=10)
+    model = tmp_path / "desc-diagnosis_model.joblib"
+    save_model(outcome.final_model, model, feature_names=outcome.feature_names,
+               target="diagnosis", X=outcome.X, y=outcome.target.y.to_numpy())
+    new_ids = [f"sub-{i:02d}" for i in range(30, 36)]
+    new_dx = ["patient", "control"] * 3
+    new_bids = tmp_path / "newbids"
+    new_bids.mkdir()
+    pd.DataFrame({"participant_id": new_ids, "diagnosis": new_dx}).to_csv(
+        new_bids / "participants.tsv", sep="\t", index=False)
+    new_out = tmp_path / "new"
+    _write_relmats(new_out, new_ids, new_dx, rng)
+    return model, new_bids, new_out, dict(zip(new_ids, new_dx))
+
+
+def test_predict_scores_new_participants(trained):
+    model, bids, out, truth = trained
+    assert run(["predict", str(bids), str(out), "--model", str(model)]) == ExitCode.OK
+    table = pd.read_csv(out / "group" / "desc-diagnosisscored_predictions.tsv", sep="\t",
+                        index_col=0)
+    assert sorted(table.index) == sorted(truth)
+    assert (table["prediction"] == pd.Series(truth)).mean() >= 5 / 6  # planted edge is strong
+    sidecar = json.loads((out / "group" / "desc-diagnosisscored_predictions.json").read_text())
+    assert sidecar["Target"] == "diagnosis"
+    assert len(sidecar["TrainingDataSHA256"]) == 64
+
+
+def test_predict_refuses_other_features(trained, capsys):
+    model, bids, out, _ = trained
+    for path in out.rglob("*_relmat.tsv"):  # the new participants lack one network
+        frame = pd.read_csv(path, sep="\t", index_col=0).iloc[:-1, :-1]
+        frame.to_csv(path, sep="\t")
+    assert run(["predict", str(bids), str(out), "--model", str(model)]) == ExitCode.DATA
+    assert "features do not match the saved model" in capsys.readouterr().err
+
+
+def test_predict_refuses_other_version(trained, capsys):
+    model, bids, out, _ = trained
+    sidecar = model.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    meta["msica_version"] = "0.0.1"
+    sidecar.write_text(json.dumps(meta))
+    assert run(["predict", str(bids), str(out), "--model", str(model)]) == ExitCode.DATA
+    assert "msica_version='0.0.1'" in capsys.readouterr().err
+
+
+def test_predict_missing_model(trained, tmp_path, capsys):
+    _, bids, out, _ = trained
+    code = run(["predict", str(bids), str(out), "--model", str(tmp_path / "nope.joblib")])
+    assert code == ExitCode.NO_INPUT
+    assert "nope.joblib" in capsys.readouterr().err

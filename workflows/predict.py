@@ -1,0 +1,103 @@
+"""``msica predict``: score new participants with a saved classifier (clinical batch use).
+
+The new participants are first run through the participant level with the same
+templates as the training cohort; ``msica predict BIDS_DIR OUTPUT_DIR --model
+FILE`` then builds their FNC feature table from ``OUTPUT_DIR``, checks it against
+the model's saved feature list and versions, and writes
+``OUTPUT_DIR/group/desc-<target>scored_predictions.tsv`` with a JSON sidecar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.exceptions import InputDataError
+
+__all__ = ["predict_command", "predict_participants"]
+
+LOGGER = logging.getLogger("msica.predict")
+
+
+def predict_participants(
+    output_dir: Path,
+    model_file: Path,
+    *,
+    participants_file: Path | None = None,
+    participant_label: list[str] | None = None,
+) -> Path:
+    """Score the participants whose derivatives are in ``output_dir``; return the table path.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the model, its sidecar or the participant derivatives are missing.
+    InputDataError
+        If the features or software versions do not match the saved model.
+    """
+    from pipeline.classify.persistence import load_model, predict_table
+    from workflows.derivatives import DerivativesDataSink
+    from workflows.group import collect_participant_outputs, derivatives_layout
+    from workflows.interfaces.features import read_fnc_features
+
+    try:
+        model, meta = load_model(model_file)
+    except ValueError as exc:
+        raise InputDataError(str(exc)) from exc
+    relmats = collect_participant_outputs(
+        derivatives_layout(output_dir), participant_label=participant_label,
+        suffix="relmat", desc="multiscale", extension=".tsv")
+    participants = str(participants_file) if participants_file and Path(
+        participants_file).is_file() else None
+    table, _ = read_fnc_features(relmats, participants)
+    covariates = pd.read_csv(participants, sep="\t", na_values="n/a",
+                             keep_default_na=False) if participants else None
+    try:
+        scored = predict_table(model, meta, table, covariates)
+    except ValueError as exc:
+        raise InputDataError(f"{model_file}: {exc}") from exc
+    target = "".join(ch for ch in meta["target"] if ch.isalnum())
+    with tempfile.TemporaryDirectory() as tmp:
+        tsv = Path(tmp) / "predictions.tsv"
+        scored.to_csv(tsv, sep="\t", na_rep="n/a")
+        sink = DerivativesDataSink(
+            base_directory=str(output_dir), in_file=str(tsv), desc=f"{target}scored",
+            suffix="predictions", extension=".tsv", sources=[str(model_file), *relmats],
+            meta_dict={"Model": str(model_file), "Target": meta["target"],
+                       "TrainingDataSHA256": meta.get("training_data_sha256"),
+                       "NumberOfParticipants": len(scored)})
+        out_file = sink.run().outputs.out_file
+    LOGGER.info("Scored %d participant(s) for %s: %s", len(scored), meta["target"], out_file)
+    return Path(out_file)
+
+
+def predict_command(argv: Sequence[str]) -> int:
+    """Entry point of ``msica predict``; returns the exit code."""
+    from workflows.cli import _guarded, _Parser, _setup_logging
+
+    parser = _Parser(prog="msica predict", description=__doc__.splitlines()[0],
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("bids_dir", type=lambda p: Path(p).expanduser().absolute(),
+                        help="BIDS dataset of the new participants (for participants.tsv)")
+    parser.add_argument("output_dir", type=lambda p: Path(p).expanduser().absolute(),
+                        help="msica derivatives of the new participants (participant level run)")
+    parser.add_argument("--model", required=True, type=lambda p: Path(p).expanduser().absolute(),
+                        help="saved model (group/desc-<target>_model.joblib of a training run)")
+    parser.add_argument("--participant-label", "--participant_label", dest="participant_label",
+                        nargs="+", default=[], type=lambda s: s.removeprefix("sub-"))
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    opts = parser.parse_args(argv)
+    _setup_logging(opts.verbose)
+
+    def _go() -> int:
+        predict_participants(opts.output_dir, opts.model,
+                             participants_file=opts.bids_dir / "participants.tsv",
+                             participant_label=opts.participant_label or None)
+        return 0
+
+    return _guarded(_go, verbose=opts.verbose)
