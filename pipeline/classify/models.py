@@ -7,8 +7,6 @@ tries. :class:`TorchMLPClassifier` is a scikit-learn classifier backed by torch.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -18,6 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from pipeline._docs import fill_doc
+from pipeline._threads import torch_threads
 from pipeline._validation import check_in_allowed, check_random_state, resolve_device
 
 __all__ = ["MODEL_NAMES", "TorchMLPClassifier", "default_param_grid", "make_model"]
@@ -105,22 +104,6 @@ def default_param_grid(name: str) -> dict:
     }[name]
 
 
-@contextmanager
-def _torch_threads(n_threads):
-    """Run a block with ``n_threads`` torch CPU threads, restoring the previous count."""
-    import torch
-
-    if n_threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(n_threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @fill_doc
 class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     """A small multi-layer perceptron in torch, as a scikit-learn classifier.
@@ -186,7 +169,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         """Train the network on ``X`` (n_samples, n_features) and labels ``y``."""
-        with _torch_threads(self.n_threads):
+        with torch_threads(self.n_threads):
             return self._fit(X, y)
 
     def _fit(self, X, y):
@@ -247,7 +230,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
 
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        with _torch_threads(self.n_threads), torch.no_grad():
+        with torch_threads(self.n_threads), torch.no_grad():
             Xt = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float64)
             return self.network_(Xt).numpy().astype(np.float64)
 

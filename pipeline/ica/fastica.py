@@ -18,9 +18,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from pipeline._docs import fill_doc
+from pipeline._threads import torch_threads
 from pipeline._validation import check_random_state, check_type, resolve_device
 from pipeline.exceptions import ConvergenceWarning, InputDataError
-from pipeline.ica.infomax import _cpu_threads
 
 __all__ = ["TorchFastICA", "fastica"]
 
@@ -200,7 +200,7 @@ class TorchFastICA(TransformerMixin, BaseEstimator):
             self.mean_ = np.zeros(n_features)
             whitening = None
             x_white = data.T
-        with _cpu_threads(dev):
+        with torch_threads(1, dev):
             w, n_iter, lim = _fastica_parallel(
                 x_white,
                 torch.as_tensor(w_init, device=dev),

@@ -18,7 +18,6 @@ orientation: ``X`` has shape ``(n_samples, n_features)`` = ``(n_voxels, n_compon
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import warnings
@@ -30,6 +29,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from pipeline._docs import fill_doc
+from pipeline._threads import torch_threads
 from pipeline._validation import check_random_state, check_type, resolve_device
 from pipeline.exceptions import ConvergenceWarning, InputDataError
 
@@ -69,26 +69,6 @@ def default_lrate(n_channels: int) -> float:
     0.0050071
     """
     return 0.015 / math.log(max(n_channels, 2))
-
-
-@contextlib.contextmanager
-def _cpu_threads(device: torch.device, n_threads: int = 1):
-    """Run a block of tiny torch ops with ``n_threads`` intra-op CPU threads.
-
-    The Infomax and FastICA loops are made of many small matrix products for
-    which thread synchronisation costs more than it saves (measured here: about
-    6x slower with 2 threads under load). The previous setting is restored on
-    exit; nothing changes on CUDA.
-    """
-    if device.type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _sphere(data: torch.Tensor) -> torch.Tensor:
@@ -420,7 +400,7 @@ class Infomax(TransformerMixin, BaseEstimator):
                     f"{n_features}). Got {w_start.shape}."
                 )
             w_start = torch.as_tensor(w_start, device=dev)
-        with _cpu_threads(dev):
+        with torch_threads(1, dev):
             out = _runica(
                 sphere @ data,
                 lrate=lrate,
