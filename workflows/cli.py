@@ -129,6 +129,9 @@ def _build_parser() -> _Parser:
                        "inside training folds (absent columns are skipped)")
     g_sci.add_argument(*_both("--n-permutations"), dest="n_permutations", type=int, default=100,
                        help="group level: label permutations of the whole nested CV (0: none)")
+    g_sci.add_argument("--introspect", action="store_true",
+                       help="group level: also train the torch MLP on each target and record "
+                       "per-layer, per-group gradient spectra (on GPU with --device cuda/auto)")
     g_sci.add_argument("--config", type=is_file,
                        help="TOML file of option defaults (underscore names); the command line wins")
 
@@ -206,6 +209,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
         targets=tuple(opts.targets),
         confounds=tuple(opts.confounds),
         n_permutations=opts.n_permutations,
+        introspect=opts.introspect,
         nprocs=opts.nprocs,
         omp_nthreads=opts.omp_nthreads,
         mem_gb=opts.mem_gb,
@@ -278,7 +282,7 @@ def _demo_command(argv: Sequence[str]) -> int:
         for template, labels in _truth_templates(bids_dir):
             templates += ["--template", str(template), "--template-labels", str(labels)]
         group_options = ["--targets", "diagnosis", "medication", "response",
-                         "--n-permutations", "20"]
+                         "--n-permutations", "20", "--introspect"]
         for level in ("participant", "group"):
             code = run([*common, level, *extra,
                         *(templates if level == "participant" else group_options)])

@@ -67,6 +67,7 @@ class Settings:
     targets: tuple[str, ...] = ()
     confounds: tuple[str, ...] = ("age", "sex")
     n_permutations: int = 100
+    introspect: bool = False
     # execution
     nprocs: int = 1
     omp_nthreads: int = 1

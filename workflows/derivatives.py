@@ -492,6 +492,8 @@ class DerivativesDataSink(SimpleInterface):
 
     input_spec = _DerivativesDataSinkInputSpec
     output_spec = _DerivativesDataSinkOutputSpec
+    # Always rerun: a cached sink would not rewrite a derivative deleted since the last run.
+    _always_run = True
 
     def __init__(self, **inputs: Any) -> None:
         static = set(self.input_spec().copyable_trait_names())

@@ -80,6 +80,17 @@ def collect_participant_outputs(
     return files
 
 
+def _wants_gpu(device: str) -> bool:
+    """Whether a torch node should be scheduled on a GPU (MultiProc's ``n_gpu_procs``)."""
+    if str(device).startswith("cuda"):
+        return True
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
 def init_group_wf(
     *,
     qc_files: list[str],
@@ -90,6 +101,7 @@ def init_group_wf(
     targets: list[str] | None = None,
     confounds: list[str] | None = None,
     n_permutations: int = 100,
+    introspect: bool = False,
     device: str = "auto",
     seed: int = 0,
     participants_file: Path | None = None,
@@ -116,6 +128,8 @@ def init_group_wf(
         participants.tsv columns regressed out of the features inside training folds.
     n_permutations : int
         Label permutations of the whole nested CV, for p-values.
+    introspect : bool
+        Also train the torch MLP on each target with gradient-spectrum introspection.
     device : str
         Torch device of the classifiers.
     seed : int
@@ -130,6 +144,7 @@ def init_group_wf(
     Workflow
     """
     from workflows.interfaces.classify import ClassifyTarget
+    from workflows.interfaces.introspect import IntrospectTraining
     from workflows.interfaces.features import DFNCStates, FNCFeatureTable
     from workflows.interfaces.qc import GatherQC
 
@@ -190,10 +205,32 @@ def init_group_wf(
                                     desc=f"{tag}biomarkers", suffix="features", extension=".tsv"),
             "model_file": sink(f"ds_{tag}_model", relmat_files, desc=tag, suffix="model",
                                extension=".joblib"),
+            "calibration_file": sink(f"ds_{tag}_calibration", relmat_files,
+                                     desc=f"{tag}calibration", suffix="metrics", extension=".tsv"),
+            "figure_file": sink(f"ds_{tag}_figure", relmat_files, datatype="figures",
+                                desc=f"{tag}biomarkers", suffix="features", extension=".svg"),
         }
         workflow.connect([(table, classify, [("out_file", "features_file")])])  # fmt:skip
         for field, node in sinks.items():
             workflow.connect([(classify, node, [(field, "in_file"), ("meta", "meta_dict")])])  # fmt:skip
+        if introspect:
+            spectra = pe.Node(
+                IntrospectTraining(participants_file=participants, target=target,
+                                   random_state=seed, use_gpu=_wants_gpu(device)),
+                name=f"introspect_{tag}")
+            spectra_sinks = {
+                "spectra_file": sink(f"ds_{tag}_spectra", relmat_files, desc=f"{tag}introspect",
+                                     suffix="spectrum", extension=".tsv"),
+                "summary_file": sink(f"ds_{tag}_spectra_summary", relmat_files,
+                                     desc=f"{tag}introspectsummary", suffix="spectrum",
+                                     extension=".tsv"),
+                "figure_file": sink(f"ds_{tag}_spectra_figure", relmat_files,
+                                    desc=f"{tag}introspect", suffix="spectrum",
+                                    extension=".svg", datatype="figures"),
+            }
+            workflow.connect([(table, spectra, [("out_file", "features_file")])])  # fmt:skip
+            for field, node in spectra_sinks.items():
+                workflow.connect([(spectra, node, [(field, "in_file"), ("meta", "meta_dict")])])  # fmt:skip
     if targets:
         workflow.__postdesc__ += (
             f" Targets ({', '.join(targets)}) were classified from the FNC edges with nested "
@@ -228,6 +265,7 @@ def build_group_wf(
     targets: list[str] | None = None,
     confounds: list[str] | None = None,
     n_permutations: int = 100,
+    introspect: bool = False,
     device: str = "auto",
     seed: int = 0,
 ) -> Workflow:
@@ -247,6 +285,7 @@ def build_group_wf(
         targets=targets,
         confounds=confounds,
         n_permutations=n_permutations,
+        introspect=introspect,
         device=device,
         seed=seed,
         participants_file=Path(bids_dir) / "participants.tsv",

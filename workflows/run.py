@@ -245,6 +245,7 @@ def _run_group_level(settings: Settings) -> dict[str, BaseException]:
         targets=list(settings.targets),
         confounds=list(settings.confounds),
         n_permutations=settings.n_permutations,
+        introspect=settings.introspect,
         device=settings.device,
         seed=settings.seed,
     )

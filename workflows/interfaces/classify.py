@@ -32,6 +32,8 @@ class _ClassifyTargetOutputSpec(TraitedSpec):
     predictions_file = File(exists=True, desc="out-of-fold predictions")
     biomarkers_file = File(exists=True, desc="selected edges, scales, domains, stability")
     model_file = File(exists=True, desc="final model refitted on everyone (joblib)")
+    calibration_file = File(exists=True, desc="calibration curve (binary targets; else empty)")
+    figure_file = File(exists=True, desc="top connections of the biomarker report (SVG)")
     meta = traits.Dict(desc="sidecar content")
 
 
@@ -43,6 +45,7 @@ class ClassifyTarget(SimpleInterface):
 
     def _run_interface(self, runtime):
         from pipeline.classify.analysis import classify_target
+        from pipeline.classify.biomarkers import plot_top_connections
         from pipeline.classify.persistence import save_model
 
         inputs = self.inputs
@@ -61,10 +64,18 @@ class ClassifyTarget(SimpleInterface):
             "site_metrics_file": (outcome.cv.per_site, "site_metrics.tsv", True),
             "predictions_file": (outcome.cv.predictions, "predictions.tsv", False),
             "biomarkers_file": (outcome.biomarkers, "biomarkers.tsv", False),
+            "calibration_file": (
+                outcome.cv.calibration if outcome.cv.calibration is not None
+                else pd.DataFrame(columns=["prob_pred", "prob_true"]),
+                "calibration.tsv", False),
         }
         for key, (frame, name, keep_index) in outputs.items():
             frame.to_csv(cwd / name, sep="\t", index=keep_index, na_rep="n/a")
             self._results[key] = str(cwd / name)
+        figure = plot_top_connections(outcome.biomarkers,
+                                      title=f"{inputs.target}: top connections")
+        figure.savefig(cwd / "biomarkers.svg")
+        self._results["figure_file"] = str(cwd / "biomarkers.svg")
         model_file = cwd / "model.joblib"
         save_model(outcome.final_model, model_file, feature_names=outcome.feature_names,
                    target=inputs.target, X=outcome.X, y=outcome.target.y.to_numpy(),

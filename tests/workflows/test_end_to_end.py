@@ -1,0 +1,66 @@
+"""Both levels end to end in template mode on a small simulated dataset (what `msica demo` runs)."""
+
+import json
+from pathlib import Path
+
+import nibabel as nb
+import pandas as pd
+import pytest
+
+from workflows.cli import ExitCode, _truth_templates, run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory) -> tuple[Path, Path, Path]:
+    from workflows.simulate import run_simulate
+
+    root = tmp_path_factory.mktemp("e2e")
+    bids = run_simulate(root / "bids", n_subjects=12, n_sites=2, n_volumes=80, tr=2.0,
+                        grid_mm=10.0, seed=1)
+    out, work = root / "out", root / "work"
+    argv = [str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2"]
+    for template, labels in _truth_templates(bids):
+        argv += ["--template", str(template), "--template-labels", str(labels)]
+    assert run(argv) == ExitCode.OK
+    assert run([str(bids), str(out), "group", "-w", str(work), "--targets", "diagnosis",
+                "--n-permutations", "3", "--introspect"]) == ExitCode.OK
+    return bids, out, work
+
+
+def test_participant_derivatives(processed):
+    bids, out, _ = processed
+    func = out / "sub-01" / "func"
+    maps = sorted(func.glob("*_scale-*_desc-ica_components.nii.gz"))
+    assert [m.name.split("_scale-")[1].split("_")[0] for m in maps] == ["10", "4"]
+    assert nb.load(maps[1]).shape[3] == 4
+    relmat = pd.read_csv(next(func.glob("*_desc-multiscale_relmat.tsv")), sep="\t", index_col=0)
+    assert relmat.shape == (14, 14)
+    sidecar = json.loads(next(func.glob("*scale-4_desc-ica_components.json")).read_text())
+    assert sidecar["Method"] == "moo-icar" and sidecar["Sources"][0].startswith("bids:")
+    assert "Participant networks were estimated at 2 scale(s)" in (
+        out / "logs" / "CITATION.md").read_text()
+
+
+def test_group_derivatives(processed):
+    _, out, _ = processed
+    group = out / "group"
+    features = pd.read_csv(group / "desc-fnc_features.tsv", sep="\t", index_col=0)
+    assert len(features) == 12 and sum("__" in c for c in features.columns) == 14 * 13 // 2
+    metrics = json.loads((group / "desc-diagnosis_metrics.json").read_text())
+    assert metrics["NumberOfPermutations"] == 3 and 0 < metrics["PermutationPValue"] <= 1
+    for name in ("desc-diagnosis_model.joblib", "desc-diagnosisbiomarkers_features.tsv",
+                 "desc-diagnosiscalibration_metrics.tsv", "desc-dfncstates_relmat.tsv",
+                 "figures/desc-diagnosisbiomarkers_features.svg",
+                 "desc-diagnosisintrospect_spectrum.tsv",
+                 "figures/desc-diagnosisintrospect_spectrum.svg"):
+        assert (group / name).is_file(), name
+
+
+def test_deleted_derivative_is_rewritten_on_rerun(processed):
+    bids, out, work = processed
+    table = out / "group" / "desc-fnc_features.tsv"
+    table.unlink()
+    assert run([str(bids), str(out), "group", "-w", str(work)]) == ExitCode.OK
+    assert table.is_file()
