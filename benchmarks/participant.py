@@ -18,8 +18,11 @@ import time
 from pathlib import Path
 
 import nibabel as nb
+import numpy as np
 import pandas as pd
 from nilearn.maskers import NiftiMasker
+
+from workflows.simulate import truth_templates
 
 
 def make_data(root: Path, n_subjects: int, n_volumes: int, grid_mm: float) -> Path:
@@ -30,19 +33,13 @@ def make_data(root: Path, n_subjects: int, n_volumes: int, grid_mm: float) -> Pa
                         tr=2.0, grid_mm=grid_mm, seed=0)
 
 
-def _templates(bids: Path) -> list[tuple[Path, Path]]:
-    from workflows.cli import _truth_templates
-
-    return _truth_templates(bids)
-
-
 def run_workflow(bids: Path, out: Path, nprocs: int) -> float:
     """Run ``msica participant`` in template mode; return the wall time."""
     from workflows.cli import run
 
     argv = [str(bids), str(out / "msica"), "participant", "-w", str(out / "work"),
             "--nprocs", str(nprocs)]
-    for template, labels in _templates(bids):
+    for template, labels in truth_templates(bids):
         argv += ["--template", str(template), "--template-labels", str(labels)]
     start = time.perf_counter()
     code = run(argv)
@@ -61,7 +58,7 @@ def run_plain(bids: Path) -> float:
     from pipeline.ica.scica import SpatiallyConstrainedICA
 
     fmriprep = bids / "derivatives" / "fmriprep"
-    templates = [nb.load(t) for t, _ in _templates(bids)]
+    templates = [nb.load(t) for t, _ in truth_templates(bids)]
     start = time.perf_counter()
     for bold in sorted(fmriprep.glob("sub-*/func/*_desc-preproc_bold.nii.gz")):
         mask = Path(str(bold).replace("desc-preproc_bold", "desc-brain_mask"))
@@ -74,8 +71,6 @@ def run_plain(bids: Path) -> float:
             est = SpatiallyConstrainedICA(masker.transform(template), device="cpu")
             tcs.append(est.fit(result.data).timecourses_)
         motion = confounds[["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]]
-        import numpy as np
-
         cleaned = postprocess(np.hstack(tcs), 2.0, motion=motion.to_numpy())
         static_fnc(cleaned)
         sliding_window_fnc(cleaned)

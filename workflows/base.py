@@ -10,6 +10,7 @@ from nipype.pipeline import engine as pe
 
 from pipeline import __version__
 from workflows.config import Settings
+from workflows.derivatives import sink_factory
 from workflows.engine import Workflow
 
 __all__ = [
@@ -29,20 +30,6 @@ def participant_wf_name(subject_label: str) -> str:
     'sub_01_wf'
     """
     return f"sub_{subject_label}_wf"
-
-
-def _sink_factory(output_dir: Path, source_file: str, dataset_links: dict[str, str] | None):
-    """Return a function that makes DerivativesDataSink nodes for outputs of ``source_file``."""
-    from workflows.derivatives import DerivativesDataSink
-
-    def sink(name: str, **entities: str) -> pe.Node:
-        interface = DerivativesDataSink(base_directory=str(output_dir), source_file=source_file,
-                                        **entities)
-        if dataset_links:
-            interface.inputs.dataset_links = dataset_links
-        return pe.Node(interface, name=name, run_without_submitting=True)
-
-    return sink
 
 
 def init_msica_participant_wf(
@@ -226,7 +213,7 @@ def init_denoise_wf(
     from workflows.interfaces.denoise import DenoiseBold
 
     workflow = Workflow(name=name)
-    sink = _sink_factory(output_dir, bold_file, dataset_links)
+    sink = sink_factory(output_dir, source_file=bold_file, dataset_links=dataset_links)
     filt = f"high-pass {high_pass} Hz" + (f", low-pass {low_pass} Hz" if low_pass else "")
     scrub = f" volumes with framewise displacement > {fd_threshold} mm were censored," if (
         strategy == "scrubbing") else ""
@@ -319,7 +306,7 @@ def init_networks_wf(
     from workflows.interfaces.ica import BackReconstruct
 
     workflow = Workflow(name=name)
-    sink = _sink_factory(output_dir, bold_file, dataset_links)
+    sink = sink_factory(output_dir, source_file=bold_file, dataset_links=dataset_links)
     scales_text = ", ".join(Path(t).name for t, _ in templates)
     method_text = ("spatially constrained ICA (MOO-ICAR, @moo_icar)" if method == "moo-icar"
                    else "dual regression (@dual_regression)")

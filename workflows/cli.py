@@ -269,7 +269,7 @@ def _demo_command(argv: Sequence[str]) -> int:
     _setup_logging(opts.verbose)
 
     def _go() -> int:
-        from workflows.simulate import run_simulate
+        from workflows.simulate import run_simulate, truth_templates
 
         bids_dir = opts.out_dir / "bids"
         if not (bids_dir / "dataset_description.json").exists():
@@ -279,7 +279,7 @@ def _demo_command(argv: Sequence[str]) -> int:
         extra = ["-w", str(opts.out_dir / "work"), "--nprocs", str(opts.nprocs),
                  "--seed", str(opts.seed)] + ["-v"] * opts.verbose
         templates = []
-        for template, labels in _truth_templates(bids_dir):
+        for template, labels in truth_templates(bids_dir):
             templates += ["--template", str(template), "--template-labels", str(labels)]
         group_options = ["--targets", "diagnosis", "medication", "response",
                          "--n-permutations", "20", "--introspect"]
@@ -310,19 +310,6 @@ def _sites_command(argv: Sequence[str]) -> int:
     from workflows.distributed import run_sites_command
 
     return run_sites_command(argv)
-
-
-def _truth_templates(bids_dir: Path) -> list[tuple[Path, Path]]:
-    """The simulator's multi-scale template (4-D maps and labels per scale), coarse to fine."""
-    truth = bids_dir / "derivatives" / "truth"
-    pairs = []
-    for maps in truth.glob("scale-*_desc-truth_components.nii.gz"):
-        labels = maps.with_name(maps.name.replace("_components.nii.gz", "_labels.tsv"))
-        scale = int(maps.name.split("_")[0].removeprefix("scale-"))
-        pairs.append((scale, maps, labels))
-    if not pairs:
-        raise FileNotFoundError(f"No simulator template in {truth}; rerun 'msica simulate'.")
-    return [(maps, labels) for _, maps, labels in sorted(pairs)]
 
 
 _SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {

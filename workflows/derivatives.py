@@ -52,6 +52,7 @@ __all__ = [
     "source_entities",
     "source_uri",
     "write_dataset_description",
+    "sink_factory",
 ]
 
 LOGGER = logging.getLogger("msica.workflows")
@@ -547,3 +548,27 @@ class DerivativesDataSink(SimpleInterface):
         self._results["out_file"] = str(out_file)
         self._results["out_meta"] = str(out_meta)
         return runtime
+
+
+def sink_factory(output_dir, *, source_file: str | None = None,
+                 dataset_links: Mapping[str, str] | None = None):
+    """Return ``sink(name, sources=None, **entities) -> Node`` making DerivativesDataSink nodes.
+
+    Every sink of a workflow shares the output root, the source file whose
+    entities outputs inherit (none at the group level) and the dataset links
+    for the ``Sources`` URIs; sinks run in the scheduler's process.
+    """
+    from nipype.pipeline import engine as pe
+
+    def sink(name: str, sources: list[str] | None = None, **entities: Any):
+        interface = DerivativesDataSink(base_directory=str(output_dir), **entities)
+        if source_file is not None:
+            interface.inputs.source_file = source_file
+        if sources:
+            interface.inputs.sources = list(sources)
+        if dataset_links:
+            interface.inputs.dataset_links = dict(dataset_links)
+        return pe.Node(interface, name=name, run_without_submitting=True)
+
+    return sink
+

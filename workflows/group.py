@@ -6,9 +6,16 @@ from pathlib import Path
 
 from nipype.pipeline import engine as pe
 
+from workflows.derivatives import sink_factory
 from workflows.engine import Workflow
 
-__all__ = ["build_group_wf", "collect_participant_outputs", "derivatives_layout", "init_group_wf"]
+__all__ = [
+    "build_group_wf",
+    "collect_participant_outputs",
+    "derivatives_layout",
+    "init_group_wf",
+    "target_tag",
+]
 
 def derivatives_layout(output_dir: Path):
     """Index msica's own derivatives with pybids (msica's entities included).
@@ -78,6 +85,17 @@ def collect_participant_outputs(
             "run the participant level first (or check --participant-label)."
         )
     return files
+
+
+def target_tag(target: str) -> str:
+    """The ``desc`` value of a target's outputs (BIDS labels are alphanumeric).
+
+    Examples
+    --------
+    >>> target_tag("treatment_response")
+    'treatmentresponse'
+    """
+    return "".join(ch for ch in target if ch.isalnum())
 
 
 def _wants_gpu(device: str) -> bool:
@@ -155,12 +173,7 @@ def init_group_wf(
     participants = (str(participants_file) if participants_file is not None
                     and Path(participants_file).is_file() else None)
 
-    def sink(node_name: str, sources: list[str], **entities: str) -> pe.Node:
-        from workflows.derivatives import DerivativesDataSink
-
-        return pe.Node(DerivativesDataSink(base_directory=str(output_dir), sources=sources,
-                                           **entities),
-                       name=node_name, run_without_submitting=True)
+    sink = sink_factory(output_dir)
 
     gather = pe.Node(GatherQC(qc_files=qc_files), name="gather_qc")
     if participants:
@@ -188,7 +201,7 @@ def init_group_wf(
     if targets and not participants:
         raise FileNotFoundError("--targets needs participants.tsv in BIDS_DIR; add it.")
     for target in targets or []:
-        tag = "".join(ch for ch in target if ch.isalnum())
+        tag = target_tag(target)
         classify = pe.Node(
             ClassifyTarget(participants_file=participants, target=target,
                            confounds=list(confounds or []), n_permutations=n_permutations,

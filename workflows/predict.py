@@ -42,7 +42,7 @@ def predict_participants(
     """
     from pipeline.classify.persistence import load_model, predict_table
     from workflows.derivatives import DerivativesDataSink
-    from workflows.group import collect_participant_outputs, derivatives_layout
+    from workflows.group import collect_participant_outputs, derivatives_layout, target_tag
     from workflows.interfaces.features import read_fnc_features
 
     try:
@@ -61,7 +61,7 @@ def predict_participants(
         scored = predict_table(model, meta, table, covariates)
     except ValueError as exc:
         raise InputDataError(f"{model_file}: {exc}") from exc
-    target = "".join(ch for ch in meta["target"] if ch.isalnum())
+    target = target_tag(meta["target"])
     with tempfile.TemporaryDirectory() as tmp:
         tsv = Path(tmp) / "predictions.tsv"
         scored.to_csv(tsv, sep="\t", na_rep="n/a")

@@ -41,10 +41,7 @@ def _configure_environment(work_dir: Path, verbose: int) -> None:
     from nipype import config as nipype_config
     from nipype import logging as nipype_logging
 
-    level = _nipype_log_level(verbose)
-    nipype_config.update_config({"logging": {
-        "workflow_level": level, "interface_level": level, "utils_level": level,
-        "filemanip_level": level}})
+    nipype_config.update_config({"logging": _nipype_logging(verbose)})
     nipype_logging.update_logging(nipype_config)
     logging.getLogger("nipype").propagate = False  # it has its own handler
 
@@ -79,16 +76,16 @@ def run_level(settings: Settings) -> int:
     return int(codes.pop()) if len(codes) == 1 else int(ExitCode.ERROR)
 
 
-def _nipype_log_level(verbose: int) -> str:
+def _nipype_logging(verbose: int) -> dict:
     """Nipype's own logging: silent by default (msica reports failures in one line each)."""
-    return {0: "CRITICAL", 1: "INFO"}.get(verbose, "DEBUG")
+    level = {0: "CRITICAL", 1: "INFO"}.get(verbose, "DEBUG")
+    return {"workflow_level": level, "interface_level": level, "utils_level": level,
+            "filemanip_level": level, "log_to_file": False}
 
 
 def _nipype_config(settings: Settings, crash_dir: Path) -> dict:
-    level = _nipype_log_level(settings.verbose)
     return {
-        "logging": {"workflow_level": level, "interface_level": level, "utils_level": level,
-                    "filemanip_level": level, "log_to_file": False},
+        "logging": _nipype_logging(settings.verbose),
         "execution": {
             "crashdump_dir": str(crash_dir),
             "crashfile_format": "pklz",

@@ -37,7 +37,7 @@ from bids.layout.writing import build_path
 from pipeline import __version__
 from pipeline.simulate import SimulatedCohort, simulate_cohort
 
-__all__ = ["GENERATOR_NAME", "run_simulate", "write_bids_dataset"]
+__all__ = ["GENERATOR_NAME", "run_simulate", "truth_templates", "write_bids_dataset"]
 
 LOGGER = logging.getLogger("msica.workflows")
 
@@ -307,3 +307,16 @@ def run_simulate(out_dir, *, n_subjects: int = 24, n_sites: int = 2, n_volumes: 
     cohort = simulate_cohort(n_subjects=n_subjects, n_sites=n_sites, n_volumes=n_volumes,
                              t_r=tr, grid_mm=grid_mm, random_state=seed)
     return write_bids_dataset(cohort, root)
+
+
+def truth_templates(bids_dir: Path) -> list[tuple[Path, Path]]:
+    """The simulator's multi-scale template (4-D maps and labels per scale), coarse to fine."""
+    truth = bids_dir / "derivatives" / "truth"
+    pairs = []
+    for maps in truth.glob("scale-*_desc-truth_components.nii.gz"):
+        labels = maps.with_name(maps.name.replace("_components.nii.gz", "_labels.tsv"))
+        scale = int(maps.name.split("_")[0].removeprefix("scale-"))
+        pairs.append((scale, maps, labels))
+    if not pairs:
+        raise FileNotFoundError(f"No simulator template in {truth}; rerun 'msica simulate'.")
+    return [(maps, labels) for _, maps, labels in sorted(pairs)]

@@ -7,21 +7,21 @@ import nibabel as nb
 import pandas as pd
 import pytest
 
-from workflows.cli import ExitCode, _truth_templates, run
+from workflows.cli import ExitCode, run
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory) -> tuple[Path, Path, Path]:
-    from workflows.simulate import run_simulate
+    from workflows.simulate import run_simulate, truth_templates
 
     root = tmp_path_factory.mktemp("e2e")
     bids = run_simulate(root / "bids", n_subjects=12, n_sites=2, n_volumes=80, tr=2.0,
                         grid_mm=10.0, seed=1)
     out, work = root / "out", root / "work"
     argv = [str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2"]
-    for template, labels in _truth_templates(bids):
+    for template, labels in truth_templates(bids):
         argv += ["--template", str(template), "--template-labels", str(labels)]
     assert run(argv) == ExitCode.OK
     assert run([str(bids), str(out), "group", "-w", str(work), "--targets", "diagnosis",
