@@ -7,6 +7,8 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# No network at test time: Nipype interfaces built in the test process skip the online version check.
+os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 from pathlib import Path  # noqa: E402
 

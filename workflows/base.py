@@ -14,6 +14,7 @@ from workflows.derivatives import sink_factory
 from workflows.engine import Workflow
 
 __all__ = [
+    "connect_networks_fnc",
     "init_denoise_wf",
     "init_msica_participant_wf",
     "init_participant_wf",
@@ -51,6 +52,8 @@ def init_msica_participant_wf(
         resample_template=settings.resample_template,
         device=settings.device,
         dfnc_window=settings.dfnc_window,
+        model_orders=settings.model_orders,
+        pca_dir=settings.subject_pca_dir,
         dataset_links=dataset_links(settings),
     )
 
@@ -84,14 +87,17 @@ def init_participant_wf(
     resample_template: bool = False,
     device: str = "auto",
     dfnc_window: int = 30,
+    model_orders: tuple[int, ...] = (),
+    pca_dir: Path | None = None,
     dataset_links: dict[str, str] | None = None,
     name: str | None = None,
 ) -> Workflow:
     """Build the participant-level workflow: one sub-workflow per BOLD run.
 
-    Each run is denoised and QC'd; with ``templates`` (template mode), its
+    Each run is denoised and QC'd. With ``templates`` (template mode), its
     networks are back-reconstructed at every scale and static and dynamic FNC
-    are computed across scales.
+    are computed across scales; with ``model_orders`` (data-driven mode), it
+    is reduced by subject PCA into ``pca_dir`` for the group ICA.
 
     Parameters
     ----------
@@ -108,6 +114,10 @@ def init_participant_wf(
         4-D template and its labels TSV, one pair per scale.
     backrecon_method, resample_template, device, dfnc_window
         Network options, see :func:`init_networks_wf`.
+    model_orders : tuple of int
+        Group ICA model orders (data-driven mode, used when no ``templates``).
+    pca_dir : Path, optional
+        Where subject PCAs are written (data-driven mode).
     dataset_links : dict, optional
         Input dataset names and roots, for the ``Sources`` URIs of sidecars.
     name : str, optional
@@ -134,6 +144,10 @@ def init_participant_wf(
             dataset_links=dataset_links,
             name=f"run_{index:02d}_wf",
         )
+        if not templates and model_orders:
+            _add_subject_pca(workflow, run_wf, run, subject_label, index,
+                             n_components=max(model_orders), pca_dir=pca_dir)
+            continue
         if not templates:
             workflow.add_nodes([run_wf])
             continue
@@ -156,6 +170,24 @@ def init_participant_wf(
                                    ("outputnode.sample_mask", "inputnode.sample_mask")]),
         ])  # fmt:skip
     return workflow
+
+
+def _add_subject_pca(workflow: Workflow, run_wf: Workflow, run: dict[str, Any], subject_label: str,
+                     index: int, *, n_components: int, pca_dir: Path | None) -> None:
+    """Reduce a denoised run by subject PCA for the group ICA (data-driven mode)."""
+    from workflows.interfaces.groupica import SubjectPCA
+
+    if pca_dir is None:
+        raise ValueError("'pca_dir' is needed with model orders (data-driven mode).")
+    meta = {"Subject": subject_label, "SourceFile": str(run["bold"]),
+            "MaskFile": str(run["mask"]), "ConfoundsFile": str(run["confounds"]),
+            "RepetitionTime": float(run["t_r"])}
+    pca = pe.Node(SubjectPCA(mask_file=run["mask"], n_components=n_components,
+                             out_dir=str(pca_dir), meta=meta), name=f"run_{index:02d}_pca")
+    workflow.connect([
+        (run_wf, pca, [("outputnode.denoised_file", "bold_file"),
+                       ("outputnode.sample_mask", "sample_mask")]),
+    ])  # fmt:skip
 
 
 def init_denoise_wf(
@@ -302,7 +334,6 @@ def init_networks_wf(
     sample_mask
         Indices of the volumes kept by denoising.
     """
-    from workflows.interfaces.fnc import ComputeFNC
     from workflows.interfaces.ica import BackReconstruct
 
     workflow = Workflow(name=name)
@@ -320,12 +351,7 @@ def init_networks_wf(
     )
     inputnode = pe.Node(niu.IdentityInterface(fields=["denoised_file", "sample_mask"]),
                         name="inputnode")
-    merge_tcs = pe.Node(niu.Merge(len(templates)), name="merge_tcs")
-    fnc = pe.Node(
-        ComputeFNC(t_r=t_r, confounds_file=confounds_file, window=dfnc_window),
-        name="fnc",
-    )
-    merge_scales = pe.Node(niu.Merge(len(templates)), name="merge_scales")
+    nodes = []
     for index, (template, labels) in enumerate(templates):
         backrecon = pe.Node(
             BackReconstruct(mask_file=mask_file, template_file=str(template), method=method,
@@ -334,26 +360,71 @@ def init_networks_wf(
         )
         if labels is not None:
             backrecon.inputs.labels_file = str(labels)
+        workflow.connect([(inputnode, backrecon, [("denoised_file", "bold_file")])])  # fmt:skip
+        nodes.append(backrecon)
+    connect_networks_fnc(workflow, sink, nodes, (inputnode, "sample_mask"), t_r=t_r,
+                         confounds_file=confounds_file, dfnc_window=dfnc_window)
+    return workflow
+
+
+def connect_networks_fnc(
+    workflow: Workflow,
+    sink,
+    backrecon_nodes: list,
+    sample_mask: tuple,
+    *,
+    t_r: float,
+    confounds_file: str | None,
+    dfnc_window: int,
+) -> None:
+    """Sink a run's networks of every scale and connect them to its static and dynamic FNC.
+
+    Parameters
+    ----------
+    workflow : Workflow
+        The run's workflow, holding ``backrecon_nodes``.
+    sink : callable
+        From :func:`workflows.derivatives.sink_factory` with the run's BOLD as source.
+    backrecon_nodes : list of Node
+        One node per scale with outputs ``components_file``, ``timeseries_file``,
+        ``scale`` and ``meta``.
+    sample_mask : (Node, str)
+        Where the indices of the run's kept volumes come from.
+    t_r : float
+        Repetition time (s).
+    confounds_file : str or None
+        fMRIPrep confounds TSV (motion regression of the time courses).
+    dfnc_window : int
+        Sliding-window length in TRs.
+    """
+    from workflows.interfaces.fnc import ComputeFNC
+
+    n_scales = len(backrecon_nodes)
+    merge_tcs = pe.Node(niu.Merge(n_scales), name="merge_tcs", run_without_submitting=True)
+    merge_scales = pe.Node(niu.Merge(n_scales), name="merge_scales",
+                           run_without_submitting=True)
+    fnc = pe.Node(ComputeFNC(t_r=t_r, window=dfnc_window), name="fnc")
+    if confounds_file:
+        fnc.inputs.confounds_file = confounds_file
+    for index, node in enumerate(backrecon_nodes):
         ds_maps = sink(f"ds_components_{index}", desc="ica", suffix="components",
                        extension=".nii.gz")
         ds_tcs = sink(f"ds_timeseries_{index}", desc="ica", suffix="timeseries",
                       extension=".tsv")
         workflow.connect([
-            (inputnode, backrecon, [("denoised_file", "bold_file")]),
-            (backrecon, ds_maps, [("components_file", "in_file"), ("meta", "meta_dict"),
-                                  ("scale", "scale")]),
-            (backrecon, ds_tcs, [("timeseries_file", "in_file"), ("meta", "meta_dict"),
-                                 ("scale", "scale")]),
-            (backrecon, merge_tcs, [("timeseries_file", f"in{index + 1}")]),
-            (backrecon, merge_scales, [("scale", f"in{index + 1}")]),
+            (node, ds_maps, [("components_file", "in_file"), ("meta", "meta_dict"),
+                             ("scale", "scale")]),
+            (node, ds_tcs, [("timeseries_file", "in_file"), ("meta", "meta_dict"),
+                            ("scale", "scale")]),
+            (node, merge_tcs, [("timeseries_file", f"in{index + 1}")]),
+            (node, merge_scales, [("scale", f"in{index + 1}")]),
         ])  # fmt:skip
     ds_relmat = sink("ds_relmat", desc="multiscale", suffix="relmat", extension=".tsv")
     ds_dfnc = sink("ds_dfnc", desc="dfnc", suffix="timeseries", extension=".tsv")
     workflow.connect([
-        (inputnode, fnc, [("sample_mask", "sample_mask")]),
+        (sample_mask[0], fnc, [(sample_mask[1], "sample_mask")]),
         (merge_tcs, fnc, [("out", "timeseries_files")]),
         (merge_scales, fnc, [("out", "scales")]),
         (fnc, ds_relmat, [("relmat_file", "in_file"), ("meta", "meta_dict")]),
         (fnc, ds_dfnc, [("dfnc_file", "in_file"), ("meta", "meta_dict")]),
     ])  # fmt:skip
-    return workflow

@@ -108,8 +108,10 @@ def _build_parser() -> _Parser:
                        help="runs with fewer (kept) volumes are refused")
     g_sci.add_argument(*_both("--save-denoised"), dest="save_denoised", action="store_true",
                        help="also write the denoised BOLD series (large)")
-    g_sci.add_argument("--template", dest="templates", action="append", type=is_file, default=[],
-                       help="4-D NIfTI template of networks (template mode); repeat for several scales")
+    g_sci.add_argument("--template", dest="templates", action="append",
+                       type=lambda p: Path(p).expanduser().absolute(), default=[],
+                       help="4-D NIfTI template of networks (template mode), repeated for several "
+                       "scales, or the group/ folder of a data-driven run (all its scales)")
     g_sci.add_argument(*_both("--template-labels"), dest="template_labels", action="append",
                        type=is_file, default=[],
                        help="labels TSV for each --template, in the same order")
@@ -119,6 +121,21 @@ def _build_parser() -> _Parser:
     g_sci.add_argument(*_both("--backrecon-method"), dest="backrecon_method",
                        choices=BACKRECON_METHODS, default="moo-icar",
                        help="back-reconstruction of template networks per participant")
+    g_sci.add_argument(*_both("--model-orders"), dest="model_orders", nargs="+",
+                       type=val.positive_int, default=[],
+                       help="data-driven mode (without --template): group ICA model orders, e.g. "
+                       "25 50 75 100; the participant level writes subject PCAs, the group level "
+                       "fits the multi-scale group ICA and back-reconstructs every run (GICA)")
+    g_sci.add_argument(*_both("--ica-algorithm"), dest="ica_algorithm",
+                       choices=["infomax", "fastica"], default="infomax",
+                       help="data-driven mode: ICA algorithm of the group ICA")
+    g_sci.add_argument(*_both("--icasso-runs"), dest="icasso_runs", type=val.positive_int,
+                       default=10, help="data-driven mode: ICASSO runs per model order "
+                       "(1: a single ICA run, no stability index)")
+    g_sci.add_argument(*_both("--pca-dir"), dest="pca_dir",
+                       type=lambda p: Path(p).expanduser().absolute(), default=None,
+                       help="data-driven mode: folder of the participant-level subject PCAs, "
+                       "shared by both levels (default: WORK_DIR/subject_pca)")
     g_sci.add_argument(*_both("--dfnc-window"), dest="dfnc_window", type=val.positive_int,
                        default=30, help="dynamic FNC window length in TRs")
     g_sci.add_argument("--targets", nargs="+", default=[],
@@ -178,9 +195,21 @@ def parse_args(argv: Sequence[str]) -> Settings:
     if opts.work_dir == opts.output_dir or opts.work_dir in opts.output_dir.parents:
         parser.error(f"the work directory {opts.work_dir} must not contain the output folder; "
                      "use -w with another path.")
+    for template in opts.templates:
+        if not template.exists():
+            parser.error(f"file {template} does not exist; check the path (and the "
+                         "container's -B binds).")
+    opts.templates, opts.template_labels = val.expand_template_dirs(
+        opts.templates, opts.template_labels, parser=parser)
     if len(opts.templates) != len(opts.template_labels) and opts.template_labels:
         parser.error(f"got {len(opts.templates)} --template and {len(opts.template_labels)} "
                      "--template-labels; give one labels TSV per template (or none).")
+    if opts.templates and opts.model_orders:
+        parser.error("--template (template mode) and --model-orders (data-driven mode) "
+                     "exclude each other; give one of them.")
+    if len(set(opts.model_orders)) != len(opts.model_orders):
+        parser.error(f"--model-orders {' '.join(map(str, opts.model_orders))} repeats an "
+                     "order; give distinct orders.")
     derivatives = tuple(opts.derivatives)
     if not derivatives and (opts.bids_dir / "derivatives" / "fmriprep").is_dir():
         derivatives = (opts.bids_dir / "derivatives" / "fmriprep",)
@@ -206,6 +235,10 @@ def parse_args(argv: Sequence[str]) -> Settings:
         backrecon_method=opts.backrecon_method,
         resample_template=opts.resample_template,
         dfnc_window=opts.dfnc_window,
+        model_orders=tuple(sorted(opts.model_orders)),
+        ica_algorithm=opts.ica_algorithm,
+        icasso_runs=opts.icasso_runs,
+        pca_dir=opts.pca_dir,
         targets=tuple(opts.targets),
         confounds=tuple(opts.confounds),
         n_permutations=opts.n_permutations,

@@ -11,6 +11,7 @@ __all__ = [
     "drop_sub_prefix",
     "existing_dir",
     "existing_file",
+    "expand_template_dirs",
     "json_file",
     "positive_float",
     "positive_int",
@@ -31,6 +32,36 @@ def existing_file(value: str, *, parser: argparse.ArgumentParser) -> Path:
     if not path.is_file():
         parser.error(f"file {value} does not exist; check the path (and the container's -B binds).")
     return path
+
+
+def expand_template_dirs(
+    templates: list[Path], labels: list[Path], *, parser: argparse.ArgumentParser
+) -> tuple[list[Path], list[Path]]:
+    """Replace a template folder (``group/`` of a data-driven run) by its files, coarse to fine.
+
+    A folder contributes every ``scale-<N>_desc-<d>_components.nii.gz`` in it
+    and, when each has one, the matching ``_labels.tsv``.
+    """
+    files: list[Path] = []
+    found_labels: list[Path] = []
+    for template in templates:
+        if not template.is_dir():
+            files.append(template)
+            continue
+        maps = sorted(template.glob("scale-*_desc-*_components.nii.gz"),
+                      key=lambda m: int(m.name.split("_")[0].removeprefix("scale-")))
+        if not maps:
+            parser.error(f"--template {template} is a folder without "
+                         "scale-<N>_desc-<label>_components.nii.gz files; give the 4-D NIfTI "
+                         "files or the group/ folder of a data-driven run.")
+        files += maps
+        found_labels += [m.with_name(m.name.replace("_components.nii.gz", "_labels.tsv"))
+                         for m in maps]
+    if found_labels and not labels and len(found_labels) == len(files):
+        labels = [lab for lab in found_labels if lab.is_file()]
+        if len(labels) != len(files):
+            labels = []
+    return files, labels
 
 
 def json_file(value: str, *, parser: argparse.ArgumentParser) -> dict[str, Any]:

@@ -64,6 +64,10 @@ class Settings:
     backrecon_method: str = "moo-icar"
     resample_template: bool = False
     dfnc_window: int = 30
+    model_orders: tuple[int, ...] = ()
+    ica_algorithm: str = "infomax"
+    icasso_runs: int = 10
+    pca_dir: Path | None = None
     targets: tuple[str, ...] = ()
     confounds: tuple[str, ...] = ("age", "sex")
     n_permutations: int = 100
@@ -79,6 +83,11 @@ class Settings:
     verbose: int = 0
     run_uuid: str = field(default_factory=new_run_uuid)
 
+    @property
+    def subject_pca_dir(self) -> Path:
+        """Folder of the subject PCAs of data-driven mode (default ``WORK_DIR/subject_pca``)."""
+        return self.pca_dir if self.pca_dir is not None else self.work_dir / "subject_pca"
+
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as TOML/JSON-serializable plain types."""
         out: dict[str, Any] = {}
@@ -87,7 +96,7 @@ class Settings:
             if isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, tuple):
-                value = [str(v) for v in value]
+                value = [v if isinstance(v, int) else str(v) for v in value]
             elif value is None:
                 continue  # TOML has no null: absent means default
             out[f.name] = value
@@ -113,7 +122,7 @@ class Settings:
         return cls(**_coerce(data))
 
 
-_PATH_FIELDS = {"bids_dir", "output_dir", "work_dir"}
+_PATH_FIELDS = {"bids_dir", "output_dir", "work_dir", "pca_dir"}
 _PATH_TUPLE_FIELDS = {"derivatives", "templates", "template_labels"}
 _STR_TUPLE_FIELDS = {"participant_label", "session_label", "targets", "confounds"}
 
@@ -126,6 +135,8 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
         out[key] = tuple(Path(v) for v in out[key])
     for key in _STR_TUPLE_FIELDS & out.keys():
         out[key] = tuple(str(v) for v in out[key])
+    if "model_orders" in out:
+        out["model_orders"] = tuple(int(v) for v in out["model_orders"])
     return out
 
 

@@ -115,6 +115,7 @@ def init_group_wf(
     output_dir: Path,
     relmat_files: list[str] | None = None,
     dfnc_files: list[str] | None = None,
+    timeseries_files: list[str] | None = None,
     n_states: int | None = None,
     targets: list[str] | None = None,
     confounds: list[str] | None = None,
@@ -138,6 +139,9 @@ def init_group_wf(
         FNC feature table.
     dfnc_files : list of str, optional
         Participants' sliding-window FNC: clustered into dFNC states.
+    timeseries_files : list of str, optional
+        Participants' network time courses (every scale): amplitude and fALFF
+        table (needs ``relmat_files`` for the runs' repetition times).
     n_states : int, optional
         Number of dFNC states (chosen by the elbow criterion when None).
     targets : list of str, optional
@@ -163,7 +167,11 @@ def init_group_wf(
     """
     from workflows.interfaces.classify import ClassifyTarget
     from workflows.interfaces.introspect import IntrospectTraining
-    from workflows.interfaces.features import DFNCStates, FNCFeatureTable
+    from workflows.interfaces.features import (
+        DFNCStates,
+        FNCFeatureTable,
+        TimecourseFeatureTable,
+    )
     from workflows.interfaces.qc import GatherQC
 
     workflow = Workflow(name=name)
@@ -193,6 +201,17 @@ def init_group_wf(
             + (" and their sliding-window FNC was clustered into states with city-block k-means "
                "on subject exemplars, as in GIFT" if dfnc_files else "") + "."
         )
+    if timeseries_files and relmat_files:
+        tc_table = pe.Node(TimecourseFeatureTable(timeseries_files=timeseries_files,
+                                                  relmat_files=relmat_files),
+                           name="timecourse_table")
+        if participants:
+            tc_table.inputs.participants_file = participants
+        ds_tc_table = sink("ds_timecourse_table", timeseries_files, desc="timecourse",
+                           suffix="features", extension=".tsv")
+        workflow.connect([(tc_table, ds_tc_table, [("out_file", "in_file"), ("meta", "meta_dict")])])  # fmt:skip
+        workflow.__postdesc__ += (" Network amplitude (standard deviation) and fALFF of the "
+                                  "detrended time courses were tabulated per participant.")
     if targets and not relmat_files:
         raise FileNotFoundError(
             f"--targets {' '.join(targets)} needs FNC features, but the participant level wrote "
@@ -294,6 +313,7 @@ def build_group_wf(
         output_dir=output_dir,
         relmat_files=collect(False, suffix="relmat", desc="multiscale", extension=".tsv"),
         dfnc_files=collect(False, suffix="timeseries", desc="dfnc", extension=".tsv"),
+        timeseries_files=collect(False, suffix="timeseries", desc="ica", extension=".tsv"),
         n_states=n_states,
         targets=targets,
         confounds=confounds,

@@ -54,7 +54,7 @@ LOGGER = logging.getLogger("msica.submit")
 _TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
 _PARTITION = re.compile(r"^[A-Za-z0-9_.,-]+$")
 _RESERVED = ("--participant-label", "--participant_label", "-w", "--work-dir", "--work_dir",
-             "--nprocs", "--n-cpus", "--n_cpus", "--mem")
+             "--nprocs", "--n-cpus", "--n_cpus", "--mem", "--pca-dir", "--pca_dir")
 QC_PATTERN = "sub-{label}/**/sub-{label}_*desc-denoise_qc.tsv"
 
 
@@ -170,6 +170,11 @@ class SubmitPlan:
         """``OUTPUT_DIR/logs/slurm/<run id>``."""
         return self.output_dir / "logs" / "slurm" / self.run_id
 
+    @property
+    def pca_dir(self) -> Path:
+        """Subject PCAs of data-driven mode, shared by every task and the group job."""
+        return self.work_dir / "subject_pca"
+
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self).items()}
 
@@ -279,6 +284,7 @@ def _participant_script(plan: SubmitPlan) -> str:
     quoted = " ".join([q(str(plan.msica)), q(str(plan.bids_dir)), q(str(plan.output_dir)),
                        "participant", "--participant-label", '"$LABEL"',
                        "-w", q(str(plan.work_dir)) + '/"$LABEL"',
+                       "--pca-dir", q(str(plan.pca_dir)),
                        *(q(arg) for arg in (*options, *plan.extra))])
     status = plan.run_dir / "status"
     lines += [
@@ -404,7 +410,8 @@ def finalize_group(run_dir: str | Path) -> int:
           f"missing: {', '.join('sub-' + m for m in missing) or 'none'}", flush=True)
     if ok:
         code = run([str(plan.bids_dir), str(plan.output_dir), "group", "--participant-label",
-                    *ok, "-w", str(plan.work_dir / "group")])
+                    *ok, "-w", str(plan.work_dir / "group"), "--pca-dir", str(plan.pca_dir),
+                    *plan.extra])
     else:
         print("msica: error: no participant succeeded; the group level was not run.",
               file=sys.stderr, flush=True)

@@ -66,6 +66,7 @@ def reduce_subjects(
     n_subject_components: int | None = None,
     preprocess: str = "remove_mean",
     subject_reduction: bool = True,
+    device: Any = "auto",
 ) -> dict:
     """Preprocess and reduce each subject, one at a time; validate the sizes.
 
@@ -83,6 +84,8 @@ def reduce_subjects(
         See :func:`~pipeline.ica.pca.preprocess_subject`.
     subject_reduction : bool
         Run subject PCA (False: take the items as reduced data).
+    device : str or torch.device
+        Where the subject PCAs run (see :func:`~pipeline.ica.pca.subject_pca`).
 
     Returns
     -------
@@ -136,8 +139,8 @@ def reduce_subjects(
                     f"(subjects[{i}]). Got {n_subject_components}. Keep fewer subject components."
                 )
             p = int(n_subject_components)
-        res = subject_pca(preprocess_subject(data, preprocess), p)
-        reduced.append(res.reduced.astype(np.float32))
+        res = subject_pca(preprocess_subject(data, preprocess), p, device=device)
+        reduced.append(np.asarray(res.reduced, dtype=np.float32))
         whitening.append(res.whitening)
         dewhitening.append(res.dewhitening)
     n_stacked = sum(r.shape[0] for r in reduced)
@@ -312,6 +315,7 @@ class GroupICA(BaseEstimator):
             n_subject_components=self.n_subject_components,
             preprocess=self.preprocess,
             subject_reduction=self.subject_reduction,
+            device=self.device,
         )
         seed_pca, seed_ica = derive_seeds(self.random_state, 2)
         gpca = group_pca(

@@ -35,7 +35,7 @@ from pipeline._validation import (
 from pipeline.exceptions import ConvergenceWarning
 from pipeline.ica._matching import abs_correlation
 from pipeline.ica.fastica import TorchFastICA
-from pipeline.ica.infomax import Infomax
+from pipeline.ica.infomax import Infomax, fit_runs
 
 __all__ = ["ICASSO", "cluster_stability", "unmix"]
 
@@ -81,6 +81,20 @@ def unmix(
     n_iter : int
     converged : bool
     """
+    est, fit_data = _make_run(reduced, algorithm, random_state=random_state, device=device,
+                              random_init=random_init, bootstrap=bootstrap, ica_params=ica_params)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        est.fit(fit_data.T)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    for w in caught:
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return (*_run_result(est, reduced), converged)
+
+
+def _make_run(reduced, algorithm, *, random_state, device, random_init, bootstrap, ica_params):
+    """The unfitted estimator of one run and the (n_components, n_voxels) data it fits."""
     check_in_allowed("algorithm", algorithm, ALGORITHMS)
     rng = check_random_state(random_state)
     params = dict(ica_params or {})
@@ -89,22 +103,18 @@ def unmix(
     if bootstrap:
         fit_data = reduced[:, rng.randint(0, n_voxels, size=n_voxels)]
     seed = int(rng.randint(np.iinfo(np.int32).max))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        if algorithm == "infomax":
-            if random_init and n_comp > 1:
-                params.setdefault("w_init", ortho_group.rvs(n_comp, random_state=rng))
-            est = Infomax(random_state=seed, device=device, **params)
-        else:
-            est = TorchFastICA(whiten=False, random_state=seed, device=device, **params)
-        est.fit(fit_data.T)
-    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    for w in caught:
-        if not issubclass(w.category, ConvergenceWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if algorithm == "infomax":
+        if random_init and n_comp > 1:
+            params.setdefault("w_init", ortho_group.rvs(n_comp, random_state=rng))
+        return Infomax(random_state=seed, device=device, **params), fit_data
+    return TorchFastICA(whiten=False, random_state=seed, device=device, **params), fit_data
+
+
+def _run_result(est, reduced) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sources on all voxels, unmixing and iterations of a fitted run."""
     unmixing = est.components_
     centred = reduced - est.mean_[:, None]
-    return unmixing @ centred, unmixing, int(est.n_iter_), converged
+    return unmixing @ centred, unmixing, int(est.n_iter_)
 
 
 def cluster_stability(
@@ -270,21 +280,29 @@ class ICASSO(BaseEstimator):
                 f"Got shape {X.shape}; pass the transpose."
             )
         seeds = derive_seeds(self.random_state, self.n_runs)
+        made = [
+            _make_run(X, self.algorithm, random_state=int(seed), device=self.device,
+                      random_init=self.mode in ("randinit", "both"),
+                      bootstrap=self.mode in ("bootstrap", "both"), ica_params=self.ica_params)
+            for seed in seeds
+        ]
+        # Non-convergence is counted here and reported once, below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            if self.algorithm == "infomax":  # all runs at once, batched
+                shared = X.T
+                conv = fit_runs([est for est, _ in made],
+                                [shared if data is X else data.T for _, data in made])
+            else:
+                conv = []
+                for est, data in made:
+                    est.fit(data.T)
+                    conv.append(est.change_ < est.tol)
         runs = np.empty((self.n_runs, n_comp, n_voxels), dtype=np.float32)
         n_iter = np.empty(self.n_runs, dtype=int)
-        n_conv = 0
-        for r, seed in enumerate(seeds):
-            sources, _, n_iter[r], conv = unmix(
-                X,
-                self.algorithm,
-                random_state=int(seed),
-                device=self.device,
-                random_init=self.mode in ("randinit", "both"),
-                bootstrap=self.mode in ("bootstrap", "both"),
-                ica_params=self.ica_params,
-            )
-            runs[r] = sources
-            n_conv += int(conv)
+        for r, (est, _) in enumerate(made):
+            runs[r], _, n_iter[r] = _run_result(est, X)
+        n_conv = int(sum(conv))
         flat = runs.reshape(self.n_runs * n_comp, n_voxels).astype(np.float64)
         labels, stability, centro, _ = cluster_stability(flat, n_comp)
         order = np.argsort(-stability, kind="stable")

@@ -33,7 +33,7 @@ from pipeline._threads import torch_threads
 from pipeline._validation import check_random_state, check_type, resolve_device
 from pipeline.exceptions import ConvergenceWarning, InputDataError
 
-__all__ = ["Infomax", "infomax"]
+__all__ = ["Infomax", "fit_runs", "infomax"]
 
 LOGGER = logging.getLogger("msica.ica")
 
@@ -98,119 +98,181 @@ def _runica(
     anneal_deg: float,
     use_bias: bool,
     min_lrate: float,
-    rng: np.random.RandomState,
-    w_start: torch.Tensor | None = None,
-) -> dict:
-    """Core loop on sphered ``data`` of shape (n_channels, n_frames)."""
-    n_chans, n_frames = data.shape
+    rngs: list,
+    w_start: torch.Tensor,
+) -> list[dict]:
+    """Core loop, several independent runs at once (batched matrix products).
+
+    ``data`` is the sphered data, of shape (n_runs, n_channels, n_frames), or
+    (1, n_channels, n_frames) when every run sees the same data; ``w_start``
+    is (n_runs, n_channels, n_channels). Run ``r`` draws its sample orders
+    (and kurtosis subsamples) from ``rngs[r]`` and has its own learning rate,
+    annealing, blow-up restarts and stopping, exactly as a lone run; a run
+    that stops leaves the batch. Returns one result dict per run.
+    """
+    n_runs = w_start.shape[0]
+    _, n_chans, n_frames = data.shape
+    shared = data.shape[0] == 1
     dev, dt = data.device, data.dtype
     eye = torch.eye(n_chans, dtype=dt, device=dev)
     n_blocks = n_frames // block
+    n_used = n_blocks * block
     block_eye = block * eye
     degconst = 180.0 / math.pi
-    start_lrate = lrate
-    n_restarts = 0
+    start_signs = torch.ones(n_chans, dtype=dt, device=dev)
+    start_signs[: min(n_subgauss, n_chans)] = -1.0
 
-    def reset_signs() -> torch.Tensor:
-        signs = torch.ones(n_chans, dtype=dt, device=dev)
-        signs[: min(n_subgauss, n_chans)] = -1.0
-        return signs
+    lrates = [float(lrate)] * n_runs
+    restarts = [0] * n_runs
+    results: list = [None] * n_runs
+    # Per-run state; rows of the tensors follow ``active``.
+    active = list(range(n_runs))
+    weights = w_start.clone()
+    bias = torch.zeros((n_runs, n_chans, 1), dtype=dt, device=dev)
+    signs = start_signs.repeat(n_runs, 1)
+    old_signs = signs.clone()
+    old_kk = torch.zeros((n_runs, n_chans), dtype=dt, device=dev)
+    old_weights = weights.clone()
+    old_delta = torch.zeros((n_runs, n_chans * n_chans), dtype=dt, device=dev)
+    fresh = {"step": 0, "old_change": None, "sign_count": 0, "ext_blocks": 1, "block_no": 1,
+             "change": float("nan")}
+    state = [dict(fresh) for _ in range(n_runs)]
 
-    while True:  # restarts after a blow-up
-        weights = eye.clone() if w_start is None else w_start.clone()
-        old_weights = weights.clone()
-        bias = torch.zeros((n_chans, 1), dtype=dt, device=dev)
-        signs = reset_signs()
-        old_signs = signs.clone()
-        old_kk = torch.zeros(n_chans, dtype=dt, device=dev)
-        sign_count, ext_blocks, block_no = 0, 1, 1
-        old_delta, old_change = None, None
-        change = float("nan")
-        blowup = False
-        converged = False
-        step = 0
-        while step < max_iter:
-            perm = torch.as_tensor(rng.permutation(n_frames), device=dev)
-            shuffled = data[:, perm[: n_blocks * block]]
-            for b in range(n_blocks):
-                xb = shuffled[:, b * block : (b + 1) * block]
-                u = torch.addmm(bias, weights, xb) if use_bias else weights @ xb
-                if not extended:
-                    g = torch.sigmoid(u).mul_(-2.0).add_(1.0)
-                    grad = torch.addmm(block_eye, g, u.T)
-                    if use_bias:
-                        bias = bias.add(g.sum(dim=1, keepdim=True), alpha=lrate)
-                else:
-                    y = torch.tanh(u)
-                    grad = block_eye - signs[:, None] * (y @ u.T) - u @ u.T
-                    if use_bias:
-                        bias = bias.add(y.sum(dim=1, keepdim=True), alpha=-2.0 * lrate)
-                weights = torch.addmm(weights, grad, weights, alpha=lrate)
-                if extended and block_no % ext_blocks == 0:
-                    kurt_size = min(KURT_SIZE, n_frames)
-                    idx = torch.as_tensor(rng.randint(0, n_frames, size=kurt_size), device=dev)
-                    act = weights @ data[:, idx]
-                    m2 = (act**2).mean(dim=1) ** 2
-                    m4 = (act**4).mean(dim=1)
-                    kk = m4 / m2 - 3.0
-                    kk = EXT_MOMENTUM * old_kk + (1.0 - EXT_MOMENTUM) * kk
-                    old_kk = kk
-                    signs = torch.sign(kk + SIGNS_BIAS)
-                    if torch.equal(signs, old_signs):
-                        sign_count += 1
-                    else:
-                        sign_count = 0
-                    old_signs = signs
-                    if sign_count >= SIGNCOUNT_THRESHOLD:
-                        ext_blocks = int(ext_blocks * SIGNCOUNT_STEP)
-                        sign_count = 0
-                block_no += 1
-            # Checked once per step (one device sync): a blow-up mid-step leaves
-            # huge or non-finite weights that are still caught here.
-            w_max = float(weights.abs().max())
-            if not w_max <= MAX_WEIGHT:
-                blowup = True
-            if not blowup:
-                delta = (weights - old_weights).reshape(-1)
-                change = float(delta @ delta)
-                step += 1
-            if blowup or not math.isfinite(change):
-                break
-            if step > 2 and old_delta is not None:
-                cosine = float(delta @ old_delta) / math.sqrt(change * old_change)
-                angle = math.acos(max(-1.0, min(1.0, cosine)))
-                if degconst * angle > anneal_deg:
-                    lrate *= anneal_step
-                    old_delta, old_change = delta, change
-            elif step == 1:
-                old_delta, old_change = delta, change
-            if step > 2 and change < stop:
-                converged = True
-                break
-            if change > BLOWUP:
-                lrate *= BLOWUP_FACTOR
-            old_weights = weights.clone()
-        if not blowup and math.isfinite(change):
-            break
-        n_restarts += 1
-        lrate *= RESTART_FACTOR
-        if lrate < min_lrate:
+    def restart(i: int) -> None:
+        run = active[i]
+        restarts[run] += 1
+        lrates[run] *= RESTART_FACTOR
+        if lrates[run] < min_lrate:
             raise InputDataError(
-                f"Infomax weights blew up {n_restarts} times; the learning rate fell from "
-                f"{start_lrate:g} below min_lrate={min_lrate:g}. The input may be rank "
+                f"Infomax weights blew up {restarts[run]} times; the learning rate fell from "
+                f"{lrate:g} below min_lrate={min_lrate:g}. The input may be rank "
                 "deficient or badly scaled: reduce the dimension or lower 'lrate'."
             )
-        LOGGER.info("Infomax weights blew up; restarting with lrate=%g.", lrate)
-    return {
-        "weights": weights,
-        "bias": bias,
-        "signs": signs,
-        "n_iter": step,
-        "change": change,
-        "lrate": lrate,
-        "converged": converged,
-        "n_restarts": n_restarts,
-    }
+        LOGGER.info("Infomax weights blew up; restarting with lrate=%g.", lrates[run])
+        weights[i] = w_start[run]
+        bias[i] = 0.0
+        signs[i] = start_signs
+        old_signs[i] = start_signs
+        old_kk[i] = 0.0
+        state[i] = dict(fresh)
+
+    frames = data.transpose(1, 2).contiguous().view(-1, n_chans)  # (n_data * n_frames, n_chans)
+    buffer = torch.empty((n_runs * n_used, n_chans), dtype=dt, device=dev)
+    while active:
+        n_act = len(active)
+        lr = torch.tensor([lrates[r] for r in active], dtype=dt, device=dev)[:, None, None]
+        lr_eye = lr * block_eye
+        minus_2lr = -2.0 * lr
+        perm = np.stack([rngs[r].permutation(n_frames)[:n_used] for r in active])
+        if not shared:  # rows of the flattened (n_runs * n_frames, n_chans) frames
+            perm += np.asarray(active)[:, None] * n_frames
+        # One row gather into a reused buffer (a fresh 10-100 MB tensor per step costs
+        # more in page faults than the copy), (n_act, n_blocks, block, n_chans); each
+        # block is then a column-major (n_act, n_chans, block) view that bmm takes as is.
+        gathered = torch.index_select(frames, 0, torch.as_tensor(perm, device=dev).view(-1),
+                                      out=buffer[: n_act * n_used])
+        blocks = gathered.view(n_act, n_blocks, block, n_chans).permute(1, 0, 3, 2)
+        sign_col = signs[:, :, None]
+        for xb in blocks.unbind(0):
+            if not extended:  # lrate * g, g = 1 - 2 sigmoid(u) (sigmoid: much faster than tanh)
+                u = torch.baddbmm(bias, weights, xb)
+                g_l = torch.addcmul(lr, torch.sigmoid(u), minus_2lr)
+                grad_l = torch.baddbmm(lr_eye, g_l, u.mT)
+                if use_bias:
+                    bias = bias + g_l.sum(dim=2, keepdim=True)
+                weights = torch.baddbmm(weights, grad_l, weights)
+                continue
+            u = torch.baddbmm(bias, weights, xb)
+            y = torch.tanh(u)
+            grad = torch.baddbmm(block_eye, torch.addcmul(u, sign_col, y), u.mT, alpha=-1.0)
+            if use_bias:
+                bias = torch.addcmul(bias, lr, y.sum(dim=2, keepdim=True), value=-2.0)
+            weights = torch.baddbmm(weights, grad * lr, weights)
+            due = [i for i in range(n_act) if state[i]["block_no"] % state[i]["ext_blocks"] == 0]
+            if due:
+                kurt_size = min(KURT_SIZE, n_frames)
+                rows = torch.as_tensor(due, device=dev)
+                idx = np.stack([rngs[active[i]].randint(0, n_frames, size=kurt_size) for i in due])
+                if not shared:
+                    idx += np.asarray([active[i] for i in due])[:, None] * n_frames
+                sub = torch.index_select(frames, 0, torch.as_tensor(idx, device=dev).view(-1))
+                act = torch.bmm(weights[rows], sub.view(len(due), kurt_size, n_chans).mT)
+                kk = (act**4).mean(dim=2) / (act**2).mean(dim=2) ** 2 - 3.0
+                kk = EXT_MOMENTUM * old_kk[rows] + (1.0 - EXT_MOMENTUM) * kk
+                old_kk[rows] = kk
+                new_signs = torch.sign(kk + SIGNS_BIAS)
+                same = (new_signs == old_signs[rows]).all(dim=1).tolist()
+                signs[rows] = new_signs
+                old_signs[rows] = new_signs
+                sign_col = signs[:, :, None]
+                for i, unchanged in zip(due, same):
+                    st = state[i]
+                    st["sign_count"] = st["sign_count"] + 1 if unchanged else 0
+                    if st["sign_count"] >= SIGNCOUNT_THRESHOLD:
+                        st["ext_blocks"] = int(st["ext_blocks"] * SIGNCOUNT_STEP)
+                        st["sign_count"] = 0
+            for st in state:
+                st["block_no"] += 1
+        # Checked once per step (one device sync): a blow-up mid-step leaves
+        # huge or non-finite weights that are still caught here.
+        w_max = weights.abs().amax(dim=(1, 2)).tolist()
+        delta = (weights - old_weights).reshape(n_act, -1)
+        changes = (delta * delta).sum(dim=1).tolist()
+        dots = (delta * old_delta).sum(dim=1).tolist()
+        keep_delta = []
+        done = []
+        for i in range(n_act):
+            st, run = state[i], active[i]
+            change = changes[i]
+            if not w_max[i] <= MAX_WEIGHT or not math.isfinite(change):
+                restart(i)
+                continue
+            st["step"] += 1
+            st["change"] = change
+            step = st["step"]
+            if step > 2 and st["old_change"] is not None:
+                cosine = dots[i] / math.sqrt(change * st["old_change"])
+                angle = math.acos(max(-1.0, min(1.0, cosine)))
+                if degconst * angle > anneal_deg:
+                    lrates[run] *= anneal_step
+                    keep_delta.append(i)
+                    st["old_change"] = change
+            elif step == 1:
+                keep_delta.append(i)
+                st["old_change"] = change
+            if step > 2 and change < stop:
+                done.append((i, True))
+                continue
+            if change > BLOWUP:
+                lrates[run] *= BLOWUP_FACTOR
+            if step >= max_iter:
+                done.append((i, False))
+        if keep_delta:
+            rows = torch.as_tensor(keep_delta, device=dev)
+            old_delta[rows] = delta[rows]
+        old_weights = weights.clone()
+        for i, converged in done:
+            st = state[i]
+            results[active[i]] = {
+                "weights": weights[i],
+                "bias": bias[i],
+                "signs": signs[i],
+                "n_iter": st["step"],
+                "change": st["change"],
+                "lrate": lrates[active[i]],
+                "converged": converged,
+                "n_restarts": restarts[active[i]],
+            }
+        if done:
+            finished = {i for i, _ in done}
+            keep = [i for i in range(n_act) if i not in finished]
+            rows = torch.as_tensor(keep, dtype=torch.long, device=dev)
+            active = [active[i] for i in keep]
+            state = [state[i] for i in keep]
+            weights, bias, signs, old_signs, old_kk, old_weights, old_delta = (
+                t[rows] for t in (weights, bias, signs, old_signs, old_kk, old_weights, old_delta)
+            )
+    return results
 
 
 @fill_doc
@@ -359,6 +421,15 @@ class Infomax(TransformerMixin, BaseEstimator):
         return self._fit(X)
 
     def _fit(self, X) -> np.ndarray:
+        prep = self._prepare(X)
+        dev = prep["data"].device
+        with torch_threads(1, dev):
+            out = _runica((prep["sphere"] @ prep["data"])[None], rngs=[prep["rng"]],
+                          w_start=prep["w_start"][None], **prep["params"])[0]
+        return self._finish(out, prep)
+
+    def _prepare(self, X) -> dict:
+        """Validate ``X`` and the parameters; centre and sphere (sets ``mean_``)."""
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         n_samples, n_features = X.shape
         check_type("max_iter", self.max_iter, (int, np.integer))
@@ -391,8 +462,9 @@ class Infomax(TransformerMixin, BaseEstimator):
             sphere = _sphere(data)
         else:
             sphere = torch.eye(n_features, dtype=torch.float64, device=dev)
-        w_start = None
-        if self.w_init is not None:
+        if self.w_init is None:
+            w_start = torch.eye(n_features, dtype=torch.float64, device=dev)
+        else:
             w_start = np.asarray(self.w_init, dtype=np.float64)
             if w_start.shape != (n_features, n_features):
                 raise ValueError(
@@ -400,22 +472,24 @@ class Infomax(TransformerMixin, BaseEstimator):
                     f"{n_features}). Got {w_start.shape}."
                 )
             w_start = torch.as_tensor(w_start, device=dev)
-        with torch_threads(1, dev):
-            out = _runica(
-                sphere @ data,
-                lrate=lrate,
-                block=int(block),
-                extended=bool(self.extended),
-                n_subgauss=int(self.n_subgauss),
-                stop=float(self.stop),
-                max_iter=int(self.max_iter),
-                anneal_step=float(anneal),
-                anneal_deg=float(self.anneal_deg),
-                use_bias=bool(self.use_bias),
-                min_lrate=float(self.min_lrate),
-                rng=rng,
-                w_start=w_start,
-            )
+        params = {
+            "lrate": lrate,
+            "block": int(block),
+            "extended": bool(self.extended),
+            "n_subgauss": int(self.n_subgauss),
+            "stop": float(self.stop),
+            "max_iter": int(self.max_iter),
+            "anneal_step": float(anneal),
+            "anneal_deg": float(self.anneal_deg),
+            "use_bias": bool(self.use_bias),
+            "min_lrate": float(self.min_lrate),
+        }
+        return {"data": data, "sphere": sphere, "w_start": w_start, "rng": rng, "params": params}
+
+    def _finish(self, out: dict, prep: dict) -> np.ndarray:
+        """Set the fitted attributes from one run's result; return the sources."""
+        data, sphere = prep["data"], prep["sphere"]
+        n_features, n_samples = data.shape
         unmixing = out["weights"] @ sphere
         sources = unmixing @ data
         mixing = torch.linalg.pinv(unmixing)
@@ -436,7 +510,7 @@ class Infomax(TransformerMixin, BaseEstimator):
                 f"Infomax did not converge in max_iter={self.n_iter_} steps: final weight change "
                 f"{self.change_:.3g} > stop={self.stop:g}. Increase max_iter or stop.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return sources[order].T.cpu().numpy()
 
@@ -451,6 +525,63 @@ class Infomax(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = np.asarray(X, dtype=np.float64)
         return X @ self.mixing_.T + self.mean_
+
+
+def fit_runs(estimators: list, datasets: list) -> list[bool]:
+    """Fit several :class:`Infomax` estimators at once (ICASSO's repeated runs).
+
+    The runs share every parameter but ``w_init`` and ``random_state``; each
+    ends exactly as its own ``fit`` would (same sample orders, same stopping),
+    but the matrix products of all runs are batched, which divides the
+    per-operation overhead of the mini-batch loop by the number of runs.
+
+    Parameters
+    ----------
+    estimators : list of Infomax
+        Unfitted estimators, identical but for ``w_init`` and ``random_state``.
+    datasets : list of array-like of shape (n_samples, n_features)
+        One per estimator; pass the same object to share it (no copies).
+
+    Returns
+    -------
+    list of bool
+        Whether each run met ``stop`` (the others warn, as ``fit`` does).
+
+    Raises
+    ------
+    ValueError
+        If the estimators differ in other parameters, or the lists in length.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.RandomState(0).laplace(size=(1000, 2)) @ [[1.0, 0.5], [0.2, 1.0]]
+    >>> ests = [Infomax(random_state=s, device="cpu") for s in (0, 1)]
+    >>> fit_runs(ests, [X, X])
+    [True, True]
+    """
+    if len(estimators) != len(datasets) or not estimators:
+        raise ValueError(
+            f"'estimators' and 'datasets' must be non-empty lists of equal length. Got "
+            f"{len(estimators)} and {len(datasets)}."
+        )
+    preps = [est._prepare(X) for est, X in zip(estimators, datasets)]
+    params = preps[0]["params"]
+    if any(p["params"] != params for p in preps[1:]):
+        raise ValueError(
+            "'estimators' must share every parameter but w_init and random_state. "
+            "Fit differently configured estimators separately."
+        )
+    shared = all(X is datasets[0] for X in datasets) and all(
+        torch.equal(p["sphere"], preps[0]["sphere"]) for p in preps[1:])
+    sphered = [p["sphere"] @ p["data"] for p in (preps[:1] if shared else preps)]
+    dev = sphered[0].device
+    with torch_threads(1, dev):
+        outs = _runica(torch.stack(sphered), rngs=[p["rng"] for p in preps],
+                       w_start=torch.stack([p["w_start"] for p in preps]), **params)
+    for est, out, prep in zip(estimators, outs, preps):
+        est._finish(out, prep)
+    return [out["converged"] for out in outs]
 
 
 @fill_doc

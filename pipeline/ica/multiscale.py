@@ -24,7 +24,7 @@ at the next coarser scale by maximal ``|r|`` with the kept coarser networks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,7 +204,7 @@ def assign_parents(
 
 @fill_doc
 def fit_multiscale(
-    subject_data: Sequence[np.ndarray | Callable[[], np.ndarray]],
+    subject_data: Sequence[np.ndarray | Callable[[], np.ndarray]] | Mapping[str, Any],
     model_orders: Sequence[int],
     *,
     algorithm: str = "infomax",
@@ -222,7 +222,11 @@ def fit_multiscale(
 
     Parameters
     ----------
-    subject_data : sequence of ndarray of shape (n_volumes, n_voxels), or loaders
+    subject_data : sequence of ndarray of shape (n_volumes, n_voxels), or loaders, or dict
+        Masked subject data, or subjects already reduced: a dict like the
+        output of :func:`~pipeline.ica.group.reduce_subjects` (``reduced``,
+        ``whitening``, ``dewhitening``, ``n_voxels``), e.g. subject PCAs
+        computed at the participant level.
     model_orders : sequence of int
         Distinct model orders, e.g. ``(25, 50, 75, 100)``.
     algorithm : {"infomax", "fastica"}, default="infomax"
@@ -267,8 +271,17 @@ def fit_multiscale(
             f"'thresholds' keys must be among {sorted(thr)}. Got unknown {sorted(unknown)}."
         )
     thr.update(thresholds or {})
-    subj = reduce_subjects(subject_data, orders[-1], n_subject_components=n_subject_components,
-                           preprocess=preprocess)
+    if isinstance(subject_data, Mapping):
+        subj = dict(subject_data)
+        n_stacked = sum(np.shape(r)[0] for r in subj["reduced"])
+        if orders[-1] > n_stacked:
+            raise ValueError(
+                f"The largest model order {orders[-1]} must be at most the stacked subject "
+                f"components ({n_stacked}); lower the model orders or add participants."
+            )
+    else:
+        subj = reduce_subjects(subject_data, orders[-1],
+                               n_subject_components=n_subject_components, preprocess=preprocess)
     seeds = derive_seeds(random_state, 1 + len(orders))
     gpca = group_pca(subj["reduced"], orders[-1], random_state=int(seeds[0]), device=device)
     estimators, components, rows = {}, {}, []

@@ -23,9 +23,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from scipy import linalg, signal
+from scipy import signal
 
 from pipeline._docs import fill_doc
+from pipeline._threads import torch_threads
 from pipeline._validation import (
     check_array_2d,
     check_in_allowed,
@@ -109,12 +110,13 @@ def preprocess_subject(data: Any, method: str = "variance_norm") -> np.ndarray:
         ``"variance_norm"`` removes each voxel's mean and linear trend and
         divides by its standard deviation (GIFT's "variance normalization",
         as used by NeuroMark); ``"remove_mean"`` only removes each voxel's
-        temporal mean; ``"none"`` returns the data as float64.
+        temporal mean; ``"none"`` returns the data unchanged.
 
     Returns
     -------
     ndarray of shape (n_volumes, n_voxels)
-        float64. Constant voxels stay 0 under ``"variance_norm"``.
+        float32 for float32 input, float64 otherwise. Constant voxels stay 0
+        under ``"variance_norm"``.
 
     Raises
     ------
@@ -122,7 +124,7 @@ def preprocess_subject(data: Any, method: str = "variance_norm") -> np.ndarray:
         If ``method`` is unknown or ``data`` is not a finite 2-D array.
     """
     check_in_allowed("method", method, PREPROCESS_METHODS)
-    data = check_array_2d("data", data, min_rows=2)
+    data = check_array_2d("data", data, min_rows=2, dtype=work_dtype(data))
     if method == "none":
         return data
     if method == "remove_mean":
@@ -133,14 +135,33 @@ def preprocess_subject(data: Any, method: str = "variance_norm") -> np.ndarray:
     return out / std
 
 
-def _top_eigh(sym: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top ``k`` eigenpairs of a symmetric matrix, descending (LAPACK subset driver)."""
-    n = sym.shape[0]
-    vals, vecs = linalg.eigh(sym, subset_by_index=[n - k, n - 1])
-    return vals[::-1].copy(), vecs[:, ::-1].copy()
+def work_dtype(data: Any) -> type:
+    """float32 for float32 data (computed in float32, halving time and memory), else float64.
+
+    Examples
+    --------
+    >>> work_dtype(np.zeros(2, dtype=np.float32)).__name__, work_dtype([1, 2]).__name__
+    ('float32', 'float64')
+    """
+    return np.float32 if getattr(data, "dtype", None) == np.float32 else np.float64
 
 
-def subject_pca(data: Any, n_components: int, *, remove_mean: bool = True) -> SubjectPCAResult:
+def _top_eigh(sym: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top ``k`` eigenpairs of a small symmetric float64 matrix, descending.
+
+    One thread on CPU: for the (n_volumes x n_volumes) and (stacked rows)^2
+    matrices of the PCAs, extra BLAS threads only wait on each other (and
+    on a shared machine make the call tens of times slower).
+    """
+    with torch_threads(1, sym.device):
+        vals, vecs = torch.linalg.eigh(sym)
+    return vals.flip(0)[:k], vecs.flip(1)[:, :k]
+
+
+@fill_doc
+def subject_pca(
+    data: Any, n_components: int, *, remove_mean: bool = True, device: Any = "auto"
+) -> SubjectPCAResult:
     """Temporal PCA of one subject with whitening (GIFT ``icatb_calculate_pca``).
 
     Parameters
@@ -152,6 +173,7 @@ def subject_pca(data: Any, n_components: int, *, remove_mean: bool = True) -> Su
     remove_mean : bool, default=True
         Remove each volume's spatial mean first (GIFT's "remove mean per
         timepoint"), so that the reduced rows are zero-mean across voxels.
+    %(device)s
 
     Returns
     -------
@@ -172,7 +194,9 @@ def subject_pca(data: Any, n_components: int, *, remove_mean: bool = True) -> Su
     ``whitening = Lambda**-1/2 V.T``, ``dewhitening = V Lambda**1/2`` and
     ``reduced = whitening @ X``, whose rows have unit variance across voxels.
     Time courses of the group ICA are brought back to a subject's time axis
-    with ``dewhitening`` (GICA back-projection).
+    with ``dewhitening`` (GICA back-projection). float32 data are reduced in
+    float32 (``reduced`` is float32; the eigendecomposition and the
+    whitening matrices are float64), other data in float64.
 
     Examples
     --------
@@ -182,7 +206,7 @@ def subject_pca(data: Any, n_components: int, *, remove_mean: bool = True) -> Su
     >>> res.reduced.shape, res.dewhitening.shape
     ((5, 200), (30, 5))
     """
-    data = check_array_2d("data", data, min_rows=2, min_cols=2)
+    data = check_array_2d("data", data, min_rows=2, min_cols=2, dtype=work_dtype(data))
     n_volumes, n_voxels = data.shape
     check_type("n_components", n_components, (int, np.integer))
     if not 1 <= n_components <= n_volumes - 1:
@@ -190,35 +214,45 @@ def subject_pca(data: Any, n_components: int, *, remove_mean: bool = True) -> Su
             f"'n_components' must be an int in [1, n_volumes - 1 = {n_volumes - 1}]. "
             f"Got {n_components}. Keep fewer subject components or supply longer runs."
         )
+    dev = resolve_device(device)
+    x = torch.as_tensor(data, device=dev)
     if remove_mean:
-        data = data - data.mean(axis=1, keepdims=True)
-    cov = data @ data.T / (n_voxels - 1)
+        x = x - x.mean(dim=1, keepdim=True)
+    cov = (x @ x.T).double() / (n_voxels - 1)
     eigvals, eigvecs = _top_eigh(cov, n_components)
-    tiny = eigvals.max(initial=0.0) * 1e-12
-    if eigvals[-1] <= tiny:
-        n_ok = int(np.sum(eigvals > tiny))
+    tiny = max(float(eigvals[0]), 0.0) * 1e-12
+    if float(eigvals[-1]) <= tiny:
+        n_ok = int((eigvals > tiny).sum())
         raise ValueError(
             f"'n_components' must not exceed the rank of the data ({n_ok} non-zero "
             f"eigenvalues). Got {n_components}. Keep at most {n_ok} subject components."
         )
-    sqrt_l = np.sqrt(eigvals)
+    sqrt_l = torch.sqrt(eigvals)
     whitening = eigvecs.T / sqrt_l[:, None]
     dewhitening = eigvecs * sqrt_l[None, :]
-    return SubjectPCAResult(whitening @ data, whitening, dewhitening, eigvals)
+    reduced = whitening.to(x.dtype) @ x
+    return SubjectPCAResult(*(t.cpu().numpy() for t in (reduced, whitening, dewhitening, eigvals)))
 
 
 #: Up to this many voxels, "mpowit" stacks the blocks (small at this size) and
 #: diagonalises the smaller of the two Gram matrices: cheaper and exact.
 EXACT_MAX_VOXELS = 4096
-#: Blocks given as in-memory arrays whose float64 stack is at most this size are
-#: also decomposed exactly (they are in memory already; the copy is bounded).
+#: Blocks given as in-memory arrays whose stack (float32 when the blocks are
+#: float32, else float64) is at most this size are also decomposed exactly (they
+#: are in memory already; the copy is bounded).
 EXACT_MAX_BYTES = 512 * 2**20
 
 
-def _group_pca_exact(blocks, n_components: int, n_voxels: int, dev) -> GroupPCAResult:
-    """Exact group PCA from the smaller of the two Gram matrices (blocks kept in memory)."""
+def _group_pca_exact(blocks, n_components: int, n_voxels: int) -> GroupPCAResult:
+    """Exact group PCA from the smaller of the two Gram matrices (blocks kept in memory).
+
+    Products run in the blocks' dtype (float32 subject PCAs stay float32); the
+    Gram matrix is diagonalised in float64.
+    """
     kept = list(blocks)
+    sizes = [blk.shape[0] for blk in kept]
     stacked = torch.cat(kept, dim=0)
+    del kept
     n_rows = stacked.shape[0]
     if not 1 <= n_components <= min(n_rows, n_voxels):
         raise ValueError(
@@ -227,19 +261,19 @@ def _group_pca_exact(blocks, n_components: int, n_voxels: int, dev) -> GroupPCAR
             "more subject components."
         )
     temporal = n_rows <= n_voxels
-    gram = stacked @ stacked.T if temporal else stacked.T @ stacked
-    if dev.type == "cpu":
-        theta, vecs = (torch.as_tensor(a) for a in _top_eigh(gram.numpy(), n_components))
-    else:
-        theta, vecs = torch.linalg.eigh(gram)
-        theta, vecs = theta.flip(0)[:n_components], vecs.flip(1)[:, :n_components]
+    gram = (stacked @ stacked.T if temporal else stacked.T @ stacked).double()
+    theta, vecs = _top_eigh(gram, n_components)
     theta = torch.clamp(theta, min=1e-300)
-    if temporal:  # Y Y.T u = theta u  ->  v = Y.T u / sqrt(theta)
-        vecs = stacked.T @ vecs / torch.sqrt(theta)
     scale = np.sqrt(n_voxels - 1)
-    proj = [blk @ vecs for blk in kept]
+    if temporal:  # Y Y.T u = theta u: spatial v = Y.T u / sqrt(theta), and Y v = u sqrt(theta)
+        proj = vecs * torch.sqrt(theta)
+        reduced = ((vecs / torch.sqrt(theta) * scale).T.to(stacked.dtype)) @ stacked
+    else:
+        proj = (stacked @ vecs.to(stacked.dtype)).double()
+        reduced = (vecs.T * scale).to(stacked.dtype)
+    proj = torch.split(proj, sizes)
     return GroupPCAResult(
-        (vecs.T * scale).cpu().numpy(),
+        reduced.cpu().numpy(),
         (theta / (n_voxels - 1)).cpu().numpy(),
         [(p / theta * scale).T.cpu().numpy() for p in proj],
         [(p / scale).cpu().numpy() for p in proj],
@@ -293,7 +327,7 @@ def group_pca(
         ``subspace_size = min(5 * n_components, sum p_i)`` vectors until the
         top eigenvalues change by less than ``tol`` (MPOWIT). Up to
         ``EXACT_MAX_VOXELS`` (4096) voxels, or when every block is an
-        in-memory array and their float64 stack fits ``EXACT_MAX_BYTES``
+        in-memory array and their stack fits ``EXACT_MAX_BYTES``
         (512 MiB), the blocks are stacked and the smaller Gram matrix is
         diagonalised exactly instead (``n_iter=1``). Loader callables over
         more voxels always take the iterative, one-block-at-a-time path.
@@ -330,7 +364,9 @@ def group_pca(
     is updated by ``Q <- orth(sum_i Y_i.T (Y_i Q))``, one block at a time;
     the Rayleigh-Ritz matrix ``sum_i (Y_i Q).T (Y_i Q)`` gives the eigenvalues
     and, at the end, the rotation to the principal axes. Memory is
-    ``O(n_voxels * l)`` plus one block. Computations are in float64.
+    ``O(n_voxels * l)`` plus one block. The iterations are in float64; the
+    exact path works in the blocks' dtype (float32 blocks: float32 products,
+    float64 eigendecomposition) and returns ``reduced`` in that dtype.
     ``converged=False`` is returned (without a warning) when ``"mpowit"``
     stops at ``n_iter``; callers decide whether to warn.
 
@@ -363,10 +399,10 @@ def group_pca(
     first = _load_block(blocks[0], 0, None)
     n_voxels = first.shape[1]
 
-    def blocks_iter():
+    def blocks_iter(dtype=torch.float64):
         for i, block in enumerate(blocks):
             arr = first if i == 0 else _load_block(block, i, n_voxels)
-            yield torch.tensor(np.asarray(arr), dtype=torch.float64, device=dev)
+            yield torch.as_tensor(np.asarray(arr), dtype=dtype, device=dev)
 
     if method == "mpowit":
         size = subspace_size if subspace_size is not None else 5 * n_components
@@ -379,11 +415,13 @@ def group_pca(
         raise ValueError(f"'n_iter' must be an int >= 1. Got {max_iter}.")
     size = int(min(max(size, n_components), n_voxels))
 
+    exact_dtype = torch.float32 if work_dtype(first) == np.float32 else torch.float64
     in_memory = all(not callable(b) for b in blocks)
-    n_bytes = sum(np.asarray(b).shape[0] for b in blocks) * n_voxels * 8 if in_memory else None
+    n_bytes = (sum(np.asarray(b).shape[0] for b in blocks) * n_voxels * exact_dtype.itemsize
+               if in_memory else None)
     if method == "mpowit" and (n_voxels <= EXACT_MAX_VOXELS
                                or (in_memory and n_bytes <= EXACT_MAX_BYTES)):
-        return _group_pca_exact(blocks_iter(), n_components, n_voxels, dev)
+        return _group_pca_exact(blocks_iter(exact_dtype), n_components, n_voxels)
 
     # Start (one pass, which also counts the stacked rows): Q = Y.T G, G Gaussian.
     basis = torch.zeros((n_voxels, size), dtype=torch.float64, device=dev)

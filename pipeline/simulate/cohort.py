@@ -21,9 +21,10 @@ from pipeline.simulate.connectivity import (
     apply_effects,
     build_hierarchy,
     node_correlation,
+    shared_latent_correlation,
     state_latent_correlations,
 )
-from pipeline.simulate.effects import design_effects, effect_entries_for
+from pipeline.simulate.effects import describe_effects, design_effects, effect_entries_for
 from pipeline.simulate.maps import combine_children, load_grid_mask, place_networks, render_maps
 from pipeline.simulate.timecourses import hrf_kernel, neural_to_bold, sample_latent, state_sequence
 
@@ -117,7 +118,8 @@ class SimulatedCohort:
         ``labels`` (and of ``SimulatedSubject.fnc``).
     subjects : list of SimulatedSubject
     state_fnc : ndarray of shape (n_states, n_fine, n_fine)
-        Correlation of the finest-scale time courses in each state (reference groups).
+        Correlation of the finest-scale time courses in each state (reference
+        groups, i.e. without planted effects).
     state_fnc_all : ndarray of shape (n_states, n_nodes_all, n_nodes_all)
         The same for all nodes of all scales (coarse first).
     sites : DataFrame
@@ -267,11 +269,20 @@ def simulate_cohort(*, n_subjects: int = 24, n_sites: int = 2, n_volumes: int = 
 
     Notes
     -----
-    Finest-scale neural signals are ``sqrt(0.6)`` times the signal of their
-    ancestors plus ``sqrt(0.4)`` times their own, so group ICA at a low model
+    Finest-scale neural signals are ``sqrt(0.5)`` times the signal of their
+    ancestors plus ``sqrt(0.5)`` times their own, so group ICA at a low model
     order finds the coarse networks and at a high order the fine ones. Latent
     signals switch between ``n_states`` correlation structures in blocks of
-    20-50 volumes and are convolved with SPM's canonical HRF. The BOLD signal
+    40-60 volumes (at most ``n_volumes / n_states``), every state visited once
+    per cycle, so every participant spends about the same time in each state.
+    Each state splits the domains (coarsest networks) into two anti-correlated
+    modules, a different split per state, through the own signals of the
+    finest networks that no planted effect touches, on top of a weak coupling
+    shared by all states (see
+    :func:`pipeline.simulate.connectivity.state_latent_correlations`); their
+    finest-scale FNC matrices correlate about 0.5-0.6 with each other (the
+    hierarchy they share), and windowed FNC of 30 TRs separates them. Signals
+    are convolved with SPM's canonical HRF. The BOLD signal
     is ``baseline * (1 + (networks + motion + physiology + drift + noise) / 100)``.
 
     Examples
@@ -311,9 +322,20 @@ def simulate_cohort(*, n_subjects: int = 24, n_sites: int = 2, n_volumes: int = 
     participants = _participants(n_subjects, n_sites, np.random.RandomState(seeds[1]))
 
     model = build_hierarchy(scales, layout.parents, SHARED_VARIANCE)
-    base = state_latent_correlations(model, n_states, np.random.RandomState(seeds[2]))
-    effects, base = design_effects(model, base, labels, float(effect_size),
-                                   np.random.RandomState(seeds[3]))
+    state_rng = np.random.RandomState(seeds[2])
+    effects, shared = design_effects(model, shared_latent_correlation(model, state_rng),
+                                     float(effect_size), np.random.RandomState(seeds[3]))
+    # States act on the own factors of the finest networks that no planted effect
+    # touches, so the planted edges keep their size and state occupancy hardly
+    # moves them.
+    touched = set(effects["node_a"]) | set(effects["node_b"])
+    free = np.array([i for i in range(model.offsets[-2], model.offsets[-1]) if i not in touched])
+    domains = model.ancestors[0][free - model.offsets[-2]]
+    if n_states > 1 and np.unique(domains).size < 2:
+        LOGGER.warning("Scales %s leave no two domains free of planted effects: the %d "
+                       "connectivity states are identical. Use more networks.", scales, n_states)
+    base = state_latent_correlations(shared, free, domains, n_states, state_rng)
+    effects = describe_effects(model, base, effects, labels)
     state_fnc_all = node_correlation(model, base)
     fine = slice(model.offsets[-2] if len(scales) > 1 else 0, model.offsets[-1])
     site_rng = np.random.RandomState(seeds[4])

@@ -5,8 +5,11 @@ signal of a finest-scale network is a weighted sum of its own factor and of the
 factors of all its ancestors, so siblings share a common (parent) time course.
 A network at a coarser scale has the mean signal of its finest descendants.
 Connectivity states and group effects are written as changes of the latent
-correlation matrix; the expected correlation of every pair of nodes (any
-scale) then follows exactly from linear algebra (:func:`node_correlation`).
+correlation matrix: every state adds its own pattern of domain couplings
+(between the own factors of finest networks, grouped by coarsest ancestor) to
+a weak baseline shared by all states; the expected correlation of every pair
+of nodes (any scale) then follows exactly from linear algebra
+(:func:`node_correlation`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ __all__ = [
     "apply_effects",
     "build_hierarchy",
     "node_correlation",
+    "shared_latent_correlation",
     "state_latent_correlations",
 ]
 
@@ -103,33 +107,93 @@ def _first_descendant(model: HierarchyModel, j: int) -> np.ndarray:
     return np.array([int(np.flatnonzero(model.ancestors[j] == i)[0]) for i in range(model.scales[j])])
 
 
-def state_latent_correlations(model: HierarchyModel, n_states: int,
-                              rng: np.random.RandomState,
-                              strengths: tuple[float, float] = (0.6, 0.35)) -> np.ndarray:
-    """Latent correlation matrix of each connectivity state.
+def _sign_patterns(n: int, n_states: int, rng: np.random.RandomState,
+                   n_candidates: int = 64) -> np.ndarray:
+    """``n_states`` sign vectors whose coupling patterns ``u u^T`` differ most.
 
-    Block diagonal over scales: the coarsest factors get strong state-specific
-    couplings (``strengths[0]``), finer factors weaker ones (``strengths[1]``)
-    between networks of different parents; siblings' own factors are uncorrelated.
+    Starts from a balanced split (two modules of equal size), then adds, among
+    random candidates, the vector whose upper-triangle pattern has the smallest
+    largest correlation with the patterns already chosen.
+    """
+    iu = np.triu_indices(n, 1)
+    cands = np.where(rng.rand(n_candidates, n) < 0.5, -1.0, 1.0)
+    cands[0] = np.where(rng.permutation(n) < n // 2, -1.0, 1.0)
+    pats = (cands[:, :, None] * cands[:, None, :])[:, iu[0], iu[1]]
+    chosen = [0]
+    for _ in range(1, n_states):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.corrcoef(pats)[:, chosen] if pats.shape[1] > 1 else np.ones((n_candidates, 1))
+        worst = np.nan_to_num(r, nan=1.0).max(axis=1)
+        worst[chosen] = np.inf
+        chosen.append(int(np.argmin(worst)))
+    return cands[chosen]
+
+
+def shared_latent_correlation(model: HierarchyModel, rng: np.random.RandomState,
+                              strengths: tuple[float, float] = (0.3, 0.2)) -> np.ndarray:
+    """Weak latent coupling shared by all states and participants.
+
+    Block diagonal over scales: random correlations of strength ``strengths[0]``
+    between the coarsest factors and ``strengths[1]`` between finer ones;
+    siblings' own factors are uncorrelated (what they share is the parent).
+
+    Returns
+    -------
+    ndarray of shape (n_latent, n_latent)
+    """
+    out = np.zeros((model.n_latent, model.n_latent))
+    for j, n in enumerate(model.scales):
+        a, b = model.offsets[j], model.offsets[j + 1]
+        block = _random_correlation(n, strengths[0] if j == 0 else strengths[1], rng)
+        if j > 0:
+            parent = model.ancestors[j - 1][_first_descendant(model, j)]
+            block[parent[:, None] == parent[None, :]] = 0.0
+            np.fill_diagonal(block, 1.0)
+            while np.linalg.eigvalsh(block).min() < 0.3:
+                block = 0.9 * block + 0.1 * np.eye(n)
+        out[a:b, a:b] = block
+    return out
+
+
+def state_latent_correlations(shared: np.ndarray, factors, groups, n_states: int,
+                             rng: np.random.RandomState,
+                             state_variance: float = 2.0) -> np.ndarray:
+    """Latent correlation of each connectivity state: ``shared`` plus a domain pattern.
+
+    In state ``s`` a state driver of variance ``state_variance`` loads the
+    latent ``factors`` with signs ``u_s`` that are equal within a group
+    (domain): the domains split into two anti-correlated modules, a different
+    split per state (:func:`_sign_patterns`). The driven factors are then
+    rescaled to unit variance. The driver term is positive semi-definite and
+    the rescaling a congruence, so every state is as definite as ``shared``,
+    also with planted changes on entries outside ``factors``. Factors of one
+    domain are coupled positively in every state; factors of different domains
+    positively or negatively, depending on the state.
+
+    Parameters
+    ----------
+    shared : ndarray of shape (n_latent, n_latent)
+    factors : sequence of int
+        Latent indices the states act on.
+    groups : sequence
+        Domain of each factor (e.g. its coarsest ancestor).
+    n_states : int
+    rng : numpy.random.RandomState
+    state_variance : float, default=2.0
 
     Returns
     -------
     ndarray of shape (n_states, n_latent, n_latent)
     """
-    out = np.zeros((n_states, model.n_latent, model.n_latent))
-    for s in range(n_states):
-        for j, n in enumerate(model.scales):
-            a, b = model.offsets[j], model.offsets[j + 1]
-            strength = strengths[0] if j == 0 else strengths[1]
-            block = _random_correlation(n, strength, rng)
-            if j > 0:
-                # Siblings' own signals are uncorrelated: what they share is the parent.
-                parent = model.ancestors[j - 1][_first_descendant(model, j)]
-                block[parent[:, None] == parent[None, :]] = 0.0
-                np.fill_diagonal(block, 1.0)
-                while np.linalg.eigvalsh(block).min() < 0.3:
-                    block = 0.9 * block + 0.1 * np.eye(n)
-            out[s, a:b, a:b] = block
+    out = np.repeat(shared[None], n_states, axis=0)
+    factors = np.asarray(factors, dtype=int)
+    _, domain = np.unique(np.asarray(groups), return_inverse=True)
+    if n_states > 1 and domain.size and domain.max() >= 1:
+        scale = np.ones(shared.shape[0])
+        scale[factors] = 1.0 / np.sqrt(1.0 + state_variance)
+        for s, u in enumerate(_sign_patterns(domain.max() + 1, n_states, rng)[:, domain]):
+            out[s][np.ix_(factors, factors)] += state_variance * np.outer(u, u)
+            out[s] *= np.outer(scale, scale)
     return out
 
 

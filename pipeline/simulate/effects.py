@@ -10,7 +10,7 @@ import pandas as pd
 
 from pipeline.simulate.connectivity import HierarchyModel, apply_effects, node_correlation
 
-__all__ = ["EFFECT_DESIGN", "design_effects", "effect_entries_for"]
+__all__ = ["EFFECT_DESIGN", "describe_effects", "design_effects", "effect_entries_for"]
 
 LOGGER = logging.getLogger("msica.pipeline")
 
@@ -85,37 +85,65 @@ def _all_definite(model: HierarchyModel, base: np.ndarray, effects: pd.DataFrame
     return True
 
 
-def design_effects(model: HierarchyModel, base: np.ndarray, labels: pd.DataFrame,
-                   effect_size: float, rng: np.random.RandomState
-                   ) -> tuple[pd.DataFrame, np.ndarray]:
+def design_effects(model: HierarchyModel, base: np.ndarray, effect_size: float,
+                   rng: np.random.RandomState) -> tuple[pd.DataFrame, np.ndarray]:
     """Choose the network pairs of the planted effects and their size.
 
     Pairs are drawn without reusing a node where possible, and redrawn until the
     latent correlation matrix of every group is positive definite; after every 20
-    failed draws the state couplings of ``base`` are shrunk toward zero (logged).
+    failed draws the couplings of ``base`` are shrunk toward zero (logged).
+
+    Parameters
+    ----------
+    model : HierarchyModel
+    base : ndarray of shape (n_latent, n_latent)
+        Latent correlation shared by all participants, before effects.
+    effect_size : float
+    rng : numpy.random.RandomState
 
     Returns
     -------
     effects : DataFrame
-        One row per effect (see :class:`SimulatedCohort`), with latent/node
-        indices ``node_a``, ``node_b``.
-    base : ndarray of shape (n_states, n_latent, n_latent)
-        State correlations, possibly shrunk.
+        ``target, level, reference, node_a, node_b, delta_latent`` (latent/node indices).
+    base : ndarray of shape (n_latent, n_latent)
+        ``base``, possibly shrunk.
     """
     for attempt in range(200):
         effects = _draw_pairs(model, effect_size, rng)
-        if _all_definite(model, base, effects):
-            break
+        if _all_definite(model, base[None], effects):
+            return effects, base
         if attempt % 20 == 19:
             eye = np.eye(base.shape[1])
             base = eye + 0.85 * (base - eye)
-            LOGGER.debug("Shrinking state couplings to keep group correlations positive definite.")
-    else:
-        raise ValueError(
-            f"'effect_size' is too large: planted effects make a latent correlation matrix "
-            f"indefinite. Got effect_size={effect_size}. Use effect_size <= 1.5."
-        )
-    mean_base = base.mean(axis=0)
+            LOGGER.debug("Shrinking latent couplings to keep group correlations positive definite.")
+    raise ValueError(
+        f"'effect_size' is too large: planted effects make a latent correlation matrix "
+        f"indefinite. Got effect_size={effect_size}. Use effect_size <= 1.0."
+    )
+
+
+def describe_effects(model: HierarchyModel, states: np.ndarray, effects: pd.DataFrame,
+                     labels: pd.DataFrame) -> pd.DataFrame:
+    """Add the expected node-level change and the labels to the effects table.
+
+    Parameters
+    ----------
+    model : HierarchyModel
+    states : ndarray of shape (n_states, n_latent, n_latent)
+        Latent correlation of each state (reference groups).
+    effects : DataFrame
+        From :func:`design_effects`.
+    labels : DataFrame
+        Node labels (``scale``, ``label``), coarse scale first.
+
+    Returns
+    -------
+    DataFrame
+        One row per effect (see :class:`SimulatedCohort`); ``delta`` is the
+        change of the node correlation, states averaged.
+    """
+    effects = effects.copy()
+    mean_base = states.mean(axis=0)
     ref = node_correlation(model, mean_base)
     deltas = []
     for eff in effects.itertuples(index=False):
@@ -130,4 +158,4 @@ def design_effects(model: HierarchyModel, base: np.ndarray, labels: pd.DataFrame
     effects["label_b"] = [lab.loc[n, "label"] for n in effects["node_b"]]
     cols = ["target", "level", "reference", "scale_a", "label_a", "scale_b", "label_b",
             "delta", "direction", "delta_latent", "node_a", "node_b"]
-    return effects[cols], base
+    return effects[cols]

@@ -8,23 +8,34 @@ __all__ = ["hrf_kernel", "neural_to_bold", "sample_latent", "state_sequence"]
 
 
 def state_sequence(n_volumes: int, n_states: int, rng: np.random.RandomState,
-                   dwell: tuple[int, int] = (20, 50)) -> np.ndarray:
+                   dwell: tuple[int, int] = (40, 60)) -> np.ndarray:
     """Blocks of connectivity states with dwell times drawn in ``dwell`` (TRs).
 
-    Consecutive blocks always change state (when ``n_states > 1``).
+    States are visited in cycles, each a random permutation of all states, and
+    dwell times are capped at ``ceil(n_volumes / n_states)``, so that every run
+    visits every state for about the same time (a participant's static FNC then
+    hardly depends on its state sequence). Consecutive blocks always change
+    state (when ``n_states > 1``).
 
     Returns
     -------
     ndarray of shape (n_volumes,), dtype int
     """
+    cap = -(-n_volumes // n_states)
+    dwell = (min(dwell[0], cap), min(dwell[1], cap))
     states = np.empty(n_volumes, dtype=int)
-    t, current = 0, int(rng.randint(n_states))
+    t, previous = 0, -1
     while t < n_volumes:
-        length = int(rng.randint(dwell[0], dwell[1] + 1))
-        states[t:t + length] = current
-        t += length
-        if n_states > 1:
-            current = int((current + 1 + rng.randint(n_states - 1)) % n_states)
+        order = rng.permutation(n_states)
+        if order[0] == previous and n_states > 1:
+            order = np.roll(order, -1)
+        for current in order:
+            length = int(rng.randint(dwell[0], dwell[1] + 1))
+            states[t:t + length] = current
+            t += length
+            if t >= n_volumes:
+                break
+        previous = int(current)
     return states
 
 

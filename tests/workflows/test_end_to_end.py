@@ -48,6 +48,12 @@ def test_group_derivatives(processed):
     group = out / "group"
     features = pd.read_csv(group / "desc-fnc_features.tsv", sep="\t", index_col=0)
     assert len(features) == 12 and sum("__" in c for c in features.columns) == 14 * 13 // 2
+    amplitude = pd.read_csv(group / "desc-timecourse_features.tsv", sep="\t", index_col=0)
+    assert list(amplitude.index) == list(features.index) and "diagnosis" in amplitude.columns
+    for kind in ("amplitude", "falff", "dynamic_range"):
+        columns = [c for c in amplitude.columns if c.startswith(f"{kind}__")]
+        assert len(columns) == 14 and columns[0].startswith(f"{kind}__s4-")
+        assert (amplitude[columns] > 0).all().all()
     metrics = json.loads((group / "desc-diagnosis_metrics.json").read_text())
     assert metrics["NumberOfPermutations"] == 3 and 0 < metrics["PermutationPValue"] <= 1
     for name in ("desc-diagnosis_model.joblib", "desc-diagnosisbiomarkers_features.tsv",

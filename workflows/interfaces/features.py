@@ -17,7 +17,14 @@ from nipype.interfaces.base import (
     traits,
 )
 
-__all__ = ["DFNCStates", "FNCFeatureTable", "participant_of", "read_fnc_features"]
+__all__ = [
+    "DFNCStates",
+    "FNCFeatureTable",
+    "TimecourseFeatureTable",
+    "participant_of",
+    "read_fnc_features",
+    "read_timecourse_features",
+]
 
 
 def participant_of(path: str) -> str:
@@ -114,6 +121,146 @@ class FNCFeatureTable(SimpleInterface):
                            "participant averaged.",
             "NumberOfParticipants": len(ids),
             "NumberOfEdges": int(len(labels) * (len(labels) - 1) / 2),
+            "NodeLabels": labels,
+        }
+        return runtime
+
+
+def _postprocessing_of(relmat_file: str) -> dict:
+    """RepetitionTime and PostProcessing of a run, from its FNC sidecar (written by ComputeFNC)."""
+    import json
+
+    from pipeline.exceptions import InputDataError
+
+    sidecar = Path(relmat_file).with_suffix(".json")
+    try:
+        meta = json.loads(sidecar.read_text())
+        return {"t_r": float(meta["RepetitionTime"]),
+                "detrend_order": int(meta.get("PostProcessing", {}).get("DetrendOrder", 3))}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputDataError(
+            f"{sidecar} is missing or has no RepetitionTime ({exc!r}); rerun the participant "
+            "level for this run."
+        ) from exc
+
+
+def read_timecourse_features(
+    timeseries_files, relmat_files, participants_file=None
+) -> tuple[pd.DataFrame, list[str]]:
+    """Network amplitude, fALFF and spectral dynamic range of every participant.
+
+    Each run's network time courses (all scales, coarse first) are detrended as
+    at the participant level (GIFT computes spectra before despiking and
+    filtering) and summarised with :func:`pipeline.features.timecourse_table`;
+    runs of one participant are averaged.
+
+    Parameters
+    ----------
+    timeseries_files : list of str
+        ``*_scale-<n>_desc-ica_timeseries.tsv`` files of the participant level.
+    relmat_files : list of str
+        The runs' ``*_desc-multiscale_relmat.tsv``; their sidecars give the
+        repetition time and detrending order.
+    participants_file : str, optional
+        participants.tsv whose columns are joined to the table.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Index participant_id; covariates, then ``amplitude__<node>``,
+        ``falff__<node>`` and ``dynamic_range__<node>`` columns, nodes named
+        ``s<scale>-<label>`` as in the FNC table.
+    labels : list of str
+        Node labels.
+
+    Raises
+    ------
+    InputDataError
+        If a run has no FNC sidecar or the runs do not all have the same networks.
+    """
+    from bids.layout import parse_file_entities
+
+    from bids_templates import template_path
+    from pipeline.exceptions import InputDataError
+    from pipeline.features import join_participants, timecourse_table
+    from pipeline.fnc.static import network_labels
+    from pipeline.fnc.timecourse import detrend
+    from workflows.derivatives import source_entities
+
+    def run_key(path: str) -> tuple:
+        return tuple(sorted(source_entities(path).items()))
+
+    config = [str(template_path("msica_bids_config.json"))]
+    runs: dict[tuple, dict[int, str]] = defaultdict(dict)
+    for path in timeseries_files:
+        runs[run_key(path)][int(parse_file_entities(path, config=config)["scale"])] = path
+    postproc = {run_key(path): _postprocessing_of(path) for path in relmat_files}
+    labels, by_t_r = None, defaultdict(list)
+    for key in sorted(runs):
+        if key not in postproc:
+            raise InputDataError(
+                f"{sorted(runs[key].values())[0]} has no multi-scale FNC matrix of the same run; "
+                "rerun the participant level for this run."
+            )
+        tables = [(scale, pd.read_csv(runs[key][scale], sep="\t")) for scale in sorted(runs[key])]
+        run_labels = [lab for scale, t in tables
+                      for lab in network_labels(scale, t.shape[1], list(t.columns))]
+        if labels is None:
+            labels = run_labels
+        elif run_labels != labels:
+            raise InputDataError(
+                f"{runs[key][tables[0][0]]} has other networks than the first run; rerun the "
+                "participant level with the same templates for everyone."
+            )
+        order = postproc[key]["detrend_order"]
+        tcs = np.hstack([detrend(t.to_numpy(dtype=float), order=order) for _, t in tables])
+        by_t_r[postproc[key]["t_r"]].append((participant_of(runs[key][tables[0][0]]), tcs))
+    per_run = []
+    for t_r, items in by_t_r.items():
+        table = timecourse_table([tcs for _, tcs in items], labels,
+                                 [f"run{i}" for i in range(len(items))], t_r)
+        table.index = pd.Index([pid for pid, _ in items], name="participant_id")
+        per_run.append(table)
+    table = pd.concat(per_run).groupby(level=0, sort=True).mean()
+    table.index.name = "participant_id"
+    return join_participants(table, _read_participants(participants_file)), labels
+
+
+class _TimecourseFeatureTableInputSpec(BaseInterfaceInputSpec):
+    timeseries_files = InputMultiObject(File(exists=True), mandatory=True,
+                                        desc="participants' network time courses, one TSV per "
+                                             "scale and run")
+    relmat_files = InputMultiObject(File(exists=True), mandatory=True,
+                                    desc="the runs' multi-scale FNC (sidecars give TR, detrending)")
+    participants_file = File(exists=True, desc="participants.tsv to join")
+
+
+class _TimecourseFeatureTableOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="one row per participant: amplitude, fALFF, dynamic range")
+    meta = traits.Dict(desc="sidecar content")
+
+
+class TimecourseFeatureTable(SimpleInterface):
+    """Network amplitude, fALFF and spectral dynamic range of all participants (runs averaged)."""
+
+    input_spec = _TimecourseFeatureTableInputSpec
+    output_spec = _TimecourseFeatureTableOutputSpec
+
+    def _run_interface(self, runtime):
+        participants = (self.inputs.participants_file
+                        if isdefined(self.inputs.participants_file) else None)
+        table, labels = read_timecourse_features(
+            self.inputs.timeseries_files, self.inputs.relmat_files, participants)
+        out_file = Path(runtime.cwd) / "timecourse_features.tsv"
+        table.to_csv(out_file, sep="\t", na_rep="n/a")
+        self._results["out_file"] = str(out_file)
+        self._results["meta"] = {
+            "Description": "Per network: amplitude (standard deviation), fALFF and spectral "
+                           "dynamic range of the detrended time courses (GIFT); runs of a "
+                           "participant averaged.",
+            "fALFF": "area of the spectrum below 0.1 Hz over the area above 0.15 Hz "
+                     "(GIFT icatb_get_spec_stats)",
+            "NumberOfParticipants": len(table),
             "NodeLabels": labels,
         }
         return runtime

@@ -140,3 +140,27 @@ def test_sklearn_estimator_contract(estimator, check):
         # 5 iterations keep the common checks fast; convergence is tested above.
         warnings.simplefilter("ignore", ConvergenceWarning)
         check(estimator)
+
+
+@pytest.mark.parametrize("extended", [False, True])
+def test_batched_runs_equal_separate_fits(planted_sources, extended):
+    from scipy.stats import ortho_group
+
+    from pipeline.ica.infomax import fit_runs
+
+    X, S, _ = planted_sources
+    rng = np.random.RandomState(RANDOM_STATE)
+    boot = X[rng.randint(0, len(X), len(X))]
+    inits = [ortho_group.rvs(X.shape[1], random_state=s) for s in range(3)]
+    datasets = [X, X, boot]  # two runs share their data, one is a bootstrap sample
+    kw = {"extended": extended, "device": "cpu"}
+    alone = [Infomax(w_init=w, random_state=s, **kw).fit(d)
+             for s, (w, d) in enumerate(zip(inits, datasets))]
+    batch = [Infomax(w_init=w, random_state=s, **kw) for s, w in enumerate(inits)]
+    assert fit_runs(batch, datasets) == [True, True, True]
+    for a, b in zip(alone, batch):
+        assert a.n_iter_ == b.n_iter_ and a.n_restarts_ == b.n_restarts_
+        np.testing.assert_allclose(b.components_, a.components_, atol=1e-12)
+    assert match_components(batch[0].transform(X).T, S.T)[2].min() > 0.95
+    with pytest.raises(ValueError, match="must share every parameter"):
+        fit_runs([Infomax(device="cpu"), Infomax(lrate=0.01, device="cpu")], [X, X])

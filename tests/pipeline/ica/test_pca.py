@@ -93,3 +93,24 @@ def test_subject_pca_errors():
         subject_pca(rank2, 5)
     with pytest.raises(ValueError, match="'method' must be one of"):
         preprocess_subject(data, "zscore")
+
+
+def test_float32_input_is_reduced_in_float32():
+    rng = np.random.RandomState(RANDOM_STATE)
+    data = rng.randn(40, 5) @ rng.randn(5, 3000) + 0.1 * rng.randn(40, 3000)
+    ref = subject_pca(preprocess_subject(data, "remove_mean"), 8, device="cpu")
+    res = subject_pca(preprocess_subject(data.astype(np.float32), "remove_mean"), 8, device="cpu")
+    assert res.reduced.dtype == np.float32 and res.whitening.dtype == np.float64
+    np.testing.assert_allclose(res.eigenvalues, ref.eigenvalues, rtol=1e-4)
+    # the 5 signal components (the other 3 span noise of near-equal eigenvalues)
+    signs = np.sign(np.sum(res.reduced[:5] * ref.reduced[:5], axis=1))
+    np.testing.assert_allclose(res.reduced[:5] * signs[:, None], ref.reduced[:5], atol=1e-3)
+    # the float32 group PCA (exact path) matches the float64 one
+    blocks = [b.astype(np.float32) for b in _low_rank_blocks(3000)]
+    g32 = group_pca(blocks, 6, device="cpu")
+    g64 = group_pca([b.astype(np.float64) for b in blocks], 6, device="cpu")
+    assert g32.reduced.dtype == np.float32
+    np.testing.assert_allclose(g32.eigenvalues, g64.eigenvalues, rtol=1e-4)
+    cosines = np.linalg.svd(g32.reduced @ g64.reduced.T / 2999, compute_uv=False)
+    assert cosines.min() > 1 - 1e-5
+    np.testing.assert_allclose(np.cov(g32.reduced), np.eye(6), atol=1e-4)

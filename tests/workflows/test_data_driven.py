@@ -1,0 +1,141 @@
+"""Data-driven mode end to end: subject PCA -> multi-scale group ICA -> GICA -> FNC tables."""
+
+import json
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.ica._matching import match_components
+from workflows.cli import ExitCode, run
+
+pytestmark = pytest.mark.integration
+
+ORDERS = ("4", "10")
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory) -> tuple[Path, Path, Path]:
+    from workflows.simulate import run_simulate
+
+    root = tmp_path_factory.mktemp("datadriven")
+    bids = run_simulate(root / "bids", n_subjects=8, n_sites=2, n_volumes=120, tr=2.0,
+                        grid_mm=8.0, seed=3)
+    out, work = root / "out", root / "work"
+    common = ["-w", str(work), "--nprocs", "2", "--model-orders", *ORDERS]
+    assert run([str(bids), str(out), "participant", *common]) == ExitCode.OK
+    assert run([str(bids), str(out), "group", *common, "--icasso-runs", "4"]) == ExitCode.OK
+    return bids, out, work
+
+
+def _masked(img_file: Path, mask: np.ndarray) -> np.ndarray:
+    return nb.load(img_file).get_fdata()[mask].T
+
+
+def test_subject_pcas_in_work_dir(processed):
+    _, _, work = processed
+    pcas = sorted((work / "subject_pca").glob("sub-*_desc-pca.npz"))
+    assert len(pcas) == 8
+    meta = json.loads(pcas[0].with_suffix(".json").read_text())
+    # GIFT's first reduction keeps min(2 * largest order, volumes - 1) components.
+    assert meta["NumberOfComponents"] == 20 and meta["NumberOfVolumes"] == 120
+    with np.load(pcas[0]) as npz:
+        assert npz["reduced"].shape[0] == 20 and npz["dewhitening"].shape == (120, 20)
+
+
+def test_group_template_recovers_planted_networks(processed):
+    bids, out, _ = processed
+    truth = bids / "derivatives" / "truth"
+    labels = pd.read_csv(out / "group" / "desc-groupica_labels.tsv", sep="\t")
+    assert {"index", "scale", "label", "stability", "parent", "keep"} <= set(labels.columns)
+    assert labels["stability"].between(0, 1).all()
+    assert (labels.loc[labels["scale"] == 10, "parent"].str.startswith("s4_")).all()
+    for order in ORDERS:
+        template = out / "group" / f"scale-{order}_desc-groupica_components.nii.gz"
+        scale_labels = pd.read_csv(template.with_name(
+            f"scale-{order}_desc-groupica_labels.tsv"), sep="\t")
+        true_img = nb.load(truth / f"scale-{order}_desc-truth_components.nii.gz")
+        mask = np.abs(true_img.get_fdata()).sum(axis=-1) > 0
+        found = _masked(template, mask)
+        assert found.shape[0] == len(scale_labels) == labels.query(f"scale == {order}")[
+            "keep"].sum()
+        _, _, r = match_components(found, true_img.get_fdata()[mask].T)
+        # 8 participants of 120 volumes here; the issue's 0.9 bar at the default simulator
+        # size (24 participants) is tested on arrays in tests/pipeline/ica/test_group.py.
+        assert r.mean() >= 0.8, (order, r)
+        sidecar = json.loads(template.with_suffix("").with_suffix(".json").read_text())
+        assert sidecar["ICASSORuns"] == 4 and sidecar["Sources"][0].startswith("bids:")
+
+
+def test_every_participant_back_reconstructed(processed):
+    bids, out, _ = processed
+    features = pd.read_csv(out / "group" / "desc-fnc_features.tsv", sep="\t", index_col=0)
+    assert len(features) == 8
+    true_img = nb.load(bids / "derivatives" / "truth" / "scale-4_desc-truth_components.nii.gz")
+    mask = np.abs(true_img.get_fdata()).sum(axis=-1) > 0
+    for sub in sorted(out.glob("sub-*/func")):
+        maps_file = next(sub.glob("*_scale-4_desc-ica_components.nii.gz"))
+        img = nb.load(maps_file).get_fdata()
+        inside = np.abs(img).sum(axis=-1) > 0  # the group mask
+        z = img[inside].T
+        assert np.allclose(z.mean(axis=1), 0, atol=1e-4)  # z-scored over the group mask
+        assert np.allclose(z.std(axis=1, ddof=1), 1, atol=1e-3)
+        maps = img[mask].T
+        _, _, r = match_components(maps, true_img.get_fdata()[mask].T)
+        # Against the group maps (participants' own maps vary around them; the issue's bar of
+        # 0.8 against each participant's true maps is tested in tests/pipeline/ica/test_backrecon.py).
+        # A wrong voxel order or a wrong run index would give |r| near 0.
+        assert r.mean() >= 0.6, (sub, r)
+        tcs = pd.read_csv(next(sub.glob("*_scale-4_desc-ica_timeseries.tsv")), sep="\t")
+        assert tcs.shape == (120, maps.shape[0])
+        assert json.loads(maps_file.with_suffix("").with_suffix(".json").read_text())[
+            "Method"] == "gica"
+    assert (out / "group" / "desc-dfncstates_relmat.tsv").is_file()
+    assert "spatial group ICA" in (out / "logs" / "CITATION-groupica.md").read_text()
+
+
+def test_group_level_without_subject_pcas(tmp_path, processed, capsys):
+    bids, out, _ = processed
+    code = run([str(bids), str(out), "group", "-w", str(tmp_path / "empty"),
+                "--model-orders", *ORDERS])
+    assert code == ExitCode.NO_INPUT
+    assert "No subject PCA in" in capsys.readouterr().err
+
+
+def test_template_and_model_orders_exclude_each_other(tmp_path, processed):
+    bids, out, _ = processed
+    template = next((bids / "derivatives" / "truth").glob("scale-4_*components.nii.gz"))
+    with pytest.raises(SystemExit) as err:
+        run([str(bids), str(out), "participant", "--template", str(template),
+             "--model-orders", "4"])
+    assert err.value.code == ExitCode.USAGE
+
+
+def test_group_folder_is_a_template_for_template_mode(processed):
+    from workflows.cli import parse_args
+
+    bids, out, _ = processed
+    settings = parse_args([str(bids), str(out / "new"), "participant", "--template",
+                           str(out / "group")])
+    assert [t.name for t in settings.templates] == [
+        "scale-4_desc-groupica_components.nii.gz", "scale-10_desc-groupica_components.nii.gz"]
+    assert [t.name for t in settings.template_labels] == [
+        "scale-4_desc-groupica_labels.tsv", "scale-10_desc-groupica_labels.tsv"]
+
+
+def test_group_ica_refuses_runs_on_different_grids(tmp_path):
+    from pipeline.exceptions import InputDataError
+    from workflows.interfaces.groupica import MultiscaleGroupICA
+
+    files = []
+    for name, shape in (("sub-01", (4, 4, 4)), ("sub-02", (5, 5, 5))):
+        path = tmp_path / f"{name}_task-rest_desc-pca.npz"
+        np.savez(path, reduced=np.zeros((3, 8), np.float32), voxels=np.arange(8),
+                 shape=np.asarray(shape), affine=np.eye(4))
+        path.with_suffix(".json").write_text("{}")
+        files.append(str(path))
+    node = MultiscaleGroupICA(pca_files=files, model_orders=[2])
+    with pytest.raises(InputDataError, match="sub-02_task-rest_desc-pca.npz is on grid"):
+        node._run_interface(type("Runtime", (), {"cwd": str(tmp_path)})())
