@@ -74,7 +74,9 @@ class ClassifyTarget(SimpleInterface):
             self._results[key] = str(cwd / name)
         figure = plot_top_connections(outcome.biomarkers,
                                       title=f"{inputs.target}: top connections")
-        figure.savefig(cwd / "biomarkers.svg")
+        from workflows.reports.figures import savefig_reproducible
+
+        savefig_reproducible(figure, cwd / "biomarkers.svg", format="svg")
         self._results["figure_file"] = str(cwd / "biomarkers.svg")
         model_file = cwd / "model.joblib"
         save_model(outcome.final_model, model_file, feature_names=outcome.feature_names,

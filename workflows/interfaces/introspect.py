@@ -127,7 +127,9 @@ class IntrospectTraining(SimpleInterface):
             frame.to_csv(cwd / name, sep="\t", index=False, na_rep="n/a")
             self._results[key] = str(cwd / name)
         fig = plot_spectrum_trajectories(result.summary)
-        fig.savefig(cwd / "spectra.svg", format="svg")
+        from workflows.reports.figures import savefig_reproducible
+
+        savefig_reproducible(fig, cwd / "spectra.svg", format="svg")
         self._results["figure_file"] = str(cwd / "spectra.svg")
         last = result.history.iloc[-1]
         self._results["meta"] = {

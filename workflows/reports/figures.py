@@ -55,8 +55,24 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 90) -> Path:
     with atomic_path(path) as tmp:
         # nilearn's figures place their own axes: trim them to what was drawn
         tight = "tight" if fig.get_layout_engine() is None else None
-        fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=dpi, bbox_inches=tight)
+        savefig_reproducible(fig, tmp, name=path.name, format=path.suffix.lstrip("."),
+                             dpi=dpi, bbox_inches=tight)
     return path
+
+
+def savefig_reproducible(fig: Figure, target: str | Path, *, name: str | None = None,
+                         **kwargs) -> None:
+    """``fig.savefig`` whose bytes depend on the figure only (a resumed run matches exactly).
+
+    SVGs otherwise carry their creation date and random element ids: the date is
+    dropped and the ids are salted with the file's final ``name``.
+    """
+    import matplotlib
+
+    name = name or Path(target).name
+    svg = kwargs.get("format", Path(name).suffix.lstrip(".")) == "svg"
+    with matplotlib.rc_context({"svg.hashsalt": name}):
+        fig.savefig(target, **({"metadata": {"Date": None}} if svg else {}), **kwargs)
 
 
 @lru_cache(maxsize=1)
