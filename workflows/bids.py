@@ -45,6 +45,7 @@ __all__ = [
     "get_repetition_time",
     "load_bids_filter_file",
     "make_sidecar",
+    "scale_templates",
     "source_uri",
     "write_dataset_description",
 ]
@@ -438,3 +439,27 @@ def collect_runs(
         }
         runs.append(run)
     return runs
+
+
+def scale_templates(folder: Path, desc: str = "*") -> list[tuple[Path, Path]]:
+    """Multi-scale template files in ``folder``, coarse to fine.
+
+    Parameters
+    ----------
+    folder : Path
+        Holds ``scale-<N>_desc-<desc>_components.nii.gz`` files (the simulator's
+        truth, or the ``group/`` folder of a data-driven run).
+    desc : str, default="*"
+        ``desc`` label to match (a glob pattern).
+
+    Returns
+    -------
+    list of (Path, Path)
+        Each 4-D template and its ``..._labels.tsv`` (which may not exist),
+        sorted by scale; empty when there is none.
+    """
+    pairs = []
+    for maps in Path(folder).glob(f"scale-*_desc-{desc}_components.nii.gz"):
+        labels = maps.with_name(maps.name.replace("_components.nii.gz", "_labels.tsv"))
+        pairs.append((int(maps.name.split("_")[0].removeprefix("scale-")), maps, labels))
+    return [(maps, labels) for _, maps, labels in sorted(pairs)]

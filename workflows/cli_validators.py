@@ -39,28 +39,26 @@ def expand_template_dirs(
 ) -> tuple[list[Path], list[Path]]:
     """Replace a template folder (``group/`` of a data-driven run) by its files, coarse to fine.
 
-    A folder contributes every ``scale-<N>_desc-<d>_components.nii.gz`` in it
-    and, when each has one, the matching ``_labels.tsv``.
+    A folder contributes every ``scale-<N>_desc-<d>_components.nii.gz`` in it.
+    When no ``--template-labels`` are given and every template came from a
+    folder with a ``_labels.tsv`` beside each map, those labels are used.
     """
-    files: list[Path] = []
-    found_labels: list[Path] = []
+    from workflows.bids import scale_templates
+
+    pairs: list[tuple[Path, Path | None]] = []
     for template in templates:
         if not template.is_dir():
-            files.append(template)
+            pairs.append((template, None))
             continue
-        maps = sorted(template.glob("scale-*_desc-*_components.nii.gz"),
-                      key=lambda m: int(m.name.split("_")[0].removeprefix("scale-")))
-        if not maps:
+        found = scale_templates(template)
+        if not found:
             parser.error(f"--template {template} is a folder without "
                          "scale-<N>_desc-<label>_components.nii.gz files; give the 4-D NIfTI "
                          "files or the group/ folder of a data-driven run.")
-        files += maps
-        found_labels += [m.with_name(m.name.replace("_components.nii.gz", "_labels.tsv"))
-                         for m in maps]
-    if found_labels and not labels and len(found_labels) == len(files):
-        labels = [lab for lab in found_labels if lab.is_file()]
-        if len(labels) != len(files):
-            labels = []
+        pairs += found
+    files = [maps for maps, _ in pairs]
+    if not labels and all(lab is not None and lab.is_file() for _, lab in pairs):
+        labels = [lab for _, lab in pairs]
     return files, labels
 
 

@@ -114,7 +114,7 @@ def init_group_ica_wf(
                      extension=".tsv")
     workflow.connect([(group_ica, ds_labels, [("all_labels_file", "in_file"),
                                               ("meta", "meta_dict")])])  # fmt:skip
-    per_scale = []
+    pick_labels_of = {}
     for index, order in enumerate(model_orders):
         pick_template = pe.Node(niu.Select(index=index), name=f"template_{order}",
                                 run_without_submitting=True)
@@ -132,7 +132,7 @@ def init_group_ica_wf(
             (group_ica, ds_template, [("meta", "meta_dict")]),
             (group_ica, ds_scale_labels, [("meta", "meta_dict")]),
         ])  # fmt:skip
-        per_scale.append((order, pick_template, pick_labels))
+        pick_labels_of[order] = pick_labels
 
     by_subject: dict[str, list[int]] = defaultdict(list)
     for run_index, meta in enumerate(metas):
@@ -145,7 +145,7 @@ def init_group_ica_wf(
             run_sink = sink_factory(output_dir, source_file=meta["SourceFile"],
                                     dataset_links=dataset_links)
             nodes = []
-            for order, pick_template, pick_labels in per_scale:
+            for order in model_orders:
                 node = pe.Node(GICABackReconstruct(pca_file=str(pca_files[run_index]),
                                                    run_index=run_index, scale=order),
                                name=f"gica_{order}")
@@ -155,11 +155,10 @@ def init_group_ica_wf(
                                  confounds_file=meta.get("ConfoundsFile"),
                                  dfnc_window=dfnc_window)
             sub_wf.add_nodes([run_wf])
-            for node, (_, pick_template, pick_labels) in zip(nodes, per_scale):
+            for order, node in zip(model_orders, nodes):
                 where = f"{run_wf.name}.{node.name}"
                 workflow.connect([
                     (group_ica, sub_wf, [("model_file", f"{where}.model_file")]),
-                    (pick_template, sub_wf, [("out", f"{where}.template_file")]),
-                    (pick_labels, sub_wf, [("out", f"{where}.labels_file")]),
+                    (pick_labels_of[order], sub_wf, [("out", f"{where}.labels_file")]),
                 ])  # fmt:skip
     return workflow

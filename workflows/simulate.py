@@ -335,12 +335,10 @@ def run_simulate(out_dir, *, n_subjects: int = 24, n_sites: int = 2, n_volumes: 
 
 def truth_templates(bids_dir: Path) -> list[tuple[Path, Path]]:
     """The simulator's multi-scale template (4-D maps and labels per scale), coarse to fine."""
+    from workflows.bids import scale_templates
+
     truth = bids_dir / "derivatives" / "truth"
-    pairs = []
-    for maps in truth.glob("scale-*_desc-truth_components.nii.gz"):
-        labels = maps.with_name(maps.name.replace("_components.nii.gz", "_labels.tsv"))
-        scale = int(maps.name.split("_")[0].removeprefix("scale-"))
-        pairs.append((scale, maps, labels))
+    pairs = scale_templates(truth, desc="truth")
     if not pairs:
         raise FileNotFoundError(f"No simulator template in {truth}; rerun 'msica simulate'.")
-    return [(maps, labels) for _, maps, labels in sorted(pairs)]
+    return pairs

@@ -41,6 +41,7 @@ def test_subject_pcas_in_work_dir(processed):
     meta = json.loads(pcas[0].with_suffix(".json").read_text())
     # GIFT's first reduction keeps min(2 * largest order, volumes - 1) components.
     assert meta["NumberOfComponents"] == 20 and meta["NumberOfVolumes"] == 120
+    assert 0 < meta["ExplainedVariance"] < 1
     with np.load(pcas[0]) as npz:
         assert npz["reduced"].shape[0] == 20 and npz["dewhitening"].shape == (120, 20)
 

@@ -124,7 +124,8 @@ class SubjectPCA(SimpleInterface):
                 f"{n_volumes} or drop this run."
             )
         n_pcs = default_subject_components(inputs.n_components, n_volumes)
-        res = subject_pca(preprocess_subject(data, inputs.preprocess), n_pcs)
+        data = preprocess_subject(data, inputs.preprocess)
+        res = subject_pca(data, n_pcs)
         voxels = np.flatnonzero(np.asarray(mask.dataobj).astype(bool).ravel())
         out = Path(inputs.out_dir) / subject_pca_name(inputs.meta["SourceFile"])
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -133,14 +134,30 @@ class SubjectPCA(SimpleInterface):
                      dewhitening=res.dewhitening, eigenvalues=res.eigenvalues,
                      voxels=voxels, shape=np.asarray(mask.shape[:3]), affine=mask.affine,
                      sample_mask=np.asarray(inputs.sample_mask or np.arange(n_volumes)))
+        # share of the trace of the covariance subject_pca diagonalises (rows centred)
+        total = float(np.var(data, axis=1, ddof=1).sum())
         meta = {**inputs.meta, "NumberOfVolumes": n_volumes, "NumberOfComponents": n_pcs,
                 "Preprocessing": inputs.preprocess,
-                "ExplainedVariance": float(res.eigenvalues.sum() / np.var(data, axis=1).sum())
-                if np.var(data, axis=1).sum() > 0 else None}
+                "ExplainedVariance": float(res.eigenvalues.sum()) / total if total > 0 else None}
         with atomic_write(out.with_suffix(".json")) as handle:
             json.dump(meta, handle, indent=2, default=str)
         self._results["pca_file"] = str(out)
         return runtime
+
+
+def _mask_img(voxels: np.ndarray, shape: tuple, affine: np.ndarray) -> nb.Nifti1Image:
+    """The mask image of ``voxels`` (flat C-order indices, the order of nilearn's maskers)."""
+    mask = np.zeros(int(np.prod(shape)), dtype=np.uint8)
+    mask[voxels] = 1
+    return nb.Nifti1Image(mask.reshape(tuple(int(n) for n in shape)), affine)
+
+
+def _write_maps(maps: np.ndarray, mask_img: nb.Nifti1Image, path: Path) -> None:
+    """Write ``(n_maps, n_voxels)`` maps inside ``mask_img`` as a 4-D NIfTI."""
+    from nilearn.maskers import NiftiMasker
+
+    masker = NiftiMasker(mask_img=mask_img, standardize=None).fit()
+    masker.inverse_transform(np.asarray(maps, dtype=np.float32)).to_filename(path)
 
 
 def _group_voxels(pca_files: list[str]) -> tuple[np.ndarray, tuple, np.ndarray]:
@@ -180,7 +197,6 @@ class _MultiscaleGroupICAOutputSpec(TraitedSpec):
     labels_files = traits.List(File(exists=True), desc="labels TSV per scale")
     all_labels_file = File(exists=True, desc="every component with its scores and parent")
     model_file = File(exists=True, desc="unmixing and group PCA blocks for back-reconstruction")
-    scales = traits.List(traits.Int, desc="model order of each template file")
     meta = traits.Dict(desc="parameters for the JSON sidecars")
 
 
@@ -203,9 +219,8 @@ class MultiscaleGroupICA(SimpleInterface):
             reduced.append(arrays["reduced"][:, keep])
             whitening.append(arrays["whitening"])
             dewhitening.append(arrays["dewhitening"])
-        mask = np.zeros(int(np.prod(shape)), dtype=bool)
-        mask[voxels] = True
-        mask = mask.reshape(shape)
+        mask_img = _mask_img(voxels, shape, affine)
+        mask = np.asarray(mask_img.dataobj).astype(bool)
         result = fit_multiscale(
             {"reduced": reduced, "whitening": whitening, "dewhitening": dewhitening,
              "n_voxels": voxels.size},
@@ -214,7 +229,8 @@ class MultiscaleGroupICA(SimpleInterface):
             device=inputs.device)
         cwd = Path(runtime.cwd)
         labels = result.labels
-        template_files, labels_files, model = [], [], {"voxels": voxels}
+        template_files, labels_files = [], []
+        model = {"voxels": voxels, "shape": np.asarray(shape), "affine": affine}
         for order in result.model_orders:
             rows = labels[(labels["scale"] == order) & labels["keep"]]
             if rows.empty:
@@ -223,10 +239,8 @@ class MultiscaleGroupICA(SimpleInterface):
                 rows = labels[labels["scale"] == order]
             kept = rows["component"].to_numpy()
             est = result.estimators[order]
-            volume = np.zeros((int(np.prod(shape)), kept.size), dtype=np.float32)
-            volume[voxels] = est.components_[kept].T
             path = cwd / f"scale-{order}_components.nii.gz"
-            nb.Nifti1Image(volume.reshape(*shape, kept.size), affine).to_filename(path)
+            _write_maps(est.components_[kept], mask_img, path)
             table = rows.drop(columns=["index"]).reset_index(drop=True)
             table.insert(0, "index", np.arange(1, len(table) + 1))
             table_path = cwd / f"scale-{order}_labels.tsv"
@@ -235,7 +249,6 @@ class MultiscaleGroupICA(SimpleInterface):
             labels_files.append(str(table_path))
             model[f"kept_{order}"] = kept
             model[f"unmixing_{order}"] = est.unmixing_
-            model[f"mixing_{order}"] = est.mixing_
             for i, (gw, gd) in enumerate(zip(est.group_whitening_, est.group_dewhitening_)):
                 model[f"gw_{order}_{i}"] = gw
                 model[f"gd_{order}_{i}"] = gd
@@ -246,7 +259,6 @@ class MultiscaleGroupICA(SimpleInterface):
         self._results.update(
             template_files=template_files, labels_files=labels_files,
             all_labels_file=str(all_labels), model_file=str(model_file),
-            scales=list(result.model_orders),
             meta={"Method": "group ICA (GIFT style): subject PCA, group PCA, "
                             f"{inputs.algorithm}, ICASSO",
                   "ModelOrders": list(result.model_orders), "Algorithm": inputs.algorithm,
@@ -264,7 +276,6 @@ class _GICABackReconstructInputSpec(BaseInterfaceInputSpec):
     pca_file = File(exists=True, mandatory=True, desc="this run's subject PCA")
     run_index = traits.Int(mandatory=True, desc="position of the run in the group ICA")
     model_file = File(exists=True, mandatory=True, desc="MultiscaleGroupICA model file")
-    template_file = File(exists=True, mandatory=True, desc="group template of this scale")
     labels_file = File(exists=True, mandatory=True, desc="its labels TSV")
     scale = traits.Int(mandatory=True, desc="model order")
 
@@ -292,19 +303,16 @@ class GICABackReconstruct(SimpleInterface):
         arrays, _ = load_subject_pca(inputs.pca_file)
         with np.load(inputs.model_file) as npz:
             voxels, kept = npz["voxels"], npz[f"kept_{order}"]
+            mask_img = _mask_img(voxels, tuple(npz["shape"]), npz["affine"])
             unmixing = npz[f"unmixing_{order}"]
             group_step = (npz[f"gw_{order}_{i}"], npz[f"gd_{order}_{i}"])
         reduced = arrays["reduced"][:, np.searchsorted(arrays["voxels"], voxels)]
         maps, timecourses = gica_backreconstruct(reduced, arrays["dewhitening"], unmixing,
                                                  group_reductions=[group_step])
         maps, _ = zscore_maps(maps[kept])
-        ref = nb.load(inputs.template_file)
-        volume = np.zeros((int(np.prod(ref.shape[:3])), kept.size), dtype=np.float32)
-        volume[voxels] = maps.T
         cwd = Path(runtime.cwd)
         components_file = cwd / "components.nii.gz"
-        nb.Nifti1Image(volume.reshape(*ref.shape[:3], kept.size), ref.affine).to_filename(
-            components_file)
+        _write_maps(maps, mask_img, components_file)
         labels = pd.read_csv(inputs.labels_file, sep="\t")["label"].astype(str).tolist()
         timeseries_file = cwd / "timeseries.tsv"
         pd.DataFrame(timecourses[:, kept], columns=labels).to_csv(timeseries_file, sep="\t",

@@ -64,7 +64,7 @@ def _builders(settings, failures: Mapping[str, BaseException]):
         from workflows.reports.group import group_report
 
         yield "group", lambda: group_report(output_dir, failures)
-        if not getattr(settings, "model_orders", ()):
+        if not settings.model_orders:
             return
         # data-driven mode: the group level wrote the participants' networks; refresh their pages
     from workflows.group import derivatives_layout
