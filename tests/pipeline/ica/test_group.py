@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -94,8 +93,6 @@ def _clean(subject):
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(importlib.util.find_spec("pipeline.simulate") is None,
-                    reason="pipeline.simulate not available")
 def test_simulator_bar_every_scale():
     """Issue bar: mean |r| with the planted maps >= 0.9 at every scale (default cohort)."""
     from pipeline.simulate import simulate_cohort
