@@ -1,5 +1,6 @@
 """Project-wide test settings and fixtures."""
 
+import logging
 import os
 
 # One BLAS/OpenMP thread per test process: pytest-xdist runs one process per core,
@@ -29,3 +30,18 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """Undo the root handlers that an in-process ``msica`` call installs.
+
+    ``logging.basicConfig(force=True)`` binds a handler to the stderr that
+    pytest captured for that test; a later test logging through it would write
+    to a closed file.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

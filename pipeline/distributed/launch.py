@@ -32,10 +32,12 @@ standardization and a few integers at setup.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import pickle
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -62,21 +64,33 @@ def free_port() -> int:
 
 
 def _worker(rank, world_size, port, data, configs, n_threads, out_dir):
+    """One site's process: train every config, write the results, leave at once.
+
+    The process ends with :func:`os._exit` once its results are on disk: gloo's
+    transport threads can abort the interpreter's shutdown ("terminate called
+    without an active exception", SIGABRT, about one run in twenty on a busy
+    machine), which would turn a finished run into a failed one.
+    """
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(n_threads)  # this child process only
     dist.init_process_group("gloo", rank=rank, world_size=world_size,
-                            timeout=__import__("datetime").timedelta(seconds=120))
+                            timeout=datetime.timedelta(seconds=120))
     try:
         X, y, Xt, yt = data[rank]
         results = []
         for cfg in configs:
             results.append(train_site(rank, world_size, X, y, X_test=Xt, y_test=yt, **cfg))
             dist.barrier()
-        with open(Path(out_dir) / f"rank{rank}.pkl", "wb") as fh:
+        tmp = Path(out_dir) / f".rank{rank}.pkl"
+        with open(tmp, "wb") as fh:
             pickle.dump(results, fh)
+        tmp.rename(tmp.with_name(f"rank{rank}.pkl"))
     finally:
         dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_local(
