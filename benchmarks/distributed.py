@@ -29,7 +29,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from pipeline._validation import check_random_state, derive_seeds
-from pipeline.distributed.launch import free_port
+from pipeline.distributed.launch import free_port, leave
 from pipeline.distributed.training import train_site
 from pipeline.introspect.models import FNCMLP
 
@@ -130,6 +130,7 @@ def _worker(rank, world, port, opts, result_path):
     dist.destroy_process_group()
     if rank == 0:
         torch.save({"rows": rows}, result_path)
+    leave()
 
 
 def _acc_worker(rank, world, port, opts, sim, result_path):
@@ -155,6 +156,7 @@ def _acc_worker(rank, world, port, opts, sim, result_path):
     dist.destroy_process_group()
     if rank == 0:
         torch.save(acc, result_path)
+    leave()
 
 
 def main() -> None:

@@ -179,7 +179,7 @@ def _live_members(process_group: int) -> list[int]:
     return pids
 
 
-def _wait_until_gone(process_group: int, timeout: float = 20.0) -> bool:
+def _wait_until_gone(process_group: int, timeout: float = 60.0) -> bool:
     """True once no process of ``process_group`` runs; else kill them and return False."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -23,7 +23,7 @@ def runs(sites3):
     configs = [dict(mode="dsgd", **COMMON), dict(mode="dad", **COMMON),
                dict(mode="rankdad", **COMMON), dict(mode="rankdad", rank_r=2, **COMMON),
                dict(mode="rankdad", energy=0.9, **COMMON)]
-    return run_local(3, Xs, ys, configs=configs, timeout=30)
+    return run_local(3, Xs, ys, configs=configs, timeout=120)
 
 
 def test_dad_equals_dsgd_step_by_step(runs):
@@ -103,7 +103,7 @@ def test_low_rank_accuracy_close_to_dsgd():
     test = [X[60:] for X in Xs], [y[60:] for y in ys]
     common = dict(epochs=15, batch_size=10, lr=0.05, hidden=(32,), random_state=0,
                   record_spectra=False)
-    res = run_local(2, *train, X_test_sites=test[0], y_test_sites=test[1], timeout=30,
+    res = run_local(2, *train, X_test_sites=test[0], y_test_sites=test[1], timeout=120,
                     configs=[dict(mode="dsgd", **common), dict(mode="rankdad", rank_r=1, **common),
                              dict(mode="rankdad", rank_r=2, **common)])
     acc = [r[0]["test_accuracy"] for r in res]
@@ -116,4 +116,4 @@ def test_feature_mismatch_across_sites_is_reported():
     Xs = [np.zeros((4, 3)), np.zeros((4, 5))]
     ys = [np.array([0, 1, 0, 1])] * 2
     with pytest.raises(Exception, match="same number of features"):
-        run_local(2, Xs, ys, configs=[dict(mode="dsgd", epochs=1, batch_size=2)], timeout=30)
+        run_local(2, Xs, ys, configs=[dict(mode="dsgd", epochs=1, batch_size=2)], timeout=120)

@@ -24,7 +24,7 @@ def test_sites_command_from_feature_table(tmp_path, capsys):
     out = tmp_path / "summary.tsv"
     rc = run_sites_command(["--features", str(path), "--epochs", "15", "--batch-size", "4",
                             "--lr", "0.3",
-                            "--hidden", "8", "--rank", "1", "--out", str(out), "--timeout", "30"])
+                            "--hidden", "8", "--rank", "1", "--out", str(out), "--timeout", "120"])
     assert rc == 0
     summary = pd.read_csv(out, sep="\t")
     assert list(summary["mode"]) == ["dsgd", "dad", "rankdad"]
