@@ -88,6 +88,8 @@ class TorchFastICA(TransformerMixin, BaseEstimator):
     n_iter_ : int
     change_ : float
         Final convergence measure.
+    converged_ : bool
+        Whether ``change_`` fell below ``tol`` within ``max_iter`` iterations.
 
     Raises
     ------
@@ -215,7 +217,8 @@ class TorchFastICA(TransformerMixin, BaseEstimator):
         self.mixing_ = np.linalg.pinv(self.components_)
         self.n_iter_ = n_iter
         self.change_ = lim
-        if lim >= self.tol:
+        self.converged_ = bool(lim < self.tol)
+        if not self.converged_:
             warnings.warn(
                 f"FastICA did not converge in max_iter={n_iter} iterations: final change "
                 f"{lim:.3g} >= tol={self.tol:g}. Increase max_iter or tol.",

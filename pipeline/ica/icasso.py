@@ -83,14 +83,10 @@ def unmix(
     """
     est, fit_data = _make_run(reduced, algorithm, random_state=random_state, device=device,
                               random_init=random_init, bootstrap=bootstrap, ica_params=ica_params)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
+    with warnings.catch_warnings():  # reported by the caller, from ``converged``
+        warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(fit_data.T)
-    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
-    for w in caught:
-        if not issubclass(w.category, ConvergenceWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return (*_run_result(est, reduced), converged)
+    return (*_run_result(est, reduced), est.converged_)
 
 
 def _make_run(reduced, algorithm, *, random_state, device, random_init, bootstrap, ica_params):
@@ -291,18 +287,16 @@ class ICASSO(BaseEstimator):
             warnings.simplefilter("ignore", ConvergenceWarning)
             if self.algorithm == "infomax":  # all runs at once, batched
                 shared = X.T
-                conv = fit_runs([est for est, _ in made],
-                                [shared if data is X else data.T for _, data in made])
+                fit_runs([est for est, _ in made],
+                         [shared if data is X else data.T for _, data in made])
             else:
-                conv = []
                 for est, data in made:
                     est.fit(data.T)
-                    conv.append(est.change_ < est.tol)
         runs = np.empty((self.n_runs, n_comp, n_voxels), dtype=np.float32)
         n_iter = np.empty(self.n_runs, dtype=int)
         for r, (est, _) in enumerate(made):
             runs[r], _, n_iter[r] = _run_result(est, X)
-        n_conv = int(sum(conv))
+        n_conv = sum(est.converged_ for est, _ in made)
         flat = runs.reshape(self.n_runs * n_comp, n_voxels).astype(np.float64)
         labels, stability, centro, _ = cluster_stability(flat, n_comp)
         order = np.argsort(-stability, kind="stable")

@@ -329,6 +329,8 @@ class Infomax(TransformerMixin, BaseEstimator):
         Number of steps done.
     change_ : float
         Final squared weight change.
+    converged_ : bool
+        Whether ``change_`` fell below ``stop`` within ``max_iter`` steps.
     lrate_ : float
         Final learning rate.
     n_restarts_ : int
@@ -503,6 +505,7 @@ class Infomax(TransformerMixin, BaseEstimator):
         self.signs_ = out["signs"][order].cpu().numpy() if self.extended else np.ones(n_features)
         self.n_iter_ = out["n_iter"]
         self.change_ = out["change"]
+        self.converged_ = bool(out["converged"])
         self.lrate_ = out["lrate"]
         self.n_restarts_ = out["n_restarts"]
         if not out["converged"]:
@@ -545,7 +548,7 @@ def fit_runs(estimators: list, datasets: list) -> list[bool]:
     Returns
     -------
     list of bool
-        Whether each run met ``stop`` (the others warn, as ``fit`` does).
+        Each estimator's ``converged_`` (the others warn, as ``fit`` does).
 
     Raises
     ------
@@ -581,7 +584,7 @@ def fit_runs(estimators: list, datasets: list) -> list[bool]:
                        w_start=torch.stack([p["w_start"] for p in preps]), **params)
     for est, out, prep in zip(estimators, outs, preps):
         est._finish(out, prep)
-    return [out["converged"] for out in outs]
+    return [est.converged_ for est in estimators]
 
 
 @fill_doc

@@ -97,9 +97,12 @@ def test_infomax_restarts_after_blowup(planted_sources):
 def test_convergence_warnings(planted_sources):
     X, _, _ = planted_sources
     with pytest.warns(ConvergenceWarning, match=r"Infomax did not converge in max_iter=2 steps"):
-        Infomax(max_iter=2, random_state=0, device="cpu").fit(X)
+        infomax = Infomax(max_iter=2, random_state=0, device="cpu").fit(X)
     with pytest.warns(ConvergenceWarning, match=r"FastICA did not converge in max_iter=2"):
-        TorchFastICA(max_iter=2, random_state=0, device="cpu").fit(X)
+        fastica = TorchFastICA(max_iter=2, random_state=0, device="cpu").fit(X)
+    assert not infomax.converged_ and not fastica.converged_
+    assert Infomax(random_state=0, device="cpu").fit(X).converged_
+    assert TorchFastICA(random_state=0, device="cpu").fit(X).converged_
 
 
 def test_errors(planted_sources):
