@@ -29,7 +29,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from pipeline._validation import check_random_state, derive_seeds
-from pipeline.distributed.launch import free_port, leave
+from pipeline.distributed.launch import init_local_group, leave
 from pipeline.distributed.training import train_site
 from pipeline.introspect.models import FNCMLP
 
@@ -104,11 +104,9 @@ def train_powersgd(rank, world, X, y, *, rank_r, epochs, batch_size, lr, hidden,
     return out
 
 
-def _worker(rank, world, port, opts, result_path):
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
+def _worker(rank, world, opts, result_path):
     torch.set_num_threads(opts.threads)  # this child process only
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    init_local_group(rank, world, os.path.dirname(result_path))
     rows = []
     steps = opts.steps
     for B in opts.batches:
@@ -133,11 +131,9 @@ def _worker(rank, world, port, opts, result_path):
     leave()
 
 
-def _acc_worker(rank, world, port, opts, sim, result_path):
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
+def _acc_worker(rank, world, opts, sim, result_path):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    init_local_group(rank, world, os.path.dirname(result_path))
     Xtr, ytr, Xte, yte = (s[rank] for s in sim)
     common = dict(epochs=opts.acc_epochs, batch_size=opts.acc_batch, lr=opts.lr,
                   hidden=(opts.acc_hidden,), random_state=RANDOM_STATE)
@@ -182,7 +178,7 @@ def main() -> None:
     opts = parser.parse_args()
     import tempfile
 
-    print(f"device=cpu (gloo, 127.0.0.1), dtype=float32, sites={opts.sites}, rank r={opts.rank}, "
+    print(f"device=cpu (gloo, local FileStore rendezvous), dtype=float32, sites={opts.sites}, rank r={opts.rank}, "
           f"torch {torch.__version__}, {opts.threads} thread(s) per site; timings on a shared, "
           "loaded machine")
     if not opts.skip_grid:
@@ -195,7 +191,7 @@ def _grid(opts) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "res.pt")
-        mp.spawn(_worker, args=(opts.sites, free_port(), opts, path), nprocs=opts.sites)
+        mp.spawn(_worker, args=(opts.sites, opts, path), nprocs=opts.sites)
         rows = torch.load(path)["rows"]
     table = {}
     for B, w, mode, nbytes, sec in rows:
@@ -243,7 +239,7 @@ def _accuracy(opts) -> None:
             lst.append(arr)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "acc.pt")
-        mp.spawn(_acc_worker, args=(opts.acc_sites, free_port(), opts, sim, path),
+        mp.spawn(_acc_worker, args=(opts.acc_sites, opts, sim, path),
                  nprocs=opts.acc_sites)
         acc = torch.load(path)
     print(f"\nsimulated cohort: {opts.acc_subjects} subjects, {opts.acc_sites} sites, "

@@ -1,6 +1,6 @@
 """Multi-site training without pooling data: dsgd, dAD and rank-dAD on ``torch.distributed``."""
 
-from pipeline.distributed.launch import free_port, run_from_env, run_local
+from pipeline.distributed.launch import init_local_group, leave, run_from_env, run_local
 from pipeline.distributed.modes import MODES, ByteCounter, expected_bytes, low_rank_factors
 from pipeline.distributed.training import train_site
 
@@ -8,7 +8,8 @@ __all__ = [
     "MODES",
     "ByteCounter",
     "expected_bytes",
-    "free_port",
+    "init_local_group",
+    "leave",
     "low_rank_factors",
     "run_from_env",
     "run_local",

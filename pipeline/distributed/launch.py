@@ -1,9 +1,10 @@
 """Start one process per site and run :func:`~pipeline.distributed.training.train_site`.
 
 Local (one machine, for tests and simulations): :func:`run_local` spawns
-``n_sites`` processes with :func:`torch.multiprocessing.spawn`, initialises a
-``gloo`` process group on ``127.0.0.1`` at a free port, and returns each
-site's result.
+``n_sites`` processes with :func:`torch.multiprocessing.spawn`, joins them in a
+``gloo`` process group through a file in a private temporary folder
+(:func:`init_local_group`: no TCP port to choose, so no race for one), and
+returns each site's result.
 
 Real multi-site runs (one process per site, on separate machines) use the
 ``env://`` rendezvous of :func:`torch.distributed.init_process_group`: every
@@ -36,7 +37,6 @@ import datetime
 import logging
 import os
 import pickle
-import socket
 import sys
 import tempfile
 import time
@@ -51,25 +51,37 @@ import torch.multiprocessing as mp
 
 from pipeline.distributed.training import train_site
 
-__all__ = ["free_port", "leave", "run_from_env", "run_local"]
+__all__ = ["init_local_group", "leave", "run_from_env", "run_local"]
 
 LOGGER = logging.getLogger("msica.distributed")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def init_local_group(rank: int, world_size: int, folder: str | os.PathLike) -> None:
+    """Join the ``gloo`` default process group of processes on this machine.
 
+    The rendezvous is a file in ``folder`` (a :class:`torch.distributed.FileStore`):
+    give every process of the group the same folder, and each group a new one
+    (a temporary folder of the launching process), so that no rendezvous file of
+    an earlier group is found there.
 
-def _worker(rank, world_size, port, data, configs, n_threads, out_dir):
-    """One site's process: train every config, write the results, then :func:`leave`."""
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(n_threads)  # this child process only
-    dist.init_process_group("gloo", rank=rank, world_size=world_size,
+    Parameters
+    ----------
+    rank : int
+        This process, ``0 .. world_size - 1``.
+    world_size : int
+        Number of processes.
+    folder : path-like
+        Folder that holds the rendezvous file.
+    """
+    init_method = (Path(folder).resolve() / "rendezvous").as_uri()
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size,
                             timeout=datetime.timedelta(seconds=120))
+
+
+def _worker(rank, world_size, data, configs, n_threads, out_dir):
+    """One site's process: train every config, write the results, then :func:`leave`."""
+    torch.set_num_threads(n_threads)  # this child process only
+    init_local_group(rank, world_size, out_dir)
     try:
         X, y, Xt, yt = data[rank]
         results = []
@@ -110,7 +122,7 @@ def run_local(
     n_threads: int = 1,
     timeout: float = 120.0,
 ) -> list[list[dict]]:
-    """Train across ``n_sites`` local processes (gloo on 127.0.0.1).
+    """Train across ``n_sites`` local processes (gloo).
 
     Parameters
     ----------
@@ -152,8 +164,8 @@ def run_local(
     yt = list(y_test_sites) if y_test_sites is not None else [None] * n_sites
     data = [(np.asarray(X_sites[s]), np.asarray(y_sites[s]), Xt[s], yt[s]) for s in range(n_sites)]
     with tempfile.TemporaryDirectory(prefix="msica-dist-") as out_dir:
-        ctx = mp.spawn(_worker, args=(n_sites, free_port(), data, list(configs), n_threads,
-                                      out_dir), nprocs=n_sites, join=False)
+        ctx = mp.spawn(_worker, args=(n_sites, data, list(configs), n_threads, out_dir),
+                       nprocs=n_sites, join=False)
         deadline = time.monotonic() + timeout
         while not ctx.join(timeout=max(0.1, min(1.0, deadline - time.monotonic()))):
             if time.monotonic() > deadline:
