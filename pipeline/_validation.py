@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import numbers
 from collections.abc import Iterable
@@ -128,13 +129,20 @@ def check_array_2d(
     return arr
 
 
+@functools.cache
+def _log_cpu_fallback() -> None:
+    """Say once per process that ``device='auto'`` found no GPU."""
+    LOGGER.info("device='auto': no CUDA device available, computing on CPU.")
+
+
 def resolve_device(device: Any = "auto"):
     """Return the :class:`torch.device` to compute on.
 
     Parameters
     ----------
     device : {"auto", "cpu", "cuda"} or str or torch.device, default="auto"
-        ``"auto"`` takes CUDA when available and otherwise CPU (logged).
+        ``"auto"`` takes CUDA when available and otherwise CPU (logged once
+        per process).
         Asking for CUDA where none is available raises.
 
     Returns
@@ -148,7 +156,7 @@ def resolve_device(device: Any = "auto"):
     elif device == "auto" or device is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
-        LOGGER.info("device='auto': no CUDA device available, computing on CPU.")
+        _log_cpu_fallback()
         return torch.device("cpu")
     elif isinstance(device, str):
         try:
