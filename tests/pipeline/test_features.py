@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -180,8 +179,8 @@ def test_planted_group_effect_detected_with_fdr(rng):
     assert significant[~truth].mean() <= 0.05
 
 
-def test_group_table_is_fast_for_1000_participants(rng):
-    """1000 participants x 105 networks (5460 edges) in well under the seconds budget."""
+def test_group_table_for_1000_participants(rng):
+    """1000 participants x 105 networks: all 5460 edges in place (timed in benchmarks/fnc.py)."""
     n_sub, n = 1000, 105
     fnc = np.zeros((n_sub, n, n))
     iu = np.triu_indices(n, 1)
@@ -189,9 +188,6 @@ def test_group_table_is_fast_for_1000_participants(rng):
     labels = network_labels(25, 25) + network_labels(80, 80)
     ids = [f"sub-{i:04d}" for i in range(n_sub)]
     parts = pd.DataFrame({"participant_id": ids, "age": np.arange(n_sub)})
-    start = time.perf_counter()
     table = static_fnc_table(fnc, labels, ids, participants=parts)
-    elapsed = time.perf_counter() - start
     assert table.shape == (n_sub, 1 + 5460)
     np.testing.assert_array_equal(table.iloc[:, 1:].to_numpy(), fnc[:, iu[0], iu[1]])
-    assert elapsed < 10.0  # typically ~0.1 s; generous for a loaded shared machine
