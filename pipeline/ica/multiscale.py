@@ -73,9 +73,10 @@ class MultiscaleResult:
         Fitted estimator per order (GICA back-projection attributes).
     labels : DataFrame
         One row per component: ``index`` (1-based, global), ``scale``,
-        ``component`` (0-based within scale), ``label``, ``stability``,
-        ``edge_fraction``, ``power_ratio``, ``keep``, ``parent``
-        (label or ``"n/a"``), ``parent_r``.
+        ``component`` (0-based within scale), ``label`` (``N<component + 1>``;
+        FNC node names add the scale, ``s<scale>-N<k>``), ``stability``,
+        ``edge_fraction``, ``power_ratio``, ``keep``, ``parent`` (label at the
+        next coarser scale, or ``"n/a"``), ``parent_r``.
     thresholds : dict
         The criteria used (see the module docstring).
     """
@@ -309,7 +310,7 @@ def fit_multiscale(
         if not np.all(np.isnan(ratio)):
             keep &= ratio >= thr["min_power_ratio"]
         for j in range(order):
-            rows.append({"scale": order, "component": j, "label": f"s{order}_ic{j + 1:03d}",
+            rows.append({"scale": order, "component": j, "label": f"N{j + 1}",
                          "stability": stab[j], "edge_fraction": edge[j],
                          "power_ratio": ratio[j], "keep": bool(keep[j])})
     labels = pd.DataFrame(rows)

@@ -107,7 +107,9 @@ class SimulatedCohort:
         Number of networks per scale, coarse to fine.
     group_maps : dict of int to ndarray of shape (n_networks, n_voxels)
     labels : DataFrame
-        Columns ``index`` (1-based within scale), ``scale``, ``label``, ``parent``.
+        Columns ``index`` (1-based within scale), ``scale``, ``label``
+        (``N<index>``; FNC node names add the scale, ``s<scale>-N<index>``),
+        ``parent`` (label at the next coarser scale, or ``"n/a"``).
     participants : DataFrame
         ``participant_id, site, age, sex, diagnosis, medication, response``.
     effects : DataFrame
@@ -144,8 +146,9 @@ class SimulatedCohort:
 
     @property
     def node_labels(self) -> list[str]:
-        """Labels of all nodes, scales concatenated coarse first (order of ``fnc``)."""
-        return list(self.labels["label"])
+        """Node names ``s<scale>-<label>`` of all scales, coarse first (order of ``fnc``)."""
+        return [f"s{scale}-{label}" for scale, label in
+                zip(self.labels["scale"], self.labels["label"], strict=True)]
 
 
 def _check_int(name: str, value, minimum: int, fix: str) -> int:
@@ -203,8 +206,8 @@ def _labels(scales, parents) -> pd.DataFrame:
     rows = []
     for j, n in enumerate(scales):
         for i in range(n):
-            parent = "n/a" if j == 0 else f"s{scales[j - 1]}n{parents[j - 1][i] + 1:02d}"
-            rows.append({"index": i + 1, "scale": n, "label": f"s{n}n{i + 1:02d}", "parent": parent})
+            parent = "n/a" if j == 0 else f"N{parents[j - 1][i] + 1}"
+            rows.append({"index": i + 1, "scale": n, "label": f"N{i + 1}", "parent": parent})
     return pd.DataFrame(rows)
 
 

@@ -287,23 +287,23 @@ def plot_tree(labels: Mapping[int, pd.DataFrame]) -> Figure:
     height = max(len(table) for table in labels.values())
     fig = _figure(2.5 * len(scales) + 1, 0.22 * height + 1.5)
     ax = fig.add_subplot()
-    position: dict[str, tuple[float, float]] = {}
+    position: dict[tuple[int, str], tuple[float, float]] = {}  # (scale, label): (x, y)
     for column, scale in enumerate(scales):
         table = labels[scale]
         ys = np.linspace(0, height - 1, len(table)) if len(table) > 1 else [height / 2]
         for y, label in zip(ys, table["label"].astype(str), strict=True):
-            position[label] = (column, y)
+            position[scale, label] = (column, y)
             ax.plot(column, y, "o", color="tab:blue", ms=4)
             first = column == 0  # coarsest scale: label on the left, away from the edges
             ax.annotate(label, (column, y), xytext=(-4 if first else 4, 0),
                         textcoords="offset points", fontsize=6, va="center",
                         ha="right" if first else "left")
-    for scale in scales:
+    for coarse, scale in zip(scales[:-1], scales[1:]):  # parents are at the next coarser scale
         table = labels[scale]
         parents = table["parent"] if "parent" in table else pd.Series("n/a", index=table.index)
         for label, parent in zip(table["label"].astype(str), parents.astype(str), strict=True):
-            if parent in position and label in position:
-                (x0, y0), (x1, y1) = position[parent], position[label]
+            if (coarse, parent) in position:
+                (x0, y0), (x1, y1) = position[coarse, parent], position[scale, label]
                 ax.plot([x0, x1], [y0, y1], color="0.5", lw=0.7)
     ax.set_xticks(range(len(scales)), [f"scale {s}" for s in scales])
     ax.set_yticks([])

@@ -15,19 +15,24 @@ def sim():
     """48 simulated participants at 3 sites; features = true static FNC of each participant."""
     cohort = simulate.simulate_cohort(n_subjects=48, n_sites=3, n_volumes=30, grid_mm=12.0,
                                       random_state=0)
-    nodes = [f"s{s}-{lab}" for s, lab in zip(cohort.labels["scale"], cohort.labels["label"],
-                                              strict=True)]
     fnc = np.stack([s.fnc for s in cohort.subjects])
-    feats = features_mod.static_fnc_table(fnc, nodes, [s.participant_id for s in cohort.subjects])
+    feats = features_mod.static_fnc_table(fnc, cohort.node_labels,
+                                          [s.participant_id for s in cohort.subjects])
     participants = cohort.participants.copy()
     participants["mean_fd"] = [s.confounds["framewise_displacement"].mean() for s in cohort.subjects]
     return cohort, feats, participants
 
 
+def _parents(labels):
+    """``{node: node of its parent}`` (``s<scale>-<label>``) for the networks that have one."""
+    scales = sorted(set(labels["scale"]))
+    coarser = dict(zip(scales[1:], scales[:-1]))
+    return {f"s{s}-{lab}": f"s{coarser[s]}-{p}" for s, lab, p in
+            zip(labels["scale"], labels["label"], labels["parent"], strict=True) if p != "n/a"}
+
+
 def _coarse_pair(edge, parent):
-    a, b = edge.split("__")
-    nodes = [n.split("-", 1)[1] for n in (a, b)]
-    return frozenset(parent.get(n, n) if parent.get(n, "n/a") != "n/a" else n for n in nodes)
+    return frozenset(parent.get(node, node) for node in edge.split("__"))
 
 
 @pytest.mark.parametrize(("target", "n_top", "min_bacc"),
@@ -44,7 +49,7 @@ def test_simulated_targets(sim, target, n_top, min_bacc):
     assert out.cv.folds["test_sites"].str.count(",").eq(0).all()  # leave one site out
     # the simulator's planted latent changes spread to the children of the planted pair,
     # so the top biomarkers must lie on a planted (coarse-ancestor) network pair
-    parent = dict(zip(cohort.labels["label"], cohort.labels["parent"], strict=True))
+    parent = _parents(cohort.labels)
     eff = cohort.effects[cohort.effects["target"] == target]
     planted = {_coarse_pair(f"s{a}-{la}__s{b}-{lb}", parent) for a, la, b, lb in
                zip(eff.scale_a, eff.label_a, eff.scale_b, eff.label_b, strict=True)}

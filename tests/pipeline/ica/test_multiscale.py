@@ -67,7 +67,7 @@ def test_parents_and_recovery_on_nested_maps(nested):
     assert list(table.columns[:4]) == ["index", "scale", "component", "label"]
     # the parent of each fine network is the coarse network containing it
     coarse_rows, coarse_cols, _ = match_components(res.components[2], coarse)
-    label_of_coarse = {c: f"s2_ic{r_ + 1:03d}" for r_, c in zip(coarse_rows, coarse_cols)}
+    label_of_coarse = {c: f"N{r_ + 1}" for r_, c in zip(coarse_rows, coarse_cols)}
     fine_table = table[table["scale"] == 4].set_index("component")
     for est_row, true_col in zip(rows, cols):
         assert fine_table.loc[est_row, "parent"] == label_of_coarse[parent_of_fine[true_col]]
