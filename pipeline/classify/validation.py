@@ -153,7 +153,7 @@ def bootstrap_metrics(y_true, y_pred, scores, classes, pos_label, *, n_bootstrap
                 "ci_low": np.nanquantile(draws[m], alpha) if draws[m] else np.nan,
                 "ci_high": np.nanquantile(draws[m], 1 - alpha) if draws[m] else np.nan}
             for m in point}
-    return pd.DataFrame(rows).T
+    return pd.DataFrame(rows).T.rename_axis("metric")
 
 
 @dataclass

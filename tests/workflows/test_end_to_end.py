@@ -62,6 +62,20 @@ def test_group_derivatives(processed):
                  "desc-diagnosisintrospect_spectrum.tsv",
                  "figures/desc-diagnosisintrospect_spectrum.svg"):
         assert (group / name).is_file(), name
+    diagnosis = pd.read_csv(group / "desc-diagnosis_metrics.tsv", sep="\t", index_col="metric")
+    assert 0 <= diagnosis.loc["balanced_accuracy", "estimate"] <= 1
+    per_site = pd.read_csv(group / "desc-diagnosispersite_metrics.tsv", sep="\t")
+    assert list(per_site.columns[:2]) == ["site", "n"]
+
+
+def test_every_tsv_column_is_named(processed):
+    """BIDS tabular files: a header row naming every column (no unnamed pandas index)."""
+    _, out, _ = processed
+    tables = sorted(out.rglob("*.tsv"))
+    assert len(tables) > 20
+    for path in tables:
+        header = path.read_text().split("\n", 1)[0].split("\t")
+        assert all(header), f"{path.relative_to(out)} has an unnamed column: {header[:3]}"
 
 
 def test_deleted_derivative_is_rewritten_on_rerun(processed):

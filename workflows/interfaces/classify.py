@@ -61,7 +61,7 @@ class ClassifyTarget(SimpleInterface):
         cwd = Path(runtime.cwd)
         outputs = {
             "metrics_file": (outcome.cv.metrics, "metrics.tsv", True),
-            "site_metrics_file": (outcome.cv.per_site, "site_metrics.tsv", True),
+            "site_metrics_file": (outcome.cv.per_site, "site_metrics.tsv", False),
             "predictions_file": (outcome.cv.predictions, "predictions.tsv", False),
             "biomarkers_file": (outcome.biomarkers, "biomarkers.tsv", False),
             "calibration_file": (

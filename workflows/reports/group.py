@@ -198,7 +198,7 @@ def _classifier_section(files: _GroupFiles) -> tuple[str, str]:
                      f"{html.escape(str(meta.get('Validation', '')))}; permutation p = {p_text} "
                      f"({meta.get('NumberOfPermutations', 0)} permutations).</p>")
         parts.append(table(files.read(tag, "metrics", index_col=0), index=True))
-        per_site = files.read(f"{tag}persite", "metrics", index_col=0)
+        per_site = files.read(f"{tag}persite", "metrics")
         if per_site is not None:
             parts.append(table(per_site))
         calibration = files.read(f"{tag}calibration", "metrics")
