@@ -63,7 +63,7 @@ def test_predict_scores_new_participants(trained):
     model, bids, out, truth = trained
     assert run(["predict", str(bids), str(out), "--model", str(model)]) == ExitCode.OK
     table = pd.read_csv(out / "group" / "desc-diagnosisscored_predictions.tsv", sep="\t",
-                        index_col=0)
+                        index_col="participant_id")
     assert sorted(table.index) == sorted(truth)
     assert (table["prediction"] == pd.Series(truth)).mean() >= 5 / 6  # planted edge is strong
     sidecar = json.loads((out / "group" / "desc-diagnosisscored_predictions.json").read_text())
