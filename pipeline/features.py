@@ -10,7 +10,6 @@ operation), never with a Python loop over edges.
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline._validation import check_array_2d
+from pipeline.fnc.static import EDGE_SEP, NODE_PATTERN
 from pipeline.fnc.timecourse import spectra, spectral_stats
 
 __all__ = [
@@ -31,8 +31,6 @@ __all__ = [
 ]
 
 LOGGER = logging.getLogger("msica.features")
-_SCALE_RE = re.compile(r"^s([^-]+)-")
-EDGE_SEP = "__"
 
 
 def _check_ids(participant_ids: Sequence[str], n: int) -> pd.Index:
@@ -70,13 +68,13 @@ def edge_labels(node_labels: Sequence[str]) -> list[str]:
 
 
 def _scale_of(label: str) -> str:
-    match = _SCALE_RE.match(label)
+    match = NODE_PATTERN.match(label)
     if match is None:
         raise ValueError(
             f"Node label {label!r} does not start with 's<scale>-' (e.g. 's10-N3'). "
             "Name nodes with pipeline.fnc.static.network_labels."
         )
-    return match.group(1)
+    return match["scale"]
 
 
 def edge_scale_pairs(columns: Sequence[str]) -> list[tuple[str, str]]:

@@ -7,15 +7,12 @@ at least one outer fold with its selection stability, effect size and direction.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
-__all__ = ["biomarker_report", "parse_edge_name", "plot_top_connections"]
+from pipeline.fnc.static import EDGE_SEP, NODE_PATTERN
 
-_NODE_RE = re.compile(r"^s(?P<scale>[^-]+)-(?P<label>.+)$")
-EDGE_SEP = "__"
+__all__ = ["biomarker_report", "parse_edge_name", "plot_top_connections"]
 
 
 def parse_edge_name(name: str) -> dict:
@@ -47,7 +44,7 @@ def parse_edge_name(name: str) -> dict:
                          "(e.g. 's4-N1__s10-N3'). Pass FNC edge columns.")
     out = {"node_a": a, "node_b": b}
     for side, node in (("a", a), ("b", b)):
-        match = _NODE_RE.match(node)
+        match = NODE_PATTERN.match(node)
         out[f"scale_{side}"] = match["scale"] if match else None
         out[f"label_{side}"] = match["label"] if match else node
     return out

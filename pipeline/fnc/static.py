@@ -10,6 +10,7 @@ Ledoit-Wolf shrinkage.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,9 +21,14 @@ from sklearn.utils.validation import check_is_fitted
 from pipeline._docs import fill_doc
 from pipeline._validation import check_array_2d, check_in_allowed, check_type
 
-__all__ = ["StaticFNC", "fisher_z", "network_labels", "static_fnc"]
+__all__ = ["EDGE_SEP", "NODE_PATTERN", "StaticFNC", "fisher_z", "network_labels", "static_fnc"]
 
 LOGGER = logging.getLogger("msica.fnc")
+
+#: FNC node names made by :func:`network_labels`: ``s<scale>-<label>``.
+NODE_PATTERN = re.compile(r"^s(?P<scale>[^-]+)-(?P<label>.+)$")
+#: Separator of the two nodes in an edge (feature) name, ``"s4-N1__s10-N3"``.
+EDGE_SEP = "__"
 
 #: GIFT's ``icatb_r_to_z`` adds this to both log arguments (finite z at |r| = 1).
 GIFT_Z_EPS = 1e-8

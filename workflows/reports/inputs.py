@@ -28,9 +28,6 @@ __all__ = [
 
 LOGGER = logging.getLogger("msica.reports")
 
-_NODE = re.compile(r"^s(?P<scale>\d+)-(?P<label>.+)$")
-
-
 def read_sidecar(path: str | Path) -> dict:
     """The JSON sidecar of a derivative (``{}`` when it has none)."""
     path = Path(path)
@@ -176,7 +173,10 @@ def node_groups(nodes: Sequence[str], labels: Mapping[int, pd.DataFrame | None])
     >>> node_groups(["s4-a", "s4-b", "s10-c"], {})
     ['scale 4', 'scale 4', 'scale 10']
     """
-    matches = [_NODE.match(str(node)) for node in nodes]
+    from pipeline.fnc.static import NODE_PATTERN
+
+    matches = [NODE_PATTERN.match(str(node)) for node in nodes]
+    matches = [m if m and m["scale"].isdigit() else None for m in matches]
     multi = len({int(m["scale"]) for m in matches if m}) > 1
     position: dict[int, int] = {}
     groups = []
