@@ -49,6 +49,7 @@ __all__ = [
     "atomic_write",
     "build_derivative_path",
     "make_sidecar",
+    "scale_of",
     "source_entities",
     "source_uri",
     "write_dataset_description",
@@ -160,6 +161,18 @@ def build_derivative_path(entities: Mapping[str, Any]) -> str:
             "patterns in bids_templates/msica_bids_config.json."
         )
     return path
+
+
+def scale_of(path: str | os.PathLike) -> int:
+    """The ``scale`` entity of an msica file name (pattern of msica_bids_config.json).
+
+    Examples
+    --------
+    >>> scale_of("group/scale-10_desc-groupica_components.nii.gz")
+    10
+    """
+    config = [str(template_path("msica_bids_config.json"))]
+    return int(parse_file_entities(Path(path).name, config=config)["scale"])
 
 
 def source_entities(source_file: str | os.PathLike) -> dict[str, Any]:

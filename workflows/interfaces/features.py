@@ -178,22 +178,18 @@ def read_timecourse_features(
     InputDataError
         If a run has no FNC sidecar or the runs do not all have the same networks.
     """
-    from bids.layout import parse_file_entities
-
-    from bids_templates import template_path
     from pipeline.exceptions import InputDataError
     from pipeline.features import join_participants, timecourse_table
     from pipeline.fnc.static import network_labels
     from pipeline.fnc.timecourse import detrend
-    from workflows.derivatives import source_entities
+    from workflows.derivatives import scale_of, source_entities
 
     def run_key(path: str) -> tuple:
         return tuple(sorted(source_entities(path).items()))
 
-    config = [str(template_path("msica_bids_config.json"))]
     runs: dict[tuple, dict[int, str]] = defaultdict(dict)
     for path in timeseries_files:
-        runs[run_key(path)][int(parse_file_entities(path, config=config)["scale"])] = path
+        runs[run_key(path)][scale_of(path)] = path
     postproc = {run_key(path): _postprocessing_of(path) for path in relmat_files}
     labels, by_t_r = None, defaultdict(list)
     for key in sorted(runs):

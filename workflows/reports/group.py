@@ -17,8 +17,8 @@ from workflows.reports.inputs import (
     labels_by_scale,
     node_groups,
     read_sidecar,
-    scale_of,
 )
+from workflows.derivatives import scale_of
 
 __all__ = ["group_report"]
 

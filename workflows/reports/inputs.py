@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pandas as pd
+
+from workflows.derivatives import scale_of
 
 __all__ = [
     "edges_to_matrix",
@@ -23,7 +24,6 @@ __all__ = [
     "node_groups",
     "read_sidecar",
     "resolve_uri",
-    "scale_of",
 ]
 
 LOGGER = logging.getLogger("msica.reports")
@@ -95,17 +95,6 @@ def input_companion(bold_file: str | Path, desc: str, suffix: str, *,
         if all(found.get(k) == v for k, v in wanted.items()):
             return candidate
     return None
-
-
-def scale_of(path: str | Path) -> int:
-    """The ``scale`` entity of a file name.
-
-    Examples
-    --------
-    >>> scale_of("group/scale-10_desc-groupica_components.nii.gz")
-    10
-    """
-    return int(re.search(r"(?:^|_)scale-(\d+)", Path(path).name).group(1))
 
 
 def _template_labels_of_runs(output_dir: Path) -> dict[str, str]:

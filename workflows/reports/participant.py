@@ -17,8 +17,8 @@ from workflows.reports.inputs import (
     node_groups,
     read_sidecar,
     resolve_uri,
-    scale_of,
 )
+from workflows.derivatives import scale_of
 
 __all__ = ["failed_participant_report", "participant_report"]
 
