@@ -34,7 +34,7 @@ __all__ = ["STRATEGIES", "DenoiseResult", "denoise_bold", "qc_table", "temporal_
 LOGGER = logging.getLogger("msica.pipeline")
 
 #: Strategies accepted by :func:`denoise_bold` (nilearn's presets of the same name).
-STRATEGIES = ("simple", "scrubbing", "compcor")
+STRATEGIES = ("simple", "scrubbing", "compcor", "none")
 
 #: Entities of a preprocessed BOLD name that its confounds table does not carry.
 _IMAGE_ONLY_ENTITIES = ("space", "res", "den", "desc", "cohort")

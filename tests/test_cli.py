@@ -1,7 +1,10 @@
 """Command-line parsing, option cross-checks and exit codes (no workflow is run here)."""
 
+import re
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 
 from pipeline import __version__
@@ -17,6 +20,22 @@ def bids_dir(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def template(tmp_path: Path) -> Path:
+    path = tmp_path / "template.nii.gz"
+    nib.Nifti1Image(np.zeros((2, 2, 2, 3), np.float32), np.eye(4)).to_filename(path)
+    return path
+
+
+@pytest.fixture
+def participant(bids_dir, tmp_path, template):
+    """Command line of a template-mode participant level, plus extra options."""
+    def argv(*extra: str) -> list[str]:
+        return [str(bids_dir), str(tmp_path / "out"), "participant", "--template", str(template),
+                "-w", str(tmp_path / "work"), *extra]
+    return argv
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exc:
         run(["--version"])
@@ -25,9 +44,8 @@ def test_version(capsys):
 
 
 @pytest.mark.parametrize("spelling", ["--participant-label", "--participant_label"])
-def test_participant_label_spellings(bids_dir, tmp_path, spelling):
-    settings = parse_args([str(bids_dir), str(tmp_path / "out"), "participant",
-                           spelling, "sub-01", "02", "-w", str(tmp_path / "work")])
+def test_participant_label_spellings(participant, spelling):
+    settings = parse_args(participant(spelling, "sub-01", "02"))
     assert settings.participant_label == ("01", "02")
     assert settings.analysis_level == "participant"
 
@@ -39,9 +57,9 @@ def test_usage_errors_exit_64(bids_dir, tmp_path, capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_output_equal_to_input_is_refused(bids_dir, capsys):
+def test_output_equal_to_input_is_refused(bids_dir, template, capsys):
     with pytest.raises(SystemExit) as exc:
-        parse_args([str(bids_dir), str(bids_dir), "participant"])
+        parse_args([str(bids_dir), str(bids_dir), "participant", "--template", str(template)])
     assert exc.value.code == ExitCode.USAGE
     assert "suggestion: " + str(bids_dir / "derivatives" / "msica") in capsys.readouterr().err
 
@@ -62,11 +80,10 @@ def test_bad_filter_file(bids_dir, tmp_path, capsys):
     assert "is not valid JSON" in capsys.readouterr().err
 
 
-def test_config_file_sets_defaults_and_cli_wins(bids_dir, tmp_path):
+def test_config_file_sets_defaults_and_cli_wins(participant, tmp_path):
     cfg = tmp_path / "msica.toml"
     cfg.write_text('denoise_strategy = "compcor"\nfd_threshold = 0.3\n')
-    argv = [str(bids_dir), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
-            "--config", str(cfg)]
+    argv = participant("--config", str(cfg))
     settings = parse_args(argv)
     assert settings.denoise_strategy == "compcor" and settings.fd_threshold == 0.3
     settings = parse_args([*argv, "--denoise-strategy", "scrubbing"])
@@ -82,19 +99,76 @@ def test_config_file_unknown_key(bids_dir, tmp_path, capsys):
     assert "unknown option(s) ['denoise_strategi']" in capsys.readouterr().err
 
 
-def test_settings_toml_round_trip(bids_dir, tmp_path):
-    settings = parse_args([str(bids_dir), str(tmp_path / "out"), "participant",
-                           "--participant-label", "01", "-w", str(tmp_path / "work"),
-                           "--low-pass", "0.1", "--seed", "7"])
+@pytest.mark.parametrize("extra", [("--low-pass", "0.1", "--seed", "7"),
+                                   ("--high-pass", "none", "--no-standardize"),
+                                   ("--denoise-strategy", "none", "--gift-compatible")])
+def test_settings_toml_round_trip(participant, tmp_path, extra):
+    settings = parse_args(participant("--participant-label", "01", *extra))
     path = settings.write_toml()
     assert path.parent == tmp_path / "out" / "logs"
     assert settings.run_uuid in path.name
     assert Settings.from_toml(path) == settings
 
 
-def test_missing_bids_dir_exits_66(tmp_path, capsys):
+def test_denoise_options_follow_the_strategy(participant):
+    default = parse_args(participant())
+    assert (default.high_pass, default.detrend, default.standardize) == (0.01, True, True)
+    given = parse_args(participant("--high-pass", "none", "--no-detrend"))
+    assert (given.high_pass, given.detrend, given.standardize) == (None, False, True)
+    none = parse_args(participant("--denoise-strategy", "none", "--no-standardize"))
+    assert (none.high_pass, none.low_pass, none.detrend, none.standardize) == (
+        None, None, False, False)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--denoise-strategy", "none", "--high-pass", "0.01", "--detrend"),
+     "--denoise-strategy none leaves the data as they are; drop --detrend, --high-pass"),
+    (("--gift-compatible", "--backrecon-method", "dual-regression"),
+     "--gift-compatible is GIFT's MOO-ICAR back-reconstruction"),
+    (("--high-pass", "-1"), "-1 must be > 0"),
+])
+def test_conflicting_options_are_usage_errors(participant, capsys, extra, message):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(participant(*extra))
+    assert exc.value.code == ExitCode.USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_participant_level_needs_networks(bids_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args([str(bids_dir), str(tmp_path / "out"), "participant"])
+    assert exc.value.code == ExitCode.USAGE
+    assert "needs networks: give --template" in capsys.readouterr().err
+    assert parse_args([str(bids_dir), str(tmp_path / "out"), "group"]).templates == ()
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return run(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("command", [
+    ["b", "o", "group"], ["simulate", "x"], ["demo"],
+    ["submit", "b", "o", "--slurm-partition", "p"], ["predict", "b", "o", "--model", "m"],
+    ["sites"]])
+def test_every_command_exits_64_on_an_unknown_option(command, capsys):
+    assert _exit_code([*command, "--bogus"]) == ExitCode.USAGE
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["simulate"], ["demo"], ["submit"], ["predict"], ["sites"]])
+def test_help_shows_each_default_once_without_markup(command, capsys):
+    assert _exit_code([*command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "(default: [])" not in text
+    assert not re.search(r"\(default: [^)]*\) \(default:", text) and "``" not in text
+
+
+def test_missing_bids_dir_exits_66(tmp_path, template, capsys):
     code = run([str(tmp_path / "nope"), str(tmp_path / "out"), "participant",
-                "-w", str(tmp_path / "work")])
+                "--template", str(template), "-w", str(tmp_path / "work")])
     assert code == ExitCode.NO_INPUT
     err = capsys.readouterr().err
     assert "nope does not exist" in err

@@ -44,11 +44,14 @@ def init_msica_participant_wf(
         strategy=settings.denoise_strategy,
         high_pass=settings.high_pass,
         low_pass=settings.low_pass,
+        detrend=settings.detrend,
+        standardize=settings.standardize,
         fd_threshold=settings.fd_threshold,
         min_volumes=settings.min_volumes,
         save_denoised=settings.save_denoised,
         templates=list(zip(settings.templates, _labels_or_none(settings))),
         backrecon_method=settings.backrecon_method,
+        gift_compatible=settings.gift_compatible,
         resample_template=settings.resample_template,
         device=settings.device,
         dfnc_window=settings.dfnc_window,
@@ -77,13 +80,16 @@ def init_participant_wf(
     runs: list[dict[str, Any]],
     output_dir: Path,
     strategy: str = "simple",
-    high_pass: float = 0.01,
+    high_pass: float | None = 0.01,
     low_pass: float | None = None,
+    detrend: bool = True,
+    standardize: bool = True,
     fd_threshold: float = 0.5,
     min_volumes: int = 50,
     save_denoised: bool = False,
     templates: list[tuple[Path, Path | None]] | None = None,
     backrecon_method: str = "moo-icar",
+    gift_compatible: bool = False,
     resample_template: bool = False,
     device: str = "auto",
     dfnc_window: int = 30,
@@ -108,11 +114,11 @@ def init_participant_wf(
         (keys ``bold``, ``mask``, ``confounds``, ``t_r``, ``entities``).
     output_dir : Path
         Root of the msica derivatives.
-    strategy, high_pass, low_pass, fd_threshold, min_volumes, save_denoised
+    strategy, high_pass, low_pass, detrend, standardize, fd_threshold, min_volumes, save_denoised
         Denoising options, see :func:`init_denoise_wf`.
     templates : list of (Path, Path or None), optional
         4-D template and its labels TSV, one pair per scale.
-    backrecon_method, resample_template, device, dfnc_window
+    backrecon_method, gift_compatible, resample_template, device, dfnc_window
         Network options, see :func:`init_networks_wf`.
     model_orders : tuple of int
         Group ICA model orders (data-driven mode, used when no ``templates``).
@@ -138,6 +144,8 @@ def init_participant_wf(
             strategy=strategy,
             high_pass=high_pass,
             low_pass=low_pass,
+            detrend=detrend,
+            standardize=standardize,
             fd_threshold=fd_threshold,
             min_volumes=min_volumes,
             save_denoised=save_denoised,
@@ -159,6 +167,7 @@ def init_participant_wf(
             output_dir=output_dir,
             templates=templates,
             method=backrecon_method,
+            gift_compatible=gift_compatible,
             resample_template=resample_template,
             device=device,
             dfnc_window=dfnc_window,
@@ -194,12 +203,14 @@ def init_denoise_wf(
     *,
     bold_file: str,
     mask_file: str,
-    confounds_file: str,
+    confounds_file: str | None,
     t_r: float,
     output_dir: Path,
     strategy: str = "simple",
-    high_pass: float = 0.01,
+    high_pass: float | None = 0.01,
     low_pass: float | None = None,
+    detrend: bool = True,
+    standardize: bool = True,
     fd_threshold: float = 0.5,
     min_volumes: int = 50,
     save_denoised: bool = False,
@@ -210,16 +221,20 @@ def init_denoise_wf(
 
     Parameters
     ----------
-    bold_file, mask_file, confounds_file : str
-        fMRIPrep-style preprocessed BOLD, brain mask and confounds TSV.
+    bold_file, mask_file : str
+        Preprocessed BOLD and brain mask.
+    confounds_file : str or None
+        fMRIPrep-style confounds TSV (None with ``strategy="none"``).
     t_r : float
         Repetition time (s).
     output_dir : Path
         Root of the msica derivatives.
-    strategy : {"simple", "scrubbing", "compcor"}
-        nilearn confound strategy.
-    high_pass, low_pass : float
-        Filter cut-offs in Hz (``low_pass=None`` for none).
+    strategy : {"simple", "scrubbing", "compcor", "none"}
+        nilearn confound strategy, or none.
+    high_pass, low_pass : float or None
+        Filter cut-offs in Hz (None for no filter).
+    detrend, standardize : bool
+        Remove each voxel's linear trend; z-score each voxel.
     fd_threshold : float
         Framewise displacement threshold (mm) for scrubbing.
     min_volumes : int
@@ -246,15 +261,9 @@ def init_denoise_wf(
 
     workflow = Workflow(name=name)
     sink = sink_factory(output_dir, source_file=bold_file, dataset_links=dataset_links)
-    filt = f"high-pass {high_pass} Hz" + (f", low-pass {low_pass} Hz" if low_pass else "")
-    scrub = f" volumes with framewise displacement > {fd_threshold} mm were censored," if (
-        strategy == "scrubbing") else ""
-    workflow.__desc__ = (
-        f"BOLD runs were denoised inside the brain mask with nilearn's '{strategy}' confound "
-        f"strategy (load_confounds_strategy),{scrub} filtered ({filt}) and standardized, "
-        f"using msica {__version__}. Runs with fewer than {min_volumes} usable volumes were "
-        "refused."
-    )
+    workflow.__desc__ = _denoise_desc(strategy=strategy, high_pass=high_pass, low_pass=low_pass,
+                                      detrend=detrend, standardize=standardize,
+                                      fd_threshold=fd_threshold, min_volumes=min_volumes)
     outputnode = pe.Node(
         niu.IdentityInterface(fields=["qc_file", "denoised_file", "sample_mask"]),
         name="outputnode")
@@ -262,17 +271,19 @@ def init_denoise_wf(
         DenoiseBold(
             bold_file=bold_file,
             mask_file=mask_file,
-            confounds_file=confounds_file,
             t_r=t_r,
             strategy=strategy,
-            high_pass=high_pass,
+            detrend=detrend,
+            standardize=standardize,
             fd_threshold=fd_threshold,
             min_volumes=min_volumes,
         ),
         name="denoise",
     )
-    if low_pass is not None:
-        denoise.inputs.low_pass = low_pass
+    for field, value in (("confounds_file", confounds_file), ("high_pass", high_pass),
+                         ("low_pass", low_pass)):
+        if value is not None:
+            setattr(denoise.inputs, field, value)
     ds_qc = sink("ds_qc", desc="denoise", suffix="qc", extension=".tsv")
     workflow.connect([
         (denoise, ds_qc, [("qc_file", "in_file"), ("qc_meta", "meta_dict")]),
@@ -287,6 +298,26 @@ def init_denoise_wf(
     return workflow
 
 
+def _denoise_desc(*, strategy: str, high_pass: float | None, low_pass: float | None,
+                  detrend: bool, standardize: bool, fd_threshold: float, min_volumes: int) -> str:
+    """Methods text of the denoising, with the values used."""
+    if strategy == "none":
+        steps = "were used as preprocessed (no confound regression, filtering or scaling)"
+    else:
+        scrub = (f", volumes with framewise displacement > {fd_threshold} mm censored"
+                 if strategy == "scrubbing" else "")
+        steps = (f"were denoised inside the brain mask with nilearn's '{strategy}' confound "
+                 f"strategy (load_confounds_strategy){scrub}")
+    extras = [text for flag, text in (
+        (detrend, "linearly detrended"),
+        (high_pass is not None, f"high-pass filtered at {high_pass} Hz"),
+        (low_pass is not None, f"low-pass filtered at {low_pass} Hz"),
+        (standardize, "z-scored per voxel")) if flag]
+    more = f", {', '.join(extras)}" if extras else ""
+    return (f"BOLD runs {steps}{more}, using msica {__version__}. Runs with fewer than "
+            f"{min_volumes} usable volumes were refused.")
+
+
 def init_networks_wf(
     *,
     bold_file: str,
@@ -296,6 +327,7 @@ def init_networks_wf(
     output_dir: Path,
     templates: list[tuple[Path, Path | None]],
     method: str = "moo-icar",
+    gift_compatible: bool = False,
     resample_template: bool = False,
     device: str = "auto",
     dfnc_window: int = 30,
@@ -316,6 +348,8 @@ def init_networks_wf(
         4-D template and labels TSV per scale.
     method : {"moo-icar", "dual-regression"}
         Back-reconstruction method.
+    gift_compatible : bool
+        MOO-ICAR exactly as GIFT's NeuroMark path; maps also written in GIFT's scale.
     resample_template : bool
         Resample templates that are not on the BOLD grid.
     device : str
@@ -339,8 +373,10 @@ def init_networks_wf(
     workflow = Workflow(name=name)
     sink = sink_factory(output_dir, source_file=bold_file, dataset_links=dataset_links)
     scales_text = ", ".join(Path(t).name for t, _ in templates)
-    method_text = ("spatially constrained ICA (MOO-ICAR, @moo_icar)" if method == "moo-icar"
-                   else "dual regression (@dual_regression)")
+    method_text = ("spatially constrained ICA (MOO-ICAR, @moo_icar"
+                   + (", with GIFT's own optimiser after removing the mean over voxels of each "
+                      "volume, as GIFT's NeuroMark pipeline" if gift_compatible else "") + ")"
+                   if method == "moo-icar" else "dual regression (@dual_regression)")
     workflow.__desc__ = (
         f"Participant networks were estimated at {len(templates)} scale(s) ({scales_text}) by "
         f"{method_text}; maps were z-scored. Network time courses were detrended (3rd order with "
@@ -355,6 +391,7 @@ def init_networks_wf(
     for index, (template, labels) in enumerate(templates):
         backrecon = pe.Node(
             BackReconstruct(mask_file=mask_file, template_file=str(template), method=method,
+                            gift_compatible=gift_compatible, run_name=Path(bold_file).name,
                             resample_template=resample_template, device=device),
             name=f"backrecon_{index}",
         )
@@ -363,7 +400,8 @@ def init_networks_wf(
         workflow.connect([(inputnode, backrecon, [("denoised_file", "bold_file")])])  # fmt:skip
         nodes.append(backrecon)
     connect_networks_fnc(workflow, sink, nodes, (inputnode, "sample_mask"), t_r=t_r,
-                         confounds_file=confounds_file, dfnc_window=dfnc_window)
+                         confounds_file=confounds_file, dfnc_window=dfnc_window,
+                         gift_compatible=gift_compatible)
     return workflow
 
 
@@ -376,6 +414,7 @@ def connect_networks_fnc(
     t_r: float,
     confounds_file: str | None,
     dfnc_window: int,
+    gift_compatible: bool = False,
 ) -> None:
     """Sink a run's networks of every scale and connect them to its static and dynamic FNC.
 
@@ -387,7 +426,8 @@ def connect_networks_fnc(
         From :func:`workflows.derivatives.sink_factory` with the run's BOLD as source.
     backrecon_nodes : list of Node
         One node per scale with outputs ``components_file``, ``timeseries_file``,
-        ``scale`` and ``meta``.
+        ``scale``, ``fnc_networks``, ``domains`` and ``meta`` (and
+        ``gift_components_file`` with ``gift_compatible``).
     sample_mask : (Node, str)
         Where the indices of the run's kept volumes come from.
     t_r : float
@@ -396,6 +436,8 @@ def connect_networks_fnc(
         fMRIPrep confounds TSV (motion regression of the time courses).
     dfnc_window : int
         Sliding-window length in TRs.
+    gift_compatible : bool
+        Also sink the maps in GIFT's scale (``desc-gift``).
     """
     from workflows.interfaces.fnc import ComputeFNC
 
@@ -403,6 +445,10 @@ def connect_networks_fnc(
     merge_tcs = pe.Node(niu.Merge(n_scales), name="merge_tcs", run_without_submitting=True)
     merge_scales = pe.Node(niu.Merge(n_scales), name="merge_scales",
                            run_without_submitting=True)
+    merge_networks = pe.Node(niu.Merge(n_scales, no_flatten=True), name="merge_networks",
+                             run_without_submitting=True)
+    merge_domains = pe.Node(niu.Merge(n_scales, no_flatten=True), name="merge_domains",
+                            run_without_submitting=True)
     fnc = pe.Node(ComputeFNC(t_r=t_r, window=dfnc_window), name="fnc")
     if confounds_file:
         fnc.inputs.confounds_file = confounds_file
@@ -418,13 +464,24 @@ def connect_networks_fnc(
                             ("scale", "scale")]),
             (node, merge_tcs, [("timeseries_file", f"in{index + 1}")]),
             (node, merge_scales, [("scale", f"in{index + 1}")]),
+            (node, merge_networks, [("fnc_networks", f"in{index + 1}")]),
+            (node, merge_domains, [("domains", f"in{index + 1}")]),
         ])  # fmt:skip
+        if gift_compatible:
+            ds_gift = sink(f"ds_gift_components_{index}", desc="gift", suffix="components",
+                           extension=".nii.gz")
+            workflow.connect([
+                (node, ds_gift, [("gift_components_file", "in_file"), ("meta", "meta_dict"),
+                                 ("scale", "scale")]),
+            ])  # fmt:skip
     ds_relmat = sink("ds_relmat", desc="multiscale", suffix="relmat", extension=".tsv")
     ds_dfnc = sink("ds_dfnc", desc="dfnc", suffix="timeseries", extension=".tsv")
     workflow.connect([
         (sample_mask[0], fnc, [(sample_mask[1], "sample_mask")]),
         (merge_tcs, fnc, [("out", "timeseries_files")]),
         (merge_scales, fnc, [("out", "scales")]),
+        (merge_networks, fnc, [("out", "fnc_networks")]),
+        (merge_domains, fnc, [("out", "domains")]),
         (fnc, ds_relmat, [("relmat_file", "in_file"), ("meta", "meta_dict")]),
         (fnc, ds_dfnc, [("dfnc_file", "in_file"), ("meta", "meta_dict")]),
     ])  # fmt:skip

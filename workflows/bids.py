@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -277,19 +278,44 @@ def get_repetition_time(
     Metadata follow the BIDS inheritance principle (a top-level
     ``task-<l>_bold.json`` applies to every run). When the sidecar of
     ``bold_file`` has no ``RepetitionTime``, that of ``raw_file`` (the raw BOLD
-    it was preprocessed from) is used, then the NIfTI header (pixdim[4]).
+    it was preprocessed from) is used, then the NIfTI header (pixdim[4]). A
+    header TR that disagrees with the sidecar's is reported as a warning naming
+    both; the sidecar wins, as BIDS says.
 
     Raises
     ------
     InputDataError
         If neither the sidecar nor a readable header gives a positive TR.
     """
+    header_tr = _header_repetition_time(bold_file)
     for path in (bold_file, raw_file):
         if path is None:
             continue
         t_r = layout.get_metadata(str(path)).get("RepetitionTime")
         if t_r is not None and float(t_r) > 0:
+            if isinstance(header_tr, float) and not math.isclose(header_tr, float(t_r),
+                                                                  rel_tol=1e-3):
+                LOGGER.warning(
+                    "%s: the NIfTI header says TR %g s but the JSON sidecar says %g s; using "
+                    "the sidecar's %g s (BIDS). Fix the header or the sidecar if that is wrong.",
+                    Path(bold_file).name, header_tr, float(t_r), float(t_r))
             return float(t_r)
+    if isinstance(header_tr, Exception):
+        raise InputDataError(
+            f"{bold_file} has no RepetitionTime in its JSON sidecar and its NIfTI header "
+            f"cannot be read ({header_tr}); add RepetitionTime (seconds) to its sidecar."
+        ) from header_tr
+    if header_tr is None:
+        raise InputDataError(
+            f"{bold_file} has no RepetitionTime in its JSON sidecar and none in its NIfTI "
+            "header (pixdim[4]); add RepetitionTime (seconds) to its sidecar."
+        )
+    LOGGER.info("TR of %s taken from its NIfTI header (no RepetitionTime in sidecar).", bold_file)
+    return header_tr
+
+
+def _header_repetition_time(bold_file: str | os.PathLike) -> float | Exception | None:
+    """pixdim[4] of a NIfTI header in seconds; None when unset, the error when unreadable."""
     import nibabel as nib
 
     try:
@@ -297,17 +323,10 @@ def get_repetition_time(
         zooms = header.get_zooms()
         t_unit = header.get_xyzt_units()[1]
     except Exception as exc:  # nibabel raises many types for bad files
-        raise InputDataError(
-            f"{bold_file} has no RepetitionTime in its JSON sidecar and its NIfTI header "
-            f"cannot be read ({exc}); add RepetitionTime (seconds) to its sidecar."
-        ) from exc
-    if len(zooms) < 4 or zooms[3] <= 0:
-        raise InputDataError(
-            f"{bold_file} has no RepetitionTime in its JSON sidecar and none in its NIfTI "
-            "header (pixdim[4]); add RepetitionTime (seconds) to its sidecar."
-        )
+        return exc
+    if len(zooms) < 4 or not zooms[3] > 0:
+        return None
     scale = {"msec": 1e-3, "usec": 1e-6}.get(t_unit, 1.0)
-    LOGGER.info("TR of %s taken from its NIfTI header (no RepetitionTime in sidecar).", bold_file)
     return float(zooms[3]) * scale
 
 
@@ -353,15 +372,15 @@ def collect_runs(
     -------
     list of dict
         One dict per run, sorted by BOLD path, with keys ``bold`` (preprocessed
-        BOLD path), ``mask``, ``confounds``, ``raw_bold`` (path or ``None``),
+        BOLD path), ``mask``, ``confounds`` and ``raw_bold`` (paths or ``None``),
         ``t_r`` (seconds) and ``entities`` (``subject``, ``session``, ``task``,
         ``run``, ``space``; ``None`` where absent).
 
     Raises
     ------
     FileNotFoundError
-        No preprocessed BOLD matches; or a run has no mask, no confounds table,
-        or more than one candidate for one of them. Messages give the query
+        No preprocessed BOLD matches; or a run has no mask, or more than one
+        candidate for its mask, confounds table or raw BOLD. Messages give the query
         and the files found.
     InputDataError
         A run has no repetition time.
@@ -379,14 +398,16 @@ def collect_runs(
     bold_files = _query(layout, bold_query)
     if not bold_files:
         found = _query(layout, {"subject": subject, "suffix": "bold"})
+        found_spaces = {layout.parse_file_entities(f).get("space") for f in found}
+        spaces = sorted(map(str, found_spaces - {None, bold_query.get("space")}))
+        fix = (f"Preprocessed BOLD of this participant is in space(s) {', '.join(spaces)}: "
+               "select one with --bids-filter-file, e.g. "
+               f"{{\"bold\": {{\"space\": \"{spaces[0]}\"}}}}." if spaces else
+               "Point --derivatives at the preprocessed data (fMRIPrep, SPM, ...) or relax "
+               "--bids-filter-file (e.g. {\"bold\": {\"space\": \"T1w\"}}).")
         raise FileNotFoundError(
-            _format_not_found(
-                f"No preprocessed BOLD found for sub-{subject}",
-                bold_query,
-                found,
-                "Point --derivatives at the fMRIPrep outputs or relax --bids-filter-file "
-                "(e.g. {\"bold\": {\"space\": \"T1w\"}}).",
-            )
+            _format_not_found(f"No preprocessed BOLD found for sub-{subject}", bold_query, found,
+                              fix)
         )
     runs = []
     match_all = spec["match_entities"]["all"]
@@ -397,7 +418,7 @@ def collect_runs(
         run = {"bold": bold}
         for key, names, required in (
             ("mask", match_img, True),
-            ("confounds", match_all, True),
+            ("confounds", match_all, False),  # optional: --denoise-strategy none needs none
             ("raw_bold", match_all, False),
         ):
             candidates = [spec["queries"][key], *spec.get("fallbacks", {}).get(key, [])]
@@ -422,13 +443,9 @@ def collect_runs(
                 )
             if not hits and required:
                 found = _query(layout, {**_match(ents, match_all), "datatype": "func"})
-                fix = (
-                    "fMRIPrep writes <prefix>_desc-confounds_timeseries.tsv next to each BOLD; "
-                    "re-run fMRIPrep or name the table with --bids-filter-file."
-                    if key == "confounds"
-                    else "msica needs fMRIPrep's <prefix>_desc-brain_mask next to each BOLD; "
-                    "re-run fMRIPrep or name the mask with --bids-filter-file."
-                )
+                fix = ("msica needs a brain mask on the BOLD grid next to each BOLD, named "
+                       "<prefix>_desc-brain_mask.nii.gz (fMRIPrep writes it; for SPM data save "
+                       "the mask you used), or name it with --bids-filter-file.")
                 raise FileNotFoundError(
                     _format_not_found(f"No {key} found for BOLD {name}", query, found, fix)
                 )

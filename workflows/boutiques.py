@@ -3,7 +3,7 @@
 `Boutiques <https://boutiques.github.io>`_ describes a command-line tool in
 JSON (inputs, command-line template, container image, outputs) so that
 platforms such as CBRAIN can run it. The descriptor is generated from
-:func:`workflows.cli._build_parser` so it cannot drift from the real command
+:func:`workflows.cli.build_parser` so it cannot drift from the real command
 line; the shipped copy is ``bids_templates/msica.boutiques.json``
 (``msica --boutiques bids_templates/msica.boutiques.json`` regenerates it).
 """
@@ -68,6 +68,10 @@ def _input(action: argparse.Action) -> dict[str, Any]:
     }
     if action.help and action.help != argparse.SUPPRESS:
         entry["description"] = action.help
+    if isinstance(action, argparse.BooleanOptionalAction):
+        # --detrend / --no-detrend: the chosen spelling is the value (absent: the default)
+        entry.update(type="String", optional=True, **{"value-choices": action.option_strings})
+        return entry
     if action.option_strings:
         longs = [s for s in action.option_strings if s.startswith("--")]
         entry["command-line-flag"] = (longs or action.option_strings)[0]
@@ -126,10 +130,10 @@ def boutiques_descriptor() -> dict[str, Any]:
     ('0.5', ['msica', '[BIDS_DIR]', '[OUTPUT_DIR]', '[ANALYSIS_LEVEL]'])
     """
     from pipeline import __version__
-    from workflows.cli import _build_parser
+    from workflows.cli import build_parser
     from workflows.exit_codes import ExitCode
 
-    parser = _build_parser()
+    parser = build_parser()
     inputs, groups = [], []
     for group in parser._action_groups:
         members = [a for a in group._group_actions if not isinstance(a, _SKIP)]

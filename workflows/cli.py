@@ -13,18 +13,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import NoReturn
 
 from pipeline import __version__
-from pipeline.exceptions import InputDataError
 from workflows import cli_validators as val
+from workflows.cli_base import MsicaParser, both, guarded, setup_logging
 from workflows.exit_codes import BIDSValidationError, ExitCode, exit_code_for
 from workflows.config import (
     BACKRECON_METHODS,
+    DENOISE_DEFAULTS,
     DENOISE_STRATEGIES,
     DEVICES,
     PLUGINS,
@@ -32,26 +31,41 @@ from workflows.config import (
     load_config_file,
 )
 
-__all__ = ["BIDSValidationError", "ExitCode", "exit_code_for", "main", "parse_args", "run"]
+__all__ = ["BIDSValidationError", "ExitCode", "build_parser", "exit_code_for", "main", "parse_args",
+           "run"]
 
 LOGGER = logging.getLogger("msica.cli")
 
-
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors exit with code 64 (EX_USAGE), not 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n")
+#: Marks a denoising option the user did not give (its default depends on the strategy).
+_UNSET = object()
 
 
-def _both(name: str) -> tuple[str, str]:
-    """Return the hyphen and underscore spellings of a long option."""
-    return name, "--" + name.removeprefix("--").replace("-", "_")
+def _on_off(flag: bool) -> str:
+    return "on" if flag else "off"
 
 
-def _build_parser() -> _Parser:
-    parser = _Parser(
+def _denoise_options(opts: argparse.Namespace, parser: MsicaParser) -> dict:
+    """Filter, detrend and standardization settings, resolved against the strategy.
+
+    With a confound strategy, options not given take :data:`DENOISE_DEFAULTS`;
+    with ``--denoise-strategy none`` the data are left as they are, so an option
+    that would change them is a usage error.
+    """
+    names = ("high_pass", "low_pass", "detrend", "standardize")
+    given = {name: getattr(opts, name) for name in names if getattr(opts, name) is not _UNSET}
+    if opts.denoise_strategy != "none":
+        return {**{name: DENOISE_DEFAULTS[name] for name in names}, **given}
+    active = sorted(name for name, value in given.items() if value not in (None, False))
+    if active:
+        flags = ", ".join("--" + name.replace("_", "-") for name in active)
+        parser.error(f"--denoise-strategy none leaves the data as they are; drop {flags} or "
+                     "choose a confound strategy (simple, scrubbing, compcor).")
+    return {"high_pass": None, "low_pass": None, "detrend": False, "standardize": False}
+
+
+def build_parser() -> MsicaParser:
+    """The parser of ``msica BIDS_DIR OUTPUT_DIR {participant,group}`` (also used for Boutiques)."""
+    parser = MsicaParser(
         prog="msica",
         description="msica: multi-scale ICA networks, FNC features and classifiers for BIDS fMRI. "
         "Other commands: 'msica simulate OUT_DIR', 'msica demo [OUT_DIR]', "
@@ -59,7 +73,6 @@ def _build_parser() -> _Parser:
         "'msica predict BIDS_DIR OUTPUT_DIR --model FILE' (score new participants), "
         "'msica sites' (multi-site training without pooling data: dsgd/dad/rankdad), "
         "'msica --boutiques [PATH]' (Boutiques descriptor).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     is_dir = partial(val.existing_dir, parser=parser)
     is_file = partial(val.existing_file, parser=parser)
@@ -72,14 +85,14 @@ def _build_parser() -> _Parser:
     parser.add_argument("--version", action="version", version=f"msica {__version__}")
 
     g_bids = parser.add_argument_group("Options for filtering BIDS queries")
-    g_bids.add_argument(*_both("--participant-label"), dest="participant_label", nargs="+",
+    g_bids.add_argument(*both("--participant-label"), dest="participant_label", nargs="+",
                         type=val.drop_sub_prefix, default=[],
                         help="participant labels to process, with or without 'sub-' (default: all)")
-    g_bids.add_argument(*_both("--session-label"), dest="session_label", nargs="+",
+    g_bids.add_argument(*both("--session-label"), dest="session_label", nargs="+",
                         type=lambda s: s.removeprefix("ses-"), default=[],
                         help="session labels to process (default: all)")
     g_bids.add_argument("--task", help="task label to process (default: all tasks)")
-    g_bids.add_argument(*_both("--bids-filter-file"), dest="bids_filters",
+    g_bids.add_argument(*both("--bids-filter-file"), dest="bids_filters",
                         type=partial(val.json_file, parser=parser), default={},
                         help="JSON file of pybids filters per query, e.g. "
                         '{"bold": {"session": "01", "run": 1}}')
@@ -89,54 +102,70 @@ def _build_parser() -> _Parser:
     g_bids.add_argument("--validate", action="store_true",
                         help="check every file name of BIDS_DIR against the BIDS specification "
                         "before running (exit code 16 on failure)")
-    g_bids.add_argument(*_both("--skip-bids-validation"), dest="skip_bids_validation",
+    g_bids.add_argument(*both("--skip-bids-validation"), dest="skip_bids_validation",
                         action="store_true",
                         help="accepted for fMRIPrep compatibility; validation is off unless --validate")
 
     g_sci = parser.add_argument_group("Options for the analysis")
-    g_sci.add_argument(*_both("--denoise-strategy"), dest="denoise_strategy",
+    g_sci.add_argument(*both("--denoise-strategy"), dest="denoise_strategy",
                        choices=DENOISE_STRATEGIES, default="simple",
-                       help="nilearn confound strategy (nilearn.interfaces.fmriprep.load_confounds_strategy)")
-    g_sci.add_argument(*_both("--high-pass"), dest="high_pass", type=val.positive_float, default=0.01,
-                       help="high-pass cut-off in Hz")
-    g_sci.add_argument(*_both("--low-pass"), dest="low_pass", type=val.positive_float, default=None,
-                       help="low-pass cut-off in Hz (default: none)")
-    g_sci.add_argument(*_both("--fd-threshold"), dest="fd_threshold", type=val.positive_float,
+                       help="confound regression: a nilearn fMRIPrep strategy "
+                       "(load_confounds_strategy; needs the confounds table), or 'none' for data "
+                       "already cleaned elsewhere (e.g. SPM): no confounds table, no regression, "
+                       "no filtering, no detrending, no standardization")
+    g_sci.add_argument(*both("--high-pass"), dest="high_pass", type=val.cutoff_or_none,
+                       default=_UNSET, help="high-pass cut-off in Hz, or 'none' (default: "
+                       f"{DENOISE_DEFAULTS['high_pass']} with a confound strategy)")
+    g_sci.add_argument(*both("--low-pass"), dest="low_pass", type=val.cutoff_or_none,
+                       default=_UNSET, help="low-pass cut-off in Hz, or 'none' (default: "
+                       f"{DENOISE_DEFAULTS['low_pass']} with a confound strategy)")
+    g_sci.add_argument("--detrend", action=argparse.BooleanOptionalAction, default=_UNSET,
+                       help="remove each voxel's linear trend while denoising (default: "
+                       f"{_on_off(DENOISE_DEFAULTS['detrend'])} with a confound strategy)")
+    g_sci.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=_UNSET,
+                       help="z-score each voxel's time series after denoising (default: "
+                       f"{_on_off(DENOISE_DEFAULTS['standardize'])} with a confound strategy)")
+    g_sci.add_argument(*both("--fd-threshold"), dest="fd_threshold", type=val.positive_float,
                        default=0.5, help="framewise displacement (mm) above which volumes are "
                        "scrubbed (strategy 'scrubbing')")
-    g_sci.add_argument(*_both("--min-volumes"), dest="min_volumes", type=val.positive_int, default=50,
+    g_sci.add_argument(*both("--min-volumes"), dest="min_volumes", type=val.positive_int, default=50,
                        help="runs with fewer (kept) volumes are refused")
-    g_sci.add_argument(*_both("--save-denoised"), dest="save_denoised", action="store_true",
+    g_sci.add_argument(*both("--save-denoised"), dest="save_denoised", action="store_true",
                        help="also write the denoised BOLD series (large)")
     g_sci.add_argument("--template", dest="templates", action="append",
                        type=lambda p: Path(p).expanduser().absolute(), default=[],
                        help="4-D NIfTI template of networks (template mode), repeated for several "
                        "scales, or the group/ folder of a data-driven run (all its scales)")
-    g_sci.add_argument(*_both("--template-labels"), dest="template_labels", action="append",
+    g_sci.add_argument(*both("--template-labels"), dest="template_labels", action="append",
                        type=is_file, default=[],
                        help="labels TSV for each --template, in the same order")
-    g_sci.add_argument(*_both("--resample-template"), dest="resample_template",
+    g_sci.add_argument(*both("--resample-template"), dest="resample_template",
                        action="store_true",
                        help="resample templates that are not on the BOLD grid (continuous interpolation)")
-    g_sci.add_argument(*_both("--backrecon-method"), dest="backrecon_method",
+    g_sci.add_argument(*both("--backrecon-method"), dest="backrecon_method",
                        choices=BACKRECON_METHODS, default="moo-icar",
                        help="back-reconstruction of template networks per participant")
-    g_sci.add_argument(*_both("--model-orders"), dest="model_orders", nargs="+",
+    g_sci.add_argument(*both("--gift-compatible"), dest="gift_compatible", action="store_true",
+                       help="back-reconstruct exactly as GIFT's NeuroMark scICA path (MOO-ICAR in "
+                       "GIFT's own optimiser, after removing the mean over voxels of each volume) "
+                       "and also write the maps in GIFT's scale (desc-gift); use with "
+                       "--denoise-strategy none to reproduce GIFT on the same preprocessed runs")
+    g_sci.add_argument(*both("--model-orders"), dest="model_orders", nargs="+",
                        type=val.positive_int, default=[],
                        help="data-driven mode (without --template): group ICA model orders, e.g. "
                        "25 50 75 100; the participant level writes subject PCAs, the group level "
                        "fits the multi-scale group ICA and back-reconstructs every run (GICA)")
-    g_sci.add_argument(*_both("--ica-algorithm"), dest="ica_algorithm",
+    g_sci.add_argument(*both("--ica-algorithm"), dest="ica_algorithm",
                        choices=["infomax", "fastica"], default="infomax",
                        help="data-driven mode: ICA algorithm of the group ICA")
-    g_sci.add_argument(*_both("--icasso-runs"), dest="icasso_runs", type=val.positive_int,
+    g_sci.add_argument(*both("--icasso-runs"), dest="icasso_runs", type=val.positive_int,
                        default=10, help="data-driven mode: ICASSO runs per model order "
                        "(1: a single ICA run, no stability index)")
-    g_sci.add_argument(*_both("--pca-dir"), dest="pca_dir",
+    g_sci.add_argument(*both("--pca-dir"), dest="pca_dir",
                        type=lambda p: Path(p).expanduser().absolute(), default=None,
                        help="data-driven mode: folder of the participant-level subject PCAs, "
                        "shared by both levels (default: WORK_DIR/subject_pca)")
-    g_sci.add_argument(*_both("--dfnc-window"), dest="dfnc_window", type=val.positive_int,
+    g_sci.add_argument(*both("--dfnc-window"), dest="dfnc_window", type=val.positive_int,
                        default=30, help="dynamic FNC window length in TRs")
     g_sci.add_argument("--targets", nargs="+", default=[],
                        help="group level: participants.tsv columns to classify (e.g. diagnosis "
@@ -144,7 +173,7 @@ def _build_parser() -> _Parser:
     g_sci.add_argument("--confounds", nargs="*", default=["age", "sex"],
                        help="group level: participants.tsv columns regressed out of the features "
                        "inside training folds (absent columns are skipped)")
-    g_sci.add_argument(*_both("--n-permutations"), dest="n_permutations", type=int, default=100,
+    g_sci.add_argument(*both("--n-permutations"), dest="n_permutations", type=int, default=100,
                        help="group level: label permutations of the whole nested CV (0: none)")
     g_sci.add_argument("--introspect", action="store_true",
                        help="group level: also train the torch MLP on each target and record "
@@ -153,19 +182,19 @@ def _build_parser() -> _Parser:
                        help="TOML file of option defaults (underscore names); the command line wins")
 
     g_exec = parser.add_argument_group("Options for performance and execution")
-    g_exec.add_argument("-w", *_both("--work-dir"), dest="work_dir",
+    g_exec.add_argument("-w", *both("--work-dir"), dest="work_dir",
                         type=lambda p: Path(p).expanduser().absolute(),
                         default=Path("work").absolute(), help="working directory (Nipype cache)")
     g_exec.add_argument("--nprocs", "--n-cpus", "--n_cpus", dest="nprocs", type=val.positive_int,
                         default=1, help="maximum number of processes")
-    g_exec.add_argument(*_both("--omp-nthreads"), dest="omp_nthreads", type=val.positive_int,
+    g_exec.add_argument(*both("--omp-nthreads"), dest="omp_nthreads", type=val.positive_int,
                         default=1, help="maximum number of threads per process")
     g_exec.add_argument("--mem", dest="mem_gb", type=val.positive_float, default=None,
                         help="memory limit in GB for the scheduler")
     g_exec.add_argument("--plugin", choices=PLUGINS, default="MultiProc", help="Nipype plugin")
     g_exec.add_argument("--device", choices=DEVICES, default="auto",
                         help="torch device for ICA and models")
-    g_exec.add_argument(*_both("--stop-on-first-crash"), dest="stop_on_first_crash",
+    g_exec.add_argument(*both("--stop-on-first-crash"), dest="stop_on_first_crash",
                         action="store_true", help="stop at the first failing participant")
     g_exec.add_argument("--seed", type=int, default=0, help="master random seed")
     g_exec.add_argument("-v", "--verbose", action="count", default=0,
@@ -178,7 +207,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
 
     Options are checked against each other here, with a suggested fix.
     """
-    parser = _build_parser()
+    parser = build_parser()
     opts = parser.parse_args(argv)
     if opts.config is not None:
         try:
@@ -207,6 +236,12 @@ def parse_args(argv: Sequence[str]) -> Settings:
     if opts.templates and opts.model_orders:
         parser.error("--template (template mode) and --model-orders (data-driven mode) "
                      "exclude each other; give one of them.")
+    if opts.analysis_level == "participant" and not opts.templates and not opts.model_orders:
+        parser.error("the participant level needs networks: give --template (template mode, "
+                     "e.g. a NeuroMark NIfTI) or --model-orders (data-driven mode, e.g. 25 50).")
+    if opts.gift_compatible and (opts.model_orders or opts.backrecon_method != "moo-icar"):
+        parser.error("--gift-compatible is GIFT's MOO-ICAR back-reconstruction of a template; "
+                     "use it with --template and --backrecon-method moo-icar.")
     if len(set(opts.model_orders)) != len(opts.model_orders):
         parser.error(f"--model-orders {' '.join(map(str, opts.model_orders))} repeats an "
                      "order; give distinct orders.")
@@ -225,14 +260,14 @@ def parse_args(argv: Sequence[str]) -> Settings:
         bids_filters=opts.bids_filters,
         validate=opts.validate,
         denoise_strategy=opts.denoise_strategy,
-        high_pass=opts.high_pass,
-        low_pass=opts.low_pass,
+        **_denoise_options(opts, parser),
         fd_threshold=opts.fd_threshold,
         min_volumes=opts.min_volumes,
         save_denoised=opts.save_denoised,
         templates=tuple(opts.templates),
         template_labels=tuple(opts.template_labels),
         backrecon_method=opts.backrecon_method,
+        gift_compatible=opts.gift_compatible,
         resample_template=opts.resample_template,
         dfnc_window=opts.dfnc_window,
         model_orders=tuple(sorted(opts.model_orders)),
@@ -255,18 +290,17 @@ def parse_args(argv: Sequence[str]) -> Settings:
 
 
 def _build_simulate_parser(prog: str, description: str, *, n_subjects: int,
-                           default_out: str | None = None) -> _Parser:
-    parser = _Parser(prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                     description=description)
+                           default_out: str | None = None) -> MsicaParser:
+    parser = MsicaParser(prog=prog, description=description)
     parser.add_argument("out_dir", type=lambda p: Path(p).expanduser().absolute(),
                         nargs="?" if default_out else None,
                         default=Path(default_out).absolute() if default_out else None)
-    parser.add_argument(*_both("--n-subjects"), dest="n_subjects", type=val.positive_int,
+    parser.add_argument(*both("--n-subjects"), dest="n_subjects", type=val.positive_int,
                         default=n_subjects)
-    parser.add_argument(*_both("--n-sites"), dest="n_sites", type=val.positive_int, default=2)
-    parser.add_argument(*_both("--n-volumes"), dest="n_volumes", type=val.positive_int, default=150)
+    parser.add_argument(*both("--n-sites"), dest="n_sites", type=val.positive_int, default=2)
+    parser.add_argument(*both("--n-volumes"), dest="n_volumes", type=val.positive_int, default=150)
     parser.add_argument("--tr", type=val.positive_float, default=2.0, help="repetition time (s)")
-    parser.add_argument(*_both("--grid-mm"), dest="grid_mm", type=val.positive_float, default=6.0)
+    parser.add_argument(*both("--grid-mm"), dest="grid_mm", type=val.positive_float, default=6.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-v", "--verbose", action="count", default=0)
     return parser
@@ -276,7 +310,7 @@ def _simulate_command(argv: Sequence[str]) -> int:
     opts = _build_simulate_parser(
         "msica simulate", "Write a simulated BIDS dataset with known ground truth.", n_subjects=24
     ).parse_args(argv)
-    _setup_logging(opts.verbose)
+    setup_logging(opts.verbose)
 
     def _go() -> int:
         from workflows.simulate import run_simulate
@@ -287,7 +321,7 @@ def _simulate_command(argv: Sequence[str]) -> int:
         LOGGER.info("Simulated BIDS dataset written to %s", out)
         return ExitCode.OK
 
-    return _guarded(_go, verbose=opts.verbose)
+    return guarded(_go, verbose=opts.verbose)
 
 
 def _demo_command(argv: Sequence[str]) -> int:
@@ -299,7 +333,7 @@ def _demo_command(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--nprocs", type=val.positive_int, default=2)
     opts = parser.parse_args(argv)
-    _setup_logging(opts.verbose)
+    setup_logging(opts.verbose)
 
     def _go() -> int:
         from workflows.simulate import run_simulate, truth_templates
@@ -324,7 +358,7 @@ def _demo_command(argv: Sequence[str]) -> int:
         LOGGER.info("Demo finished: derivatives in %s", opts.out_dir / "derivatives" / "msica")
         return ExitCode.OK
 
-    return _guarded(_go, verbose=opts.verbose)
+    return guarded(_go, verbose=opts.verbose)
 
 
 def _submit_command(argv: Sequence[str]) -> int:
@@ -354,28 +388,6 @@ _SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
-def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * min(verbose + 1, 2)  # INFO by default, DEBUG with -v
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-                        datefmt="%H:%M:%S", force=True)
-
-
-def _guarded(func: Callable[[], int], *, verbose: int) -> int:
-    """Run ``func``; turn msica's user errors into one-line messages and exit codes."""
-    try:
-        return int(func())
-    except (InputDataError, FileNotFoundError, ValueError, TypeError) as exc:
-        code = exit_code_for(exc)
-        if verbose:
-            traceback.print_exc()
-        LOGGER.error("%s", exc)
-        print(f"msica: error: {exc}", file=sys.stderr)
-        return int(code)
-    except KeyboardInterrupt:
-        print("msica: interrupted", file=sys.stderr)
-        return int(ExitCode.ERROR)
-
-
 def run(argv: Sequence[str] | None = None) -> int:
     """Run msica with command-line arguments ``argv``; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -386,16 +398,16 @@ def run(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in _SUBCOMMANDS:
         return _SUBCOMMANDS[argv[0]](argv[1:])
     settings = parse_args(argv)
-    _setup_logging(settings.verbose)
+    setup_logging(settings.verbose)
 
     def _go() -> int:
         from workflows.run import run_level
 
         return run_level(settings)
 
-    return _guarded(_go, verbose=settings.verbose)
+    return guarded(_go, verbose=settings.verbose)
 
 
-def main() -> NoReturn:
+def main() -> None:
     """Console-script entry point."""
     sys.exit(run())

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "cutoff_or_none",
     "drop_sub_prefix",
     "existing_dir",
     "existing_file",
@@ -105,3 +106,16 @@ def positive_float(value: str) -> float:
     if not number > 0:
         raise argparse.ArgumentTypeError(f"{value} must be > 0")
     return number
+
+
+def cutoff_or_none(value: str) -> float | None:
+    """Parse a filter cut-off: a frequency > 0 in Hz, or ``none`` (no filter).
+
+    Examples
+    --------
+    >>> cutoff_or_none("0.01"), cutoff_or_none("none")
+    (0.01, None)
+    """
+    if value.strip().lower() in ("none", "off", "0"):
+        return None
+    return positive_float(value)

@@ -24,9 +24,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Settings", "load_config_file", "new_run_uuid"]
+__all__ = ["DENOISE_DEFAULTS", "Settings", "load_config_file", "new_run_uuid"]
 
-DENOISE_STRATEGIES = ("simple", "scrubbing", "compcor")
+DENOISE_STRATEGIES = ("simple", "scrubbing", "compcor", "none")
+#: Filtering and scaling of a confound strategy when the command line does not say
+#: (``--denoise-strategy none`` turns all of them off).
+DENOISE_DEFAULTS = {"high_pass": 0.01, "low_pass": None, "detrend": True, "standardize": True}
 PLUGINS = ("MultiProc", "Linear", "SLURM")
 BACKRECON_METHODS = ("moo-icar", "dual-regression")
 DEVICES = ("auto", "cpu", "cuda")
@@ -56,12 +59,15 @@ class Settings:
     denoise_strategy: str = "simple"
     high_pass: float = 0.01
     low_pass: float | None = None
+    detrend: bool = True
+    standardize: bool = True
     fd_threshold: float = 0.5
     min_volumes: int = 50
     save_denoised: bool = False
     templates: tuple[Path, ...] = ()
     template_labels: tuple[Path, ...] = ()
     backrecon_method: str = "moo-icar"
+    gift_compatible: bool = False
     resample_template: bool = False
     dfnc_window: int = 30
     model_orders: tuple[int, ...] = ()
@@ -97,8 +103,10 @@ class Settings:
                 value = str(value)
             elif isinstance(value, tuple):
                 value = [v if isinstance(v, int) else str(v) for v in value]
+            elif value is None and f.name in _CUTOFF_FIELDS:
+                value = "none"  # TOML has no null; a cut-off of None means no filter
             elif value is None:
-                continue  # TOML has no null: absent means default
+                continue  # absent means the default
             out[f.name] = value
         return out
 
@@ -123,12 +131,15 @@ class Settings:
 
 
 _PATH_FIELDS = {"bids_dir", "output_dir", "work_dir", "pca_dir"}
+_CUTOFF_FIELDS = {"high_pass", "low_pass"}
 _PATH_TUPLE_FIELDS = {"derivatives", "templates", "template_labels"}
 _STR_TUPLE_FIELDS = {"participant_label", "session_label", "targets", "confounds"}
 
 
 def _coerce(data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
+    for key in _CUTOFF_FIELDS & out.keys():
+        out[key] = None if out[key] == "none" else float(out[key])
     for key in _PATH_FIELDS & out.keys():
         out[key] = Path(out[key])
     for key in _PATH_TUPLE_FIELDS & out.keys():

@@ -14,7 +14,6 @@ label column, then the edge columns ``<a>__<b>``).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.exceptions import InputDataError
+from workflows.cli_base import MsicaParser
 
 __all__ = ["load_feature_table", "run_sites_command", "simulated_sites", "split_sites"]
 
@@ -93,9 +93,9 @@ def split_sites(table: pd.DataFrame, test_fraction: float, random_state: int):
     return sites, classes, out
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="msica sites", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+def _parser() -> MsicaParser:
+    p = MsicaParser(
+        prog="msica sites",
         description="Train the FNC classifier across sites (one process each) with dsgd, dAD "
                     "and rank-dAD; report accuracy and bytes sent per step.")
     p.add_argument("--features", type=Path, default=None,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pandas as pd
 from nipype.pipeline import engine as pe
 
 from workflows.derivatives import sink_factory
@@ -14,8 +16,11 @@ __all__ = [
     "collect_participant_outputs",
     "derivatives_layout",
     "init_group_wf",
+    "mixed_repetition_times",
     "target_tag",
 ]
+
+LOGGER = logging.getLogger("msica.workflows")
 
 def derivatives_layout(output_dir: Path):
     """Index msica's own derivatives with pybids (msica's entities included).
@@ -96,6 +101,43 @@ def target_tag(target: str) -> str:
     'treatmentresponse'
     """
     return "".join(ch for ch in target if ch.isalnum())
+
+
+def _run_tr(qc_file: str) -> float:
+    """The repetition time a run was processed with (its QC table's ``t_r``)."""
+    return float(pd.read_csv(qc_file, sep="\t", usecols=["t_r"])["t_r"].iloc[0])
+
+
+def mixed_repetition_times(trs: dict[str, float]) -> str | None:
+    """A warning when participants' runs have different TRs (None when they share one).
+
+    Static FNC, amplitude and fALFF use each run's own TR (filters in Hz), so they
+    pool; sliding windows are counted in TRs, so dFNC windows of different TR groups
+    last different times. The message lists the groups and what to do.
+
+    Examples
+    --------
+    >>> print(mixed_repetition_times({"01": 2.0, "02": 2.0, "03": 2.5}))
+    Runs have different repetition times: 2 s (2 participants: sub-01, sub-02), 2.5 s (1 participant: sub-03). Static FNC and time-course features use each run's TR; dFNC windows are counted in TRs (--dfnc-window), so their length in seconds differs between these groups and the pooled dFNC states mix them. Run the group level per TR group (--participant-label) for dFNC states of equal window lengths.
+    >>> mixed_repetition_times({"01": 2.0, "02": 2.0}) is None
+    True
+    """
+    groups: dict[float, list[str]] = {}
+    for label, t_r in sorted(trs.items()):
+        groups.setdefault(round(t_r, 6), []).append(label)
+    if len(groups) < 2:
+        return None
+    parts = []
+    for t_r, labels in sorted(groups.items()):
+        shown = ", ".join(f"sub-{label}" for label in labels[:5]) + (
+            f" +{len(labels) - 5} more" if len(labels) > 5 else "")
+        noun = "participant" if len(labels) == 1 else "participants"
+        parts.append(f"{t_r:g} s ({len(labels)} {noun}: {shown})")
+    return (f"Runs have different repetition times: {', '.join(parts)}. Static FNC and "
+            "time-course features use each run's TR; dFNC windows are counted in TRs "
+            "(--dfnc-window), so their length in seconds differs between these groups and the "
+            "pooled dFNC states mix them. Run the group level per TR group "
+            "(--participant-label) for dFNC states of equal window lengths.")
 
 
 def _wants_gpu(device: str) -> bool:
@@ -308,8 +350,13 @@ def build_group_wf(
         return collect_participant_outputs(layout, participant_label=participant_label,
                                            required=required, **query)
 
+    qc_files = collect(suffix="qc", desc="denoise", extension=".tsv")
+    message = mixed_repetition_times(
+        {layout.parse_file_entities(f)["subject"]: _run_tr(f) for f in qc_files})
+    if message:
+        LOGGER.warning("%s", message)
     return init_group_wf(
-        qc_files=collect(suffix="qc", desc="denoise", extension=".tsv"),
+        qc_files=qc_files,
         output_dir=output_dir,
         relmat_files=collect(False, suffix="relmat", desc="multiscale", extension=".tsv"),
         dfnc_files=collect(False, suffix="timeseries", desc="dfnc", extension=".tsv"),

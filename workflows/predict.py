@@ -9,7 +9,6 @@ the model's saved feature list and versions, and writes
 
 from __future__ import annotations
 
-import argparse
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -78,10 +77,9 @@ def predict_participants(
 
 def predict_command(argv: Sequence[str]) -> int:
     """Entry point of ``msica predict``; returns the exit code."""
-    from workflows.cli import _guarded, _Parser, _setup_logging
+    from workflows.cli_base import MsicaParser, guarded, setup_logging
 
-    parser = _Parser(prog="msica predict", description=__doc__.splitlines()[0],
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = MsicaParser(prog="msica predict", description=__doc__.splitlines()[0].replace("`", ""))
     parser.add_argument("bids_dir", type=lambda p: Path(p).expanduser().absolute(),
                         help="BIDS dataset of the new participants (for participants.tsv)")
     parser.add_argument("output_dir", type=lambda p: Path(p).expanduser().absolute(),
@@ -89,10 +87,12 @@ def predict_command(argv: Sequence[str]) -> int:
     parser.add_argument("--model", required=True, type=lambda p: Path(p).expanduser().absolute(),
                         help="saved model (group/desc-<target>_model.joblib of a training run)")
     parser.add_argument("--participant-label", "--participant_label", dest="participant_label",
-                        nargs="+", default=[], type=lambda s: s.removeprefix("sub-"))
-    parser.add_argument("-v", "--verbose", action="count", default=0)
+                        nargs="+", default=[], type=lambda s: s.removeprefix("sub-"),
+                        help="participants to score, with or without 'sub-' (default: all)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging; tracebacks for errors")
     opts = parser.parse_args(argv)
-    _setup_logging(opts.verbose)
+    setup_logging(opts.verbose)
 
     def _go() -> int:
         predict_participants(opts.output_dir, opts.model,
@@ -100,4 +100,4 @@ def predict_command(argv: Sequence[str]) -> int:
                              participant_label=opts.participant_label or None)
         return 0
 
-    return _guarded(_go, verbose=opts.verbose)
+    return guarded(_go, verbose=opts.verbose)

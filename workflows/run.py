@@ -95,7 +95,9 @@ def run_level(settings: Settings) -> int:
             f"BIDS_DIR {settings.bids_dir} does not exist; check the path "
             "(and the container's -B binds)."
         )
-    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    from workflows.preflight import check_directories
+
+    check_directories(settings.output_dir, settings.work_dir)
     with _run_environment(settings.work_dir, settings.verbose):
         return _run_level(settings)
 
@@ -196,6 +198,7 @@ def _run_participant_level(settings: Settings) -> dict[str, BaseException]:
     from workflows.bids import build_layout, collect_participants, collect_runs
     from workflows.derivatives import write_dataset_description
     from workflows.engine import Workflow
+    from workflows.preflight import check_run, check_templates
 
     layout = build_layout(
         settings.bids_dir,
@@ -204,6 +207,8 @@ def _run_participant_level(settings: Settings) -> dict[str, BaseException]:
         database_dir=settings.work_dir / "bids_db" / settings.run_uuid,
     )
     labels = collect_participants(layout, list(settings.participant_label) or None)
+    templates = check_templates(settings.templates, settings.template_labels
+                                or [None] * len(settings.templates))
     write_dataset_description(settings.output_dir, source_datasets=dataset_links(settings))
 
     failures: dict[str, BaseException] = {}
@@ -217,6 +222,9 @@ def _run_participant_level(settings: Settings) -> dict[str, BaseException]:
                 task=settings.task,
                 bids_filters=settings.bids_filters,
             )
+            for run in runs:
+                check_run(run, strategy=settings.denoise_strategy, templates=templates,
+                          resample_template=settings.resample_template)
         except (InputDataError, FileNotFoundError) as exc:
             LOGGER.error("sub-%s: %s", label, exc)
             failures[f"sub-{label}"] = exc

@@ -35,8 +35,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import NoReturn
 
+from workflows.cli_base import MsicaParser
 from workflows.exit_codes import ExitCode
 
 __all__ = [
@@ -58,14 +58,6 @@ _RESERVED = ("--participant-label", "--participant_label", "-w", "--work-dir", "
 QC_PATTERN = "sub-{label}/**/sub-{label}_*desc-denoise_qc.tsv"
 
 
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors exit with code 64 (EX_USAGE)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n")
-
-
 def _slurm_time(value: str) -> str:
     if not _TIME.match(value):
         raise argparse.ArgumentTypeError(
@@ -83,12 +75,11 @@ def _partition(value: str) -> str:
     return value
 
 
-def _build_parser() -> _Parser:
+def _build_parser() -> MsicaParser:
     from workflows import cli_validators as val
 
-    parser = _Parser(
+    parser = MsicaParser(
         prog="msica submit",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Submit the participant level as a SLURM job array (one task per "
         "participant) and the group level as a job that runs after it. Options after '--' "
         "are passed to every participant task.",
@@ -114,7 +105,8 @@ def _build_parser() -> _Parser:
                         help="folder name under OUTPUT_DIR/logs/slurm (default: time + uuid)")
     parser.add_argument("--dry-run", dest="dry_run", action="store_true",
                         help="write the scripts, do not submit them")
-    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging")
     return parser
 
 
@@ -293,7 +285,7 @@ def _participant_script(plan: SubmitPlan) -> str:
         f"LABELS=({' '.join(q(label) for label in plan.labels)})",
         'LABEL="${LABELS[$SLURM_ARRAY_TASK_ID]}"',
         'export LOGNAME="${LOGNAME:-$(id -un)}"',
-        f'echo "msica: array task $SLURM_ARRAY_TASK_ID runs sub-$LABEL on $(hostname)"',
+        'echo "msica: array task $SLURM_ARRAY_TASK_ID runs sub-$LABEL on $(hostname)"',
         quoted,
         "code=$?",
         f"mkdir -p {q(str(status))}",

@@ -69,6 +69,14 @@ def _break(root: Path) -> dict[str, str]:
     return expected
 
 
+def _template_options(root: Path) -> list[str]:
+    """``--template`` options of the simulator's truth (template mode)."""
+    from workflows.simulate import truth_templates
+
+    return [option for template, labels in truth_templates(root)
+            for option in ("--template", str(template), "--template-labels", str(labels))]
+
+
 @pytest.fixture(scope="module")
 def broken_dataset(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     from workflows.simulate import run_simulate
@@ -83,7 +91,7 @@ def test_each_bad_participant_reported_others_finish(broken_dataset, tmp_path, c
     root, expected = broken_dataset
     out = tmp_path / "out"
     code = run([str(root), str(out), "participant", "-w", str(tmp_path / "work"),
-                "--nprocs", "2"])
+                "--nprocs", "2", *_template_options(root)])
     captured = capsys.readouterr()
     assert code != ExitCode.OK
     error_lines = [line for line in (captured.out + captured.err).splitlines()
@@ -105,7 +113,7 @@ def test_each_bad_participant_reported_others_finish(broken_dataset, tmp_path, c
 def test_unknown_participant_label(broken_dataset, tmp_path, capsys):
     root, _ = broken_dataset
     code = run([str(root), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
-                "--participant-label", "99"])
+                "--participant-label", "99", *_template_options(root)])
     assert code == ExitCode.NO_INPUT
     err = capsys.readouterr().err
     assert "99" in err and "Traceback" not in err
@@ -114,7 +122,8 @@ def test_unknown_participant_label(broken_dataset, tmp_path, capsys):
 def test_stop_on_first_crash(broken_dataset, tmp_path, capsys):
     root, _ = broken_dataset
     code = run([str(root), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
-                "--participant-label", "09", "01", "--stop-on-first-crash", "--nprocs", "1"])
+                "--participant-label", "09", "01", "--stop-on-first-crash", "--nprocs", "1",
+                *_template_options(root)])
     assert code == ExitCode.NO_INPUT
     assert not (tmp_path / "out" / "sub-01").exists()
 
@@ -122,7 +131,7 @@ def test_stop_on_first_crash(broken_dataset, tmp_path, capsys):
 def test_not_a_bids_dataset(tmp_path, capsys):
     (tmp_path / "notbids").mkdir()
     code = run([str(tmp_path / "notbids"), str(tmp_path / "out"), "participant",
-                "-w", str(tmp_path / "work")])
+                "-w", str(tmp_path / "work"), "--model-orders", "4"])
     assert code in (ExitCode.DATA, ExitCode.NO_INPUT)
     assert "dataset_description.json" in capsys.readouterr().err
 

@@ -17,7 +17,7 @@ from boutiques.validator import DescriptorValidationError, validate_descriptor
 
 from bids_templates import template_path
 from workflows.boutiques import boutiques_command, boutiques_descriptor, write_boutiques
-from workflows.cli import _build_parser, parse_args
+from workflows.cli import build_parser, parse_args
 
 
 def test_descriptor_passes_bosh_validate():
@@ -43,14 +43,16 @@ def test_bosh_validate_rejects_broken_descriptors(mutate, message):
 
 
 def test_one_input_per_parser_action():
-    parser = _build_parser()
+    parser = build_parser()
     actions = [a for a in parser._actions
                if not isinstance(a, (argparse._HelpAction, argparse._VersionAction))]
     inputs = {i["id"]: i for i in boutiques_descriptor()["inputs"]}
     assert list(inputs) == [a.dest for a in actions]
     for action in actions:
         inp = inputs[action.dest]
-        if action.option_strings:
+        if isinstance(action, argparse.BooleanOptionalAction):
+            assert inp["value-choices"] == action.option_strings and inp["optional"] is True
+        elif action.option_strings:
             assert inp["command-line-flag"] in action.option_strings
             assert inp["optional"] is True
         else:
@@ -58,7 +60,9 @@ def test_one_input_per_parser_action():
         if action.choices is not None:
             assert inp["value-choices"] == list(action.choices)
     assert inputs["nprocs"]["type"] == "Number" and inputs["nprocs"]["integer"] is True
-    assert inputs["high_pass"]["type"] == "Number" and inputs["high_pass"]["integer"] is False
+    assert inputs["fd_threshold"]["type"] == "Number" and inputs["fd_threshold"]["integer"] is False
+    assert inputs["high_pass"]["type"] == "String"  # a frequency or 'none'
+    assert inputs["detrend"]["value-choices"] == ["--detrend", "--no-detrend"]
     assert inputs["validate"]["type"] == "Flag"
     assert inputs["bids_dir"]["type"] == "File"
     assert inputs["participant_label"]["list"] is True
@@ -82,13 +86,14 @@ def test_rendered_invocation_parses_back(tmp_path):
     argv = _render(tmp_path, {
         "bids_dir": bids, "output_dir": tmp_path / "out", "analysis_level": "participant",
         "participant_label": ["01", "sub-02"], "templates": templates, "nprocs": 3,
-        "high_pass": 0.02, "save_denoised": True, "plugin": "Linear", "work_dir": tmp_path / "w",
+        "high_pass": "0.02", "save_denoised": True, "plugin": "Linear", "work_dir": tmp_path / "w",
+        "detrend": "--no-detrend",
     })
     assert argv[0] == "msica"
     settings = parse_args(argv[1:])
     assert settings.participant_label == ("01", "02")
     assert tuple(map(str, settings.templates)) == tuple(map(str, templates))
-    assert settings.nprocs == 3 and settings.high_pass == 0.02
+    assert settings.nprocs == 3 and settings.high_pass == 0.02 and settings.detrend is False
     assert settings.save_denoised is True and settings.plugin == "Linear"
     assert settings.denoise_strategy == "simple"  # default-value substituted
 

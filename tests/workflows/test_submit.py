@@ -39,10 +39,17 @@ def bids_dir(tmp_path_factory) -> Path:
     return root
 
 
-def _dry(bids_dir: Path, tmp_path: Path, *extra: str) -> tuple[int, Path]:
+def _template(bids_dir: Path) -> list[str]:
+    """Participant options of template mode with the simulator's coarse truth."""
+    return ["--template", str(bids_dir / "derivatives" / "truth" / "scale-4_desc-truth_components.nii.gz")]
+
+
+def _dry(bids_dir: Path, tmp_path: Path, *extra: str, passthrough: tuple[str, ...] = ()
+         ) -> tuple[int, Path]:
     out = tmp_path / "out"
     code = submit_command([str(bids_dir), str(out), "--slurm-partition", "debug",
-                           "-w", str(tmp_path / "work"), "--run-id", "t", "--dry-run", *extra])
+                           "-w", str(tmp_path / "work"), "--run-id", "t", "--dry-run", *extra,
+                           "--", *_template(bids_dir), *passthrough])
     return code, out / "logs" / "slurm" / "t"
 
 
@@ -51,8 +58,8 @@ def _dry(bids_dir: Path, tmp_path: Path, *extra: str) -> tuple[int, Path]:
 
 def test_dry_run_writes_array_and_group_scripts(bids_dir, tmp_path):
     code, run_dir = _dry(bids_dir, tmp_path, "--nprocs", "2", "--mem", "1.5", "--time",
-                         "01:30:00", "--participant-label", "sub-02", "03", "--",
-                         "--denoise-strategy", "scrubbing", "--fd-threshold", "0.3")
+                         "01:30:00", "--participant-label", "sub-02", "03",
+                         passthrough=("--denoise-strategy", "scrubbing", "--fd-threshold", "0.3"))
     assert code == 0
     script = (run_dir / "participant.sbatch").read_text()
     assert "#SBATCH --array=0-1\n" in script
@@ -130,10 +137,11 @@ def test_usage_errors_exit_64(bids_dir, tmp_path, capsys, args, message):
 
 def test_missing_inputs_exit_66(bids_dir, tmp_path, capsys):
     base = ["--slurm-partition", "debug", "-w", str(tmp_path / "w"), "--dry-run"]
-    assert submit_command([str(tmp_path / "nope"), str(tmp_path / "out"), *base]) == 66
+    assert submit_command([str(tmp_path / "nope"), str(tmp_path / "out"), *base,
+                           "--", *_template(bids_dir)]) == 66
     assert "does not exist" in capsys.readouterr().err
     code = submit_command([str(bids_dir), str(tmp_path / "out"), *base,
-                           "--participant-label", "99"])
+                           "--participant-label", "99", "--", *_template(bids_dir)])
     assert code == 66
     assert "99 not found" in capsys.readouterr().err
 
@@ -146,7 +154,7 @@ def test_sbatch_failure_exit_1_with_its_stderr(bids_dir, tmp_path, monkeypatch, 
     (fake / "sbatch").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
     code = submit_command([str(bids_dir), str(tmp_path / "out"), "--slurm-partition", "debug",
-                           "-w", str(tmp_path / "w")])
+                           "-w", str(tmp_path / "w"), "--", *_template(bids_dir)])
     assert code == 1
     assert "invalid partition specified: debug" in capsys.readouterr().err
 
@@ -154,7 +162,7 @@ def test_sbatch_failure_exit_1_with_its_stderr(bids_dir, tmp_path, monkeypatch, 
 def test_no_sbatch_exit_1(bids_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))
     code = submit_command([str(bids_dir), str(tmp_path / "out"), "--slurm-partition", "debug",
-                           "-w", str(tmp_path / "w")])
+                           "-w", str(tmp_path / "w"), "--", *_template(bids_dir)])
     assert code == 1
     assert "'sbatch' not found" in capsys.readouterr().err
 
@@ -166,7 +174,7 @@ def test_sbatch_output_without_job_id_exit_1(bids_dir, tmp_path, monkeypatch, ca
     (fake / "sbatch").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
     code = submit_command([str(bids_dir), str(tmp_path / "out"), "--slurm-partition", "debug",
-                           "-w", str(tmp_path / "w")])
+                           "-w", str(tmp_path / "w"), "--", *_template(bids_dir)])
     assert code == 1
     assert "not a job id" in capsys.readouterr().err
 
@@ -254,7 +262,7 @@ def _wait_for(paths: list[Path], deadline: float) -> None:
 def _submit(bids: Path, out: Path, work: Path, partition: str, run_id: str) -> SubmitPlan:
     code = submit_command([str(bids), str(out), "--slurm-partition", partition, "--nprocs", "1",
                            "--mem", "1", "--time", "00:10:00", "-w", str(work),
-                           "--run-id", run_id])
+                           "--run-id", run_id, "--", *_template(bids)])
     assert code == 0
     plan = SubmitPlan.load(out / "logs" / "slurm" / run_id)
     assert plan.array_job_id and plan.group_job_id
@@ -332,7 +340,7 @@ def test_nipype_slurm_plugin_runs_participant(slurm, bids_dir, tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     proc = subprocess.run(
         [str(MSICA), str(bids_dir), str(out), "participant", "--participant-label", "01",
-         "-w", str(work), "--plugin", "SLURM"],
+         "-w", str(work), "--plugin", "SLURM", *_template(bids_dir)],
         capture_output=True, text=True, timeout=WAIT_S, check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -21,11 +21,13 @@ __all__ = ["DenoiseBold"]
 class _DenoiseBoldInputSpec(BaseInterfaceInputSpec):
     bold_file = File(exists=True, mandatory=True, desc="preprocessed BOLD (fMRIPrep desc-preproc)")
     mask_file = File(exists=True, mandatory=True, desc="brain mask on the BOLD grid")
-    confounds_file = File(exists=True, mandatory=True, desc="fMRIPrep confounds TSV")
+    confounds_file = File(exists=True, desc="fMRIPrep confounds TSV (none with strategy 'none')")
     t_r = traits.Float(mandatory=True, desc="repetition time (s)")
-    strategy = traits.Enum("simple", "scrubbing", "compcor", usedefault=True)
-    high_pass = traits.Float(0.01, usedefault=True, desc="high-pass cut-off (Hz)")
+    strategy = traits.Enum("simple", "scrubbing", "compcor", "none", usedefault=True)
+    high_pass = traits.Float(desc="high-pass cut-off (Hz); undefined for none")
     low_pass = traits.Float(desc="low-pass cut-off (Hz); undefined for none")
+    detrend = traits.Bool(True, usedefault=True, desc="remove each voxel's linear trend")
+    standardize = traits.Bool(True, usedefault=True, desc="z-score each voxel")
     fd_threshold = traits.Float(0.5, usedefault=True, desc="FD threshold for scrubbing (mm)")
     min_volumes = traits.Int(50, usedefault=True, desc="fewest volumes accepted")
 
@@ -51,16 +53,18 @@ class DenoiseBold(SimpleInterface):
         bold = load_bold(inputs.bold_file, min_volumes=inputs.min_volumes)
         mask = load_mask(inputs.mask_file)
         check_same_grid(bold, mask, inputs.bold_file, inputs.mask_file)
-        check_confounds(inputs.confounds_file, bold.shape[3], inputs.bold_file)
-        low_pass = inputs.low_pass if isdefined(inputs.low_pass) else None
+        if isdefined(inputs.confounds_file):
+            check_confounds(inputs.confounds_file, bold.shape[3], inputs.bold_file)
         result = denoise_bold(
             bold,
             mask,
-            inputs.bold_file,
+            None if inputs.strategy == "none" else inputs.bold_file,
             strategy=inputs.strategy,
             t_r=inputs.t_r,
-            high_pass=inputs.high_pass,
-            low_pass=low_pass,
+            high_pass=inputs.high_pass if isdefined(inputs.high_pass) else None,
+            low_pass=inputs.low_pass if isdefined(inputs.low_pass) else None,
+            detrend=inputs.detrend,
+            standardize=inputs.standardize,
             fd_threshold=inputs.fd_threshold,
             min_volumes=inputs.min_volumes,
         )

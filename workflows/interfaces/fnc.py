@@ -25,6 +25,10 @@ class _ComputeFNCInputSpec(BaseInterfaceInputSpec):
     timeseries_files = InputMultiObject(File(exists=True), mandatory=True,
                                         desc="network time courses, one TSV per scale")
     scales = traits.List(traits.Int, mandatory=True, desc="scale of each time-series file")
+    fnc_networks = traits.List(traits.List(traits.Str),
+                               desc="per scale, the columns that enter FNC (default: all)")
+    domains = traits.List(traits.List(traits.Str),
+                          desc="per scale, the domain of every column ('' if none)")
     t_r = traits.Float(mandatory=True, desc="repetition time (s)")
     confounds_file = File(exists=True, desc="fMRIPrep confounds TSV (motion regression)")
     sample_mask = traits.List(traits.Int, desc="volumes kept by scrubbing (indices)")
@@ -61,9 +65,15 @@ class ComputeFNC(SimpleInterface):
                 motion = motion[np.asarray(inputs.sample_mask)]
         cleaned: dict[int, np.ndarray] = {}
         labels: dict[int, list[str]] = {}
-        for scale, tsv in zip(inputs.scales, inputs.timeseries_files):
+        node_domains: list[str] = []
+        for index, (scale, tsv) in enumerate(zip(inputs.scales, inputs.timeseries_files)):
             table = pd.read_csv(tsv, sep="\t")
+            domain_of = dict(zip(table.columns, inputs.domains[index])) if isdefined(
+                inputs.domains) else {}
+            if isdefined(inputs.fnc_networks):
+                table = table[inputs.fnc_networks[index]]
             labels[scale] = list(table.columns)
+            node_domains += [domain_of.get(column, "") for column in table.columns]
             cleaned[scale] = postprocess(
                 table.to_numpy(), inputs.t_r, detrend_order=inputs.detrend_order,
                 despike=inputs.despike, lowpass_hz=inputs.lowpass_hz, motion=motion)
@@ -89,6 +99,7 @@ class ComputeFNC(SimpleInterface):
                 "Measure": "Pearson correlation, Fisher z (arctanh), zero diagonal",
                 "Scales": list(est.scales_),
                 "NodeLabels": list(est.labels_),
+                "NodeDomains": node_domains,
                 "PostProcessing": {
                     "DetrendOrder": inputs.detrend_order,
                     "Despike": inputs.despike,

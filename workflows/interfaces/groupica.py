@@ -285,6 +285,8 @@ class _GICABackReconstructOutputSpec(TraitedSpec):
     timeseries_file = File(exists=True, desc="network time courses (TSV, one column per network)")
     scale = traits.Int(desc="model order")
     sample_mask = traits.List(traits.Int, desc="volumes of the time courses")
+    fnc_networks = traits.List(traits.Str, desc="labels of the networks that enter FNC (all)")
+    domains = traits.List(traits.Str, desc="functional domain of each network (none)")
     meta = traits.Dict(desc="parameters for the JSON sidecars")
 
 
@@ -320,6 +322,7 @@ class GICABackReconstruct(SimpleInterface):
         self._results.update(
             components_file=str(components_file), timeseries_file=str(timeseries_file),
             scale=order, sample_mask=[int(v) for v in arrays["sample_mask"]],
+            fnc_networks=labels, domains=[""] * len(labels),
             meta={"Method": "gica",
                   "Template": "group ICA of this dataset (group/*desc-groupica_components)",
                   "NumberOfNetworks": int(kept.size), "NetworkLabels": labels,

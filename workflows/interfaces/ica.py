@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import nibabel as nb
@@ -16,29 +18,27 @@ from nipype.interfaces.base import (
     traits,
 )
 
-__all__ = ["BackReconstruct", "load_template_labels"]
+__all__ = ["BackReconstruct"]
+
+LOGGER = logging.getLogger("msica.workflows")
 
 
-def load_template_labels(labels_file: str | None, n_networks: int) -> list[str]:
-    """Return one label per template network from a labels TSV (or ``N1..Nk``).
-
-    The TSV may be msica's template table (``index, scale, label, ...``) or a
-    NeuroMark-style table (``component_index, label, domain, ...``); a missing
-    label falls back to ``N<index>``.
-    """
-    if not labels_file:
-        return [f"N{i + 1}" for i in range(n_networks)]
-    table = pd.read_csv(labels_file, sep="\t", na_values=["n/a", "NA"], keep_default_na=False)
-    if len(table) != n_networks:
-        from pipeline.exceptions import InputDataError
-
-        raise InputDataError(
-            f"{labels_file} has {len(table)} rows but the template has {n_networks} networks; "
-            "give one row per template volume, in volume order."
-        )
-    labels = table["label"] if "label" in table else pd.Series([None] * n_networks)
-    return [str(lab) if isinstance(lab, str) and lab else f"N{i + 1}"
-            for i, lab in enumerate(labels)]
+def _report_convergence(est, labels: pd.Series, run_name: str, scale: int,
+                        gift_compatible: bool) -> None:
+    """One warning per run and scale naming the MOO-ICAR networks that did not converge."""
+    bad = np.flatnonzero(~np.asarray(est.converged_))
+    if bad.size == 0:
+        return
+    names = ", ".join(labels.iloc[bad[:10]]) + (" ..." if bad.size > 10 else "")
+    advice = ("GIFT's optimiser stops after 100 passes as GIFT does; drop --gift-compatible "
+              "for msica's optimiser, which converges" if gift_compatible else
+              "their maps are the last iterates, usually within a hair of the optimum")
+    LOGGER.warning(
+        "%s, scale %d: MOO-ICAR did not converge for %d of %d networks (%s) after %d passes "
+        "(largest final squared step %.3g); %s. The sidecar's 'Converged' lists every network.",
+        run_name or "this run", scale, bad.size, len(labels), names,
+        int(np.max(np.asarray(est.n_iter_)[bad])),
+        float(np.max(np.asarray(est.final_change_)[bad])), advice)
 
 
 class _BackReconstructInputSpec(BaseInterfaceInputSpec):
@@ -50,12 +50,20 @@ class _BackReconstructInputSpec(BaseInterfaceInputSpec):
                          desc="spatially constrained ICA (MOO-ICAR) or dual regression")
     resample_template = traits.Bool(False, usedefault=True,
                                     desc="resample a template on another grid to the BOLD grid")
+    gift_compatible = traits.Bool(False, usedefault=True,
+                                  desc="MOO-ICAR exactly as GIFT (icatb_gigicar); also write the "
+                                  "maps in GIFT's scale")
     device = traits.Str("cpu", usedefault=True, desc="torch device")
+    run_name = traits.Str("", usedefault=True,
+                          desc="the run's input file name, for messages")
 
 
 class _BackReconstructOutputSpec(TraitedSpec):
     components_file = File(exists=True, desc="z-scored participant maps (4-D NIfTI)")
     timeseries_file = File(exists=True, desc="network time courses (TSV, one column per network)")
+    gift_components_file = File(desc="maps in GIFT's scale (gift_compatible only)")
+    fnc_networks = traits.List(traits.Str, desc="labels of the networks that enter FNC")
+    domains = traits.List(traits.Str, desc="functional domain of each network ('' if none)")
     scale = traits.Int(desc="model order of the template (number of networks)")
     meta = traits.Dict(desc="parameters for the JSON sidecars")
 
@@ -70,9 +78,10 @@ class BackReconstruct(SimpleInterface):
         from nilearn.image import resample_to_img
         from nilearn.maskers import NiftiMasker
 
-        from pipeline.exceptions import InputDataError
+        from pipeline.exceptions import ConvergenceWarning, InputDataError
         from pipeline.ica.backrecon import dual_regression
         from pipeline.ica.scica import SpatiallyConstrainedICA, zscore_maps
+        from pipeline.templates import read_template_labels
 
         inputs = self.inputs
         mask = nb.load(inputs.mask_file)
@@ -97,13 +106,23 @@ class BackReconstruct(SimpleInterface):
         data = masker.transform(inputs.bold_file)  # (n_volumes, n_voxels)
         maps_in = masker.transform(template)  # (n_networks, n_voxels)
         n_networks = maps_in.shape[0]
-        labels = load_template_labels(
+        labels = read_template_labels(
             inputs.labels_file if isdefined(inputs.labels_file) else None, n_networks)
 
+        gift_maps = None
         if inputs.method == "moo-icar":
-            est = SpatiallyConstrainedICA(maps_in, zscore=True, device=inputs.device).fit(data)
-            maps, timecourses = est.components_, est.timecourses_
-            extra = {"NumberOfIterations": np.asarray(est.n_iter_).tolist(),
+            est = SpatiallyConstrainedICA(maps_in, zscore=False, device=inputs.device,
+                                          gift_compatible=inputs.gift_compatible)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)  # reported below, by run
+                est.fit(data)
+            _report_convergence(est, labels["label"], inputs.run_name, n_networks,
+                                inputs.gift_compatible)
+            gift_maps, timecourses = est.components_, est.timecourses_
+            maps, _ = zscore_maps(gift_maps)
+            extra = {"Optimiser": "GIFT (icatb_gigicar)" if inputs.gift_compatible
+                     else "Riemannian gradient ascent (msica)",
+                     "NumberOfIterations": np.asarray(est.n_iter_).tolist(),
                      "Converged": np.asarray(est.converged_).tolist(),
                      "Objective": np.asarray(est.objective_).tolist(),
                      "Device": str(est.device_)}
@@ -116,18 +135,34 @@ class BackReconstruct(SimpleInterface):
         components_file = cwd / "components.nii.gz"
         masker.inverse_transform(maps.astype(np.float32)).to_filename(components_file)
         timeseries_file = cwd / "timeseries.tsv"
-        pd.DataFrame(timecourses, columns=labels).to_csv(timeseries_file, sep="\t", index=False)
+        pd.DataFrame(timecourses, columns=labels["label"]).to_csv(timeseries_file, sep="\t",
+                                                                  index=False)
+        if inputs.gift_compatible:
+            gift_file = cwd / "gift_components.nii.gz"
+            masker.inverse_transform(gift_maps.astype(np.float32)).to_filename(gift_file)
+            self._results["gift_components_file"] = str(gift_file)
         self._results.update(
             components_file=str(components_file),
             timeseries_file=str(timeseries_file),
             scale=n_networks,
+            fnc_networks=labels.loc[labels["in_fnc"], "label"].tolist(),
+            domains=labels["domain"].tolist(),
             meta={
                 "Method": inputs.method,
+                "GIFTCompatible": bool(inputs.gift_compatible),
                 "Template": str(inputs.template_file),
+                "TemplateLabels": (str(inputs.labels_file) if isdefined(inputs.labels_file)
+                                   else None),
                 "TemplateResampled": not same_grid,
                 "NumberOfNetworks": n_networks,
-                "NetworkLabels": labels,
-                "MapsScaling": "z-scores (GIFT: mean removed, divided by the standard deviation)",
+                "NetworkLabels": labels["label"].tolist(),
+                "NetworkDomains": labels["domain"].tolist(),
+                "NetworksInFNC": labels.loc[labels["in_fnc"], "label"].tolist(),
+                "MapsScaling": "z-scores (GIFT's calibration 'Z-scores': mean removed, divided "
+                "by the standard deviation); desc-gift maps, when written, are MOO-ICAR's "
+                "output before scaling",
+                "TimeseriesScaling": "MOO-ICAR's output before scaling (data x unscaled "
+                "maps / voxels), as GIFT's 'No scaling'",
                 **extra,
             },
         )

@@ -15,10 +15,12 @@ from workflows.reports.html import Section, figure, note, table, write_page
 from workflows.reports.inputs import (
     edges_to_matrix,
     labels_by_scale,
+    node_domains,
     node_groups,
     read_sidecar,
 )
 from workflows.derivatives import scale_of
+from workflows.group import mixed_repetition_times
 
 __all__ = ["group_report"]
 
@@ -57,9 +59,13 @@ def _qc_section(files: _GroupFiles) -> str:
         page = files.output_dir / f"{participant}.html"
         links.append(f'<a href="{page.name}">{participant}</a>' if page.is_file()
                      else participant)
-    columns = [c for c in ("participant_id", "session", "task", "run", "n_volumes_kept",
+    columns = [c for c in ("participant_id", "session", "task", "run", "t_r", "n_volumes_kept",
                            "mean_fd", "max_fd", "tsnr_before", "tsnr_after") if c in qc]
-    return (f"<p>Participant reports: {', '.join(links)}.</p>"
+    mixed = mixed_repetition_times(
+        {str(p).removeprefix("sub-"): float(t) for p, t in zip(qc["participant_id"], qc["t_r"])}
+    ) if "t_r" in qc else None
+    return ((note(mixed) if mixed else "")
+            + f"<p>Participant reports: {', '.join(links)}.</p>"
             + files.save(fig.plot_group_qc(qc), "denoise", "qc", ".svg",
                          "Mean framewise displacement and tSNR after denoising, per run.")
             + table(qc[columns]))
@@ -83,7 +89,7 @@ def _templates(files: _GroupFiles, layout) -> tuple[dict[int, Path], dict, str]:
         first.setdefault(scale_of(path), path)
     maps = {scale: Path(read_sidecar(path).get("Template", "")) for scale, path in first.items()}
     maps = {scale: path for scale, path in maps.items() if path.is_file()}
-    return maps, labels_by_scale(list(first.values()), files.output_dir), "templates used"
+    return maps, labels_by_scale(list(first.values())), "templates used"
 
 
 def _zscored(path: Path):
@@ -135,14 +141,16 @@ def _network_section(files: _GroupFiles, maps: dict[int, Path], labels: Mapping,
     return "".join(parts)
 
 
-def _fnc_section(files: _GroupFiles, labels: Mapping) -> tuple[str, list[str] | None]:
+def _fnc_section(files: _GroupFiles, layout) -> tuple[str, list[str] | None]:
     features = files.read("fnc", "features", index_col=0)
     if features is None:
         return note("No FNC feature table (group/desc-fnc_features.tsv)."), None
     edges = features[[c for c in features.columns if "__" in c]].apply(pd.to_numeric,
                                                                         errors="coerce")
     matrix = edges_to_matrix(edges.mean())
-    groups = node_groups(list(matrix.index), labels)
+    relmats = layout.get(return_type="file", desc="multiscale", suffix="relmat",
+                         extension=".tsv")
+    groups = node_groups(list(matrix.index), node_domains(min(relmats, default=None)))
     return files.save(fig.plot_fnc(matrix, groups, f"mean of {len(edges)} participants"),
                       "groupmean", "relmat", ".svg",
                       "Group mean static FNC (Fisher z) with network groups."), groups
@@ -252,7 +260,7 @@ def group_report(output_dir: str | Path,
     files = _GroupFiles(output_dir)
     layout = derivatives_layout(output_dir)
     maps, labels, origin = _templates(files, layout)
-    fnc, groups = _fnc_section(files, labels)
+    fnc, groups = _fnc_section(files, layout)
     classifiers, spectra = _classifier_section(files)
     sections = [
         Section("qc", "Quality control", _qc_section(files)),

@@ -21,6 +21,7 @@ __all__ = [
     "edges_to_matrix",
     "input_companion",
     "labels_by_scale",
+    "node_domains",
     "node_groups",
     "read_sidecar",
     "resolve_uri",
@@ -97,88 +98,73 @@ def input_companion(bold_file: str | Path, desc: str, suffix: str, *,
     return None
 
 
-def _template_labels_of_runs(output_dir: Path) -> dict[str, str]:
-    """``{template: labels TSV}`` from the settings each participant-level run recorded."""
-    from workflows.config import tomllib
+def labels_by_scale(component_files: Sequence[str | Path]) -> dict[int, pd.DataFrame]:
+    """The network labels and domains of each scale, from the maps' sidecars.
 
-    pairs: dict[str, str] = {}
-    for toml_file in sorted((output_dir / "logs").glob("msica-*.toml")):
-        try:
-            data = tomllib.loads(toml_file.read_text())["msica"]
-        except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
-            LOGGER.debug("Skipping %s: %s", toml_file, exc)
-            continue
-        templates, labels = data.get("templates", []), data.get("template_labels", [])
-        if len(templates) == len(labels):
-            pairs.update(zip(map(str, templates), map(str, labels), strict=True))
-    return pairs
+    The back-reconstruction records ``NetworkLabels`` and ``NetworkDomains`` (from the
+    template's labels file, whatever its format or the template's name) and the labels
+    file itself (``TemplateLabels``) in the sidecar of every participant's maps. When that
+    file is a TSV with one row per network, its other columns (e.g. ``parent`` and
+    ``stability`` of a data-driven template) are kept.
 
-
-def labels_by_scale(component_files: Sequence[str | Path], output_dir: str | Path
-                    ) -> dict[int, pd.DataFrame | None]:
-    """The template labels table of each scale of a participant's network maps.
-
-    The template of each scale is the ``Template`` of the maps' sidecar; its labels TSV is
-    the one given with it (``--template-labels``, read from ``logs/msica-*.toml``), else a
-    ``*_labels.tsv`` beside it, else none. Tables that do not have one row per network
-    are dropped (with a debug message).
+    Returns
+    -------
+    dict of int to pandas.DataFrame
+        Per scale, at least the columns ``label`` and ``domain`` (``""`` where unknown).
     """
-    recorded = _template_labels_of_runs(Path(output_dir))
-    out: dict[int, pd.DataFrame | None] = {}
+    out: dict[int, pd.DataFrame] = {}
     for component_file in component_files:
         meta = read_sidecar(component_file)
-        scale = scale_of(component_file)
-        template = str(meta.get("Template", ""))
-        candidates = [recorded.get(template),
-                      template.replace("_components.nii.gz", "_labels.tsv") if template else None]
-        table = None
-        for candidate in candidates:
-            if candidate and Path(candidate).is_file():
-                table = pd.read_csv(candidate, sep="\t", dtype=str, keep_default_na=False)
-                break
-        n_networks = meta.get("NumberOfNetworks")
-        if table is not None and n_networks is not None and len(table) != n_networks:
-            LOGGER.debug("Labels of scale %s have %d rows for %s networks; not used.", scale,
-                         len(table), n_networks)
-            table = None
-        out[scale] = table
+        labels = [str(label) for label in meta.get("NetworkLabels", [])]
+        domains = [str(d) for d in meta.get("NetworkDomains", [])]
+        table = pd.DataFrame({"label": labels,
+                              "domain": domains if len(domains) == len(labels) else ""})
+        source = Path(str(meta.get("TemplateLabels") or ""))
+        if source.name.endswith(".tsv") and source.is_file():
+            given = pd.read_csv(source, sep="\t", dtype=str, keep_default_na=False)
+            if len(given) == len(table):
+                table = given.drop(columns=["label", "domain"], errors="ignore").join(table)
+        out[scale_of(component_file)] = table
     return out
 
 
-def _domain_column(table: pd.DataFrame | None) -> str | None:
-    if table is None:
-        return None
-    return next((c for c in ("domain_name", "domain") if c in table.columns), None)
+def node_domains(relmat_file: str | Path | None) -> dict[str, str]:
+    """``{FNC node: domain}`` from the sidecar of a static FNC matrix (``{}`` without one)."""
+    if relmat_file is None:
+        return {}
+    meta = read_sidecar(relmat_file)
+    nodes, domains = meta.get("NodeLabels", []), meta.get("NodeDomains", [])
+    return dict(zip(map(str, nodes), map(str, domains))) if len(nodes) == len(domains) else {}
 
 
-def node_groups(nodes: Sequence[str], labels: Mapping[int, pd.DataFrame | None]) -> list[str]:
-    """Group name of each FNC node: its scale and, when the labels TSV has one, its domain.
+def node_groups(nodes: Sequence[str], domains: Mapping[str, str]) -> list[str]:
+    """Group name of each FNC node: its scale and, when known, its functional domain.
 
-    Nodes are msica's ``s<scale>-<label>``; the i-th node of a scale is the i-th row of
-    that scale's labels table.
+    Parameters
+    ----------
+    nodes : sequence of str
+        msica's FNC nodes ``s<scale>-<label>``.
+    domains : mapping of str to str
+        Domain of each node (see :func:`node_domains`); missing or ``""`` for none.
 
     Examples
     --------
     >>> node_groups(["s4-a", "s4-b", "s10-c"], {})
     ['scale 4', 'scale 4', 'scale 10']
+    >>> node_groups(["s53-N1", "s53-N6"], {"s53-N1": "SC", "s53-N6": "AU"})
+    ['SC', 'AU']
     """
     from pipeline.fnc.static import NODE_PATTERN
 
     matches = [NODE_PATTERN.match(str(node)) for node in nodes]
-    matches = [m if m and m["scale"].isdigit() else None for m in matches]
-    multi = len({int(m["scale"]) for m in matches if m}) > 1
-    position: dict[int, int] = {}
+    scales = [m["scale"] if m and m["scale"].isdigit() else None for m in matches]
+    multi = len({s for s in scales if s is not None}) > 1
     groups = []
-    for match in matches:
-        if match is None:
+    for node, scale in zip(nodes, scales, strict=True):
+        if scale is None:
             groups.append("networks")
             continue
-        scale = int(match["scale"])
-        index = position.get(scale, 0)
-        position[scale] = index + 1
-        table = labels.get(scale)
-        column = _domain_column(table)
-        domain = str(table[column].iloc[index]) if column and index < len(table) else ""
+        domain = str(domains.get(str(node), ""))
         prefix = f"scale {scale}" if multi or not domain else ""
         groups.append(" ".join(p for p in (prefix, domain) if p and p not in ("NA", "n/a")))
     return groups

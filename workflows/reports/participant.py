@@ -13,7 +13,7 @@ from workflows.reports.boilerplate import methods_html
 from workflows.reports.html import Section, figure, note, table, write_page
 from workflows.reports.inputs import (
     input_companion,
-    labels_by_scale,
+    node_domains,
     node_groups,
     read_sidecar,
     resolve_uri,
@@ -118,12 +118,12 @@ def _network_section(run: _RunFigures, components: list[str]) -> str:
     return "".join(parts) or note("No network maps were found for this run.")
 
 
-def _fnc_sections(run: _RunFigures, relmat_file: str | None, dfnc_file: str | None,
-                  labels: dict) -> tuple[str, str]:
+def _fnc_sections(run: _RunFigures, relmat_file: str | None, dfnc_file: str | None
+                  ) -> tuple[str, str]:
     if relmat_file is None:
         return note("No static FNC for this run."), note("No dynamic FNC for this run.")
     relmat = pd.read_csv(relmat_file, sep="\t", index_col=0)
-    groups = node_groups(list(relmat.index), labels)
+    groups = node_groups(list(relmat.index), node_domains(relmat_file))
     static = run.save(fig.plot_fnc(relmat, groups, run.name), "multiscale", "relmat", ".svg",
                       "Static FNC (Fisher z) within and across scales; lines separate "
                       "scales and domains.")
@@ -186,10 +186,9 @@ def participant_report(output_dir: str | Path, label: str, *, layout=None,
                     if _run_name(f) == name]
 
         components = sorted(pick("ica", "components", ".nii.gz"), key=scale_of)
-        labels = labels_by_scale(components, output_dir)
         relmat = next(iter(pick("multiscale", "relmat")), None)
         dfnc = next(iter(pick("dfnc", "timeseries")), None)
-        static, dynamic = _fnc_sections(run, relmat, dfnc, labels)
+        static, dynamic = _fnc_sections(run, relmat, dfnc)
         parts["qc"].append(heading + _qc_section(run, qc_file, fd_threshold))
         denoised = next(iter(pick("denoised", "bold", ".nii.gz")), None)
         parts["carpet"].append(heading + _carpet_section(run, denoised, qc_file))

@@ -1,0 +1,88 @@
+"""Checks before participant work: directories, templates and labels, each run's inputs."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from pipeline.exceptions import InputDataError
+from workflows.cli import ExitCode, run
+from workflows.exit_codes import CannotWriteError
+from workflows.preflight import check_directories, check_run, check_templates
+
+
+def _image(path, shape, affine=None):
+    nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4) if affine is None else affine
+                    ).to_filename(path)
+    return path
+
+
+@pytest.fixture
+def template(tmp_path):
+    return _image(tmp_path / "Neuromark_fMRI_1.0.nii", (4, 4, 4, 3))
+
+
+def test_directories_are_created(tmp_path):
+    check_directories(tmp_path / "out", tmp_path / "work")
+    assert (tmp_path / "out").is_dir() and (tmp_path / "work").is_dir()
+    assert not list((tmp_path / "out").iterdir())  # the write check leaves nothing behind
+
+
+def test_unwritable_output_directory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(CannotWriteError, match=r"cannot write to the output directory .*file/out "
+                                               r"\(.*\); choose a writable OUTPUT_DIR"):
+        check_directories(blocker / "out", tmp_path / "work")
+
+
+def test_unwritable_output_exits_73_in_one_line(tmp_path, template, capsys):
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = run([str(bids), str(blocker / "out"), "participant", "--template", str(template),
+                "-w", str(tmp_path / "work")])
+    err = capsys.readouterr().err
+    assert code == ExitCode.CANT_CREATE == 73
+    assert "Traceback" not in err and err.count("msica: error:") == 1
+    assert "cannot write to the output directory" in err
+    assert not (tmp_path / "work").exists() or not list((tmp_path / "work").rglob("*.toml"))
+
+
+def test_templates_with_gift_labels(tmp_path, template):
+    labels = tmp_path / "domains.txt"
+    labels.write_text("SC, 1, 2\nVI, 3\n")
+    (info,) = check_templates([template], [labels])
+    assert info.n_networks == 3 and info.shape[:3] == (4, 4, 4)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: _image(p / "t.nii.gz", (4, 4, 4)), r"t.nii.gz is 3-D .*must be 4-D"),
+    (lambda p: (p / "t.nii.gz").write_bytes(b"not a nifti") and p / "t.nii.gz",
+     r"t.nii.gz is not a readable NIfTI"),
+])
+def test_bad_templates(tmp_path, make, message):
+    with pytest.raises(InputDataError, match=message):
+        check_templates([make(tmp_path)], [None])
+
+
+def test_labels_that_do_not_fit_the_template(tmp_path, template):
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("label\na\nb\n")
+    with pytest.raises(InputDataError, match="has 2 rows but the template has 3 networks"):
+        check_templates([template], [labels])
+
+
+def test_run_on_another_grid(tmp_path, template):
+    mask = _image(tmp_path / "mask.nii.gz", (5, 5, 5))
+    run_inputs = {"bold": str(tmp_path / "sub-01_task-rest_desc-preproc_bold.nii.gz"),
+                  "mask": str(mask), "confounds": None}
+    templates = check_templates([template], [None])
+    with pytest.raises(InputDataError, match=r"Neuromark_fMRI_1.0.nii \(grid \(4, 4, 4\)\) is not "
+                                             r"on the grid of mask.nii.gz \(\(5, 5, 5\)\); pass "
+                                             r"--resample-template"):
+        check_run(run_inputs, strategy="none", templates=templates, resample_template=False)
+    check_run(run_inputs, strategy="none", templates=templates, resample_template=True)

@@ -1,0 +1,134 @@
+"""Checks made before any participant work starts, so that bad input fails in seconds.
+
+Everything that can be known from file headers and tables is checked here:
+writable output and work directories, templates (4-D, readable) and their
+labels (one row per network, or GIFT's domain file), and for each run the
+confounds table its strategy needs and the grid of its mask against the
+templates. Each check raises with a one-line message that names the file and
+the fix; the command line turns it into an exit code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from pipeline.exceptions import InputDataError
+from pipeline.templates import read_template_labels
+from workflows.exit_codes import check_writable_dir
+
+__all__ = ["TemplateInfo", "check_directories", "check_run", "check_templates"]
+
+
+class TemplateInfo:
+    """Header facts of one template: its path, grid and number of networks."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], affine: np.ndarray) -> None:
+        self.path = path
+        self.shape = shape
+        self.affine = affine
+
+    @property
+    def n_networks(self) -> int:
+        """Number of volumes (networks)."""
+        return int(self.shape[3])
+
+    def same_grid(self, img: nib.spatialimages.SpatialImage) -> bool:
+        """Whether ``img`` (a mask) is on this template's voxel grid."""
+        return tuple(img.shape[:3]) == tuple(self.shape[:3]) and np.allclose(
+            img.affine, self.affine, atol=1e-3)
+
+
+def check_directories(output_dir: str | os.PathLike, work_dir: str | os.PathLike) -> None:
+    """Create the output and work directories and check that msica can write in them.
+
+    Raises
+    ------
+    workflows.exit_codes.CannotWriteError
+        Naming the directory and the fix (exit code 73).
+    """
+    check_writable_dir(output_dir, "output directory", "OUTPUT_DIR")
+    check_writable_dir(work_dir, "work directory", "-w/--work-dir")
+
+
+def check_templates(templates: Sequence[str | os.PathLike],
+                    labels: Sequence[str | os.PathLike | None]) -> list[TemplateInfo]:
+    """Read each template's header and its labels file; return their grids.
+
+    Parameters
+    ----------
+    templates : sequence of path-like
+        4-D template NIfTIs (one per scale).
+    labels : sequence of path-like or None
+        The labels file of each template, or None.
+
+    Returns
+    -------
+    list of TemplateInfo
+
+    Raises
+    ------
+    InputDataError
+        If a template is unreadable or not 4-D, or its labels do not fit it.
+    """
+    infos = []
+    for template, label_file in zip(templates, labels, strict=True):
+        path = Path(template)
+        try:
+            img = nib.load(path)
+        except Exception as exc:  # nibabel raises many types for bad files
+            raise InputDataError(f"--template {path} is not a readable NIfTI ({exc}); give a "
+                                 "4-D NIfTI with one volume per network.") from exc
+        if img.ndim != 4:
+            raise InputDataError(f"--template {path} is {img.ndim}-D with shape {img.shape}; a "
+                                 "template must be 4-D (one volume per network).")
+        read_template_labels(label_file, img.shape[3])
+        infos.append(TemplateInfo(path, tuple(img.shape), img.affine))
+    return infos
+
+
+def check_run(run: Mapping[str, Any], *, strategy: str, templates: Sequence[TemplateInfo],
+              resample_template: bool) -> None:
+    """Check one run's inputs against the options before it is processed.
+
+    Parameters
+    ----------
+    run : mapping
+        From :func:`workflows.bids.collect_runs` (``bold``, ``mask``, ``confounds``).
+    strategy : str
+        ``--denoise-strategy``.
+    templates : sequence of TemplateInfo
+        From :func:`check_templates`.
+    resample_template : bool
+        ``--resample-template``: templates on another grid are resampled.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the strategy needs a confounds table and the run has none.
+    InputDataError
+        If a template is not on the run's grid and may not be resampled.
+    """
+    bold_name = Path(run["bold"]).name
+    if strategy != "none" and run.get("confounds") is None:
+        raise FileNotFoundError(
+            f"No confounds table for BOLD {bold_name}, which --denoise-strategy {strategy} "
+            "needs (fMRIPrep's <prefix>_desc-confounds_timeseries.tsv). For data cleaned "
+            "elsewhere (e.g. SPM) use --denoise-strategy none; otherwise name the table with "
+            "--bids-filter-file."
+        )
+    if resample_template or not templates:
+        return
+    mask = nib.load(run["mask"])
+    for template in templates:
+        if not template.same_grid(mask):
+            raise InputDataError(
+                f"--template {template.path.name} (grid {template.shape[:3]}) is not on the grid "
+                f"of {Path(run['mask']).name} ({mask.shape[:3]}); pass --resample-template or "
+                "resample the template to the data grid."
+            )
