@@ -178,6 +178,17 @@ def test_runs_sessions_without_run_entity(skeleton_layout):
     assert skeleton_layout.get(datatype="dwi") == []  # non-func data are not indexed
 
 
+def test_header_tr_disagreeing_with_the_sidecar_is_warned(skeleton_layout, caplog):
+    """The raw sidecar says 2 s, the preprocessed BOLD's header 1.5 s: warn, use the sidecar."""
+    with caplog.at_level("WARNING", logger="msica.workflows"):
+        (run,) = collect_runs(skeleton_layout, "01", session="retest")
+    assert run["t_r"] == 2.0
+    (message,) = [r.getMessage() for r in caplog.records if "header says TR" in r.getMessage()]
+    assert message.startswith("sub-01_ses-retest_task-rest_space-MNI152NLin2009cAsym_desc-"
+                              "preproc_bold.nii.gz: the NIfTI header says TR 1.5 s but the JSON "
+                              "sidecar says 2 s; using the sidecar's 2 s")
+
+
 def test_runs_tr_from_header(skeleton_layout):
     (motor,) = collect_runs(skeleton_layout, "01", task="motor")
     assert motor["t_r"] == pytest.approx(0.8)

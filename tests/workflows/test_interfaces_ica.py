@@ -1,0 +1,32 @@
+"""The back-reconstruction interface's messages."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+
+from workflows.interfaces.ica import _report_convergence
+
+
+def test_convergence_warning_names_run_scale_and_networks(caplog):
+    est = SimpleNamespace(converged_=np.array([True, False, True]), n_iter_=np.array([12, 100, 9]),
+                          final_change_=np.array([0.0, 2e-6, 0.0]))
+    labels = pd.Series(["N1", "N2", "N3"])
+    with caplog.at_level("WARNING", logger="msica.workflows"):
+        _report_convergence(est, labels, "sub-04_task-rest_desc-preproc_bold.nii.gz", 3, False)
+        _report_convergence(est, labels, "sub-04_task-rest_desc-preproc_bold.nii.gz", 3, True)
+    default, gift = [r.getMessage() for r in caplog.records]
+    assert default.startswith("sub-04_task-rest_desc-preproc_bold.nii.gz, scale 3: MOO-ICAR did "
+                              "not converge for 1 of 3 networks (N2) after 100 passes")
+    assert "max_iter" not in default and "max_iter" not in gift
+    assert "drop --gift-compatible" in gift
+
+
+def test_no_warning_when_every_network_converged(caplog):
+    est = SimpleNamespace(converged_=np.array([True, True]), n_iter_=np.array([3, 4]),
+                          final_change_=np.zeros(2))
+    with caplog.at_level("WARNING", logger="msica.workflows"):
+        _report_convergence(est, pd.Series(["a", "b"]), "run", 2, False)
+    assert not caplog.records
