@@ -194,7 +194,7 @@ def init_denoise_wf(
     *,
     bold_file: str,
     mask_file: str,
-    confounds_file: str,
+    confounds_file: str | None,
     t_r: float,
     output_dir: Path,
     strategy: str = "simple",
@@ -210,13 +210,15 @@ def init_denoise_wf(
 
     Parameters
     ----------
-    bold_file, mask_file, confounds_file : str
-        fMRIPrep-style preprocessed BOLD, brain mask and confounds TSV.
+    bold_file, mask_file : str
+        fMRIPrep-style preprocessed BOLD and brain mask.
+    confounds_file : str or None
+        Confounds TSV (None: none, with strategy "none").
     t_r : float
         Repetition time (s).
     output_dir : Path
         Root of the msica derivatives.
-    strategy : {"simple", "scrubbing", "compcor"}
+    strategy : {"simple", "scrubbing", "compcor", "none"}
         nilearn confound strategy.
     high_pass, low_pass : float
         Filter cut-offs in Hz (``low_pass=None`` for none).
@@ -262,15 +264,17 @@ def init_denoise_wf(
         DenoiseBold(
             bold_file=bold_file,
             mask_file=mask_file,
-            confounds_file=confounds_file,
             t_r=t_r,
             strategy=strategy,
             high_pass=high_pass,
             fd_threshold=fd_threshold,
             min_volumes=min_volumes,
+            save_nifti=save_denoised,
         ),
         name="denoise",
     )
+    if confounds_file:
+        denoise.inputs.confounds_file = confounds_file
     if low_pass is not None:
         denoise.inputs.low_pass = low_pass
     ds_qc = sink("ds_qc", desc="denoise", suffix="qc", extension=".tsv")
@@ -282,7 +286,7 @@ def init_denoise_wf(
     if save_denoised:
         ds_bold = sink("ds_bold", desc="denoised", suffix="bold", extension=".nii.gz")
         workflow.connect([
-            (denoise, ds_bold, [("denoised_file", "in_file"), ("qc_meta", "meta_dict")]),
+            (denoise, ds_bold, [("denoised_nifti", "in_file"), ("qc_meta", "meta_dict")]),
         ])  # fmt:skip
     return workflow
 
