@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -27,14 +28,17 @@ from nilearn.interfaces.fmriprep.load_confounds_strategy import preset_strategie
 from nilearn.interfaces.fmriprep.load_confounds_utils import add_suffix, prepare_output
 
 from pipeline.exceptions import InputDataError
+from pipeline.image_checks import check_confounds
 
 __all__ = [
     "PRESETS",
     "MOTION_PARAMETERS",
+    "RunConfounds",
     "StrategyConfounds",
     "expand_confounds",
     "missing_columns",
     "read_sidecar",
+    "run_confounds",
     "strategy_confounds",
 ]
 
@@ -44,9 +48,33 @@ PRESETS = ("simple", "scrubbing", "compcor")
 #: fMRIPrep's rigid-body parameters (mm and radians), as SPM's ``rp_*.txt`` holds them.
 MOTION_PARAMETERS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 
+#: Entities of a preprocessed BOLD name that its confounds table does not carry.
+_IMAGE_ONLY_ENTITIES = ("space", "res", "den", "desc", "cohort")
+
 #: Base columns whose expansions fMRIPrep writes (``*_derivative1``, ``*_power2``,
 #: ``*_derivative1_power2``) and which are derived here when missing.
 _EXPANDED_BASES = MOTION_PARAMETERS + ("csf", "white_matter", "global_signal")
+
+
+class RunConfounds(NamedTuple):
+    """What denoising one run uses from its confounds (output of :func:`run_confounds`).
+
+    Attributes
+    ----------
+    regressors : pandas.DataFrame or None
+        Columns to regress out, one row per volume (None: no regression).
+    sample_mask : ndarray of int or None
+        Volumes kept (None: all).
+    table : pandas.DataFrame or None
+        The table as read (framewise displacement for QC).
+    derived : list of str
+        Regressors computed from the table (:func:`expand_confounds`).
+    """
+
+    regressors: pd.DataFrame | None
+    sample_mask: np.ndarray | None
+    table: pd.DataFrame | None
+    derived: list
 
 
 class StrategyConfounds(NamedTuple):
@@ -235,3 +263,125 @@ def strategy_confounds(
     sample_mask, regressors = prepare_output(selected, demean)
     return StrategyConfounds(regressors, sample_mask)
 
+
+def _find_confounds_file(bold_path: Path) -> Path | None:
+    """fMRIPrep's confounds table for a preprocessed BOLD (same folder), if any."""
+    stem = re.sub(r"\.nii(\.gz)?$", "", bold_path.name)
+    parts = [p for p in stem.split("_")[:-1] if p.split("-")[0] not in _IMAGE_ONLY_ENTITIES]
+    for suffix in ("timeseries", "regressors"):
+        candidate = bold_path.parent / ("_".join(parts) + f"_desc-confounds_{suffix}.tsv")
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_table(
+    confounds: Any, n_volumes: int, bold_name: str, strategy: str
+) -> tuple[pd.DataFrame | None, dict | None, str]:
+    """The confounds table (checked: one row per volume), its JSON sidecar and its name."""
+    if confounds is None:
+        return None, None, "no confounds table"
+    if isinstance(confounds, pd.DataFrame):
+        return check_confounds(confounds, n_volumes, bold_name), None, "the confounds DataFrame"
+    if not isinstance(confounds, (str, os.PathLike)):
+        raise TypeError(
+            "'confounds' must be a path, a pandas.DataFrame or None. "
+            f"Got {type(confounds).__name__}."
+        )
+    path = Path(confounds)
+    if re.search(r"\.nii(\.gz)?$", path.name):  # a preprocessed BOLD: its table lies beside it
+        found = _find_confounds_file(path)
+        if found is None:
+            raise InputDataError(
+                f"No fMRIPrep confounds table (*_desc-confounds_timeseries.tsv) lies next to "
+                f"{path}, which --denoise-strategy {strategy} needs; pass the table, or use "
+                "--denoise-strategy none."
+            )
+        path = found
+    return check_confounds(path, n_volumes, bold_name), read_sidecar(path), str(path)
+
+
+def run_confounds(
+    confounds: Any,
+    strategy: str,
+    *,
+    n_volumes: int,
+    bold_name: str,
+    fd_threshold: float,
+    std_dvars_threshold: float,
+    sample_mask: np.ndarray | None,
+) -> RunConfounds:
+    """Regressors, volumes kept, raw table (for QC) and derived columns of one run.
+
+    Parameters
+    ----------
+    confounds : path-like, pandas.DataFrame or None
+        See :func:`pipeline.denoise.denoise_bold`.
+    strategy : {"simple", "scrubbing", "compcor", "custom", "none"}
+    n_volumes : int
+        Volumes of the run (the table must have one row per volume).
+    bold_name : str
+        The run, for messages.
+    fd_threshold, std_dvars_threshold : float
+        Censoring thresholds of "scrubbing".
+    sample_mask : ndarray of int or None
+        Volumes to keep ("custom" and "none" only).
+
+    Returns
+    -------
+    RunConfounds
+
+    Raises
+    ------
+    ValueError
+        ``sample_mask`` with a preset, or "custom" with a path.
+    TypeError
+        If ``confounds`` is not a path, a DataFrame or None.
+    InputDataError
+        No table for a preset, missing columns, NaN in the regressors.
+    """
+    if strategy in PRESETS:
+        if confounds is None:
+            raise InputDataError(
+                f"{bold_name} has no confounds table, which --denoise-strategy {strategy} "
+                "needs; supply fMRIPrep's *_desc-confounds_timeseries.tsv, or use "
+                "--denoise-strategy none."
+            )
+        if sample_mask is not None:
+            raise ValueError(
+                f"'sample_mask' is only used with strategy 'custom' or 'none'; with "
+                f"{strategy!r} the censoring comes from the strategy. Drop sample_mask."
+            )
+    elif strategy == "custom" and not (confounds is None or isinstance(confounds, pd.DataFrame)):
+        raise ValueError(
+            "strategy 'custom' regresses the columns of a pandas.DataFrame as they are. "
+            f"Got {type(confounds).__name__}; read the table with pandas and pass the columns "
+            "to regress, or choose a preset strategy."
+        )
+    table, meta, source = _read_table(confounds, n_volumes, bold_name, strategy)
+    if strategy == "none":
+        return RunConfounds(None, sample_mask, table, [])
+    if strategy == "custom":
+        if table is not None and table.shape[1]:
+            n_nan = int(table.isna().to_numpy().sum())
+            if n_nan:
+                raise InputDataError(
+                    f"The confounds DataFrame for {bold_name} holds {n_nan} NaN values "
+                    "(fMRIPrep writes n/a in the first row of derivative columns); fill them "
+                    "(e.g. with 0) or drop those columns."
+                )
+            return RunConfounds(table, sample_mask, table, [])
+        return RunConfounds(None, sample_mask, table, [])
+    expanded, derived = expand_confounds(table)
+    chosen = strategy_confounds(expanded, strategy, meta=meta, fd_threshold=fd_threshold,
+                                std_dvars_threshold=std_dvars_threshold, source=source)
+    bad = [c for c in chosen.regressors.columns if not np.isfinite(
+        chosen.regressors[c].to_numpy(dtype=np.float64)).all()]
+    if bad:
+        raise InputDataError(
+            f"{source} has NaN or infinite values in {', '.join(bad)} beyond the first row; "
+            "fill or fix those columns (fMRIPrep writes n/a only in the first row of "
+            "derivatives)."
+        )
+    used = [c for c in derived if c in chosen.regressors.columns]
+    return RunConfounds(chosen.regressors, chosen.sample_mask, table, used)

@@ -28,9 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import nibabel as nib
@@ -42,15 +40,9 @@ from scipy import linalg
 
 from pipeline._docs import fill_doc
 from pipeline._validation import check_in_allowed, check_type
-from pipeline.confounds import PRESETS, expand_confounds, read_sidecar, strategy_confounds
+from pipeline.confounds import PRESETS, run_confounds
 from pipeline.exceptions import InputDataError
-from pipeline.image_checks import (
-    check_confounds,
-    check_same_grid,
-    load_bold,
-    load_mask,
-    read_masked,
-)
+from pipeline.image_checks import check_same_grid, load_bold, load_mask, read_masked
 
 __all__ = ["STRATEGIES", "DenoiseResult", "denoise_bold", "qc_table", "temporal_snr"]
 
@@ -59,9 +51,6 @@ LOGGER = logging.getLogger("msica.pipeline")
 #: Strategies accepted by :func:`denoise_bold`: nilearn's presets of the same name,
 #: "custom" (the columns of a DataFrame as they are) and "none" (no denoising).
 STRATEGIES = PRESETS + ("custom", "none")
-
-#: Entities of a preprocessed BOLD name that its confounds table does not carry.
-_IMAGE_ONLY_ENTITIES = ("space", "res", "den", "desc", "cohort")
 
 #: Bytes of float64 data cleaned at a time (one block of voxels, all volumes).
 _BLOCK_BYTES = 16 * 2**20
@@ -162,17 +151,6 @@ def _image_name(img: Any, default: str) -> str:
     return str(filename) if filename else default
 
 
-def _find_confounds_file(bold_path: Path) -> Path | None:
-    """fMRIPrep's confounds table for a preprocessed BOLD (same folder), if any."""
-    stem = re.sub(r"\.nii(\.gz)?$", "", bold_path.name)
-    parts = [p for p in stem.split("_")[:-1] if p.split("-")[0] not in _IMAGE_ONLY_ENTITIES]
-    for suffix in ("timeseries", "regressors"):
-        candidate = bold_path.parent / ("_".join(parts) + f"_desc-confounds_{suffix}.tsv")
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def _framewise_displacement(table: pd.DataFrame | None) -> tuple[float, float]:
     if table is None:
         return float("nan"), float("nan")
@@ -183,90 +161,6 @@ def _framewise_displacement(table: pd.DataFrame | None) -> tuple[float, float]:
             if fd.size:
                 return float(fd.mean()), float(fd.max())
     return float("nan"), float("nan")
-
-
-def _read_table(
-    confounds: Any, n_volumes: int, bold_name: str, strategy: str
-) -> tuple[pd.DataFrame | None, dict | None, str]:
-    """The confounds table (checked: one row per volume), its JSON sidecar and its name."""
-    if confounds is None:
-        return None, None, "no confounds table"
-    if isinstance(confounds, pd.DataFrame):
-        return check_confounds(confounds, n_volumes, bold_name), None, "the confounds DataFrame"
-    if not isinstance(confounds, (str, os.PathLike)):
-        raise TypeError(
-            "'confounds' must be a path, a pandas.DataFrame or None. "
-            f"Got {type(confounds).__name__}."
-        )
-    path = Path(confounds)
-    if re.search(r"\.nii(\.gz)?$", path.name):  # a preprocessed BOLD: its table lies beside it
-        found = _find_confounds_file(path)
-        if found is None:
-            raise InputDataError(
-                f"No fMRIPrep confounds table (*_desc-confounds_timeseries.tsv) lies next to "
-                f"{path}, which --denoise-strategy {strategy} needs; pass the table, or use "
-                "--denoise-strategy none."
-            )
-        path = found
-    return check_confounds(path, n_volumes, bold_name), read_sidecar(path), str(path)
-
-
-def _regressors(
-    confounds: Any,
-    strategy: str,
-    *,
-    n_volumes: int,
-    bold_name: str,
-    fd_threshold: float,
-    std_dvars_threshold: float,
-    sample_mask: np.ndarray | None,
-) -> tuple[pd.DataFrame | None, np.ndarray | None, pd.DataFrame | None, list[str]]:
-    """Regressors, volumes kept, the raw table (for QC) and the derived columns of a run."""
-    if strategy in PRESETS:
-        if confounds is None:
-            raise InputDataError(
-                f"{bold_name} has no confounds table, which --denoise-strategy {strategy} "
-                "needs; supply fMRIPrep's *_desc-confounds_timeseries.tsv, or use "
-                "--denoise-strategy none."
-            )
-        if sample_mask is not None:
-            raise ValueError(
-                f"'sample_mask' is only used with strategy 'custom' or 'none'; with "
-                f"{strategy!r} the censoring comes from the strategy. Drop sample_mask."
-            )
-    elif strategy == "custom" and not (confounds is None or isinstance(confounds, pd.DataFrame)):
-        raise ValueError(
-            "strategy 'custom' regresses the columns of a pandas.DataFrame as they are. "
-            f"Got {type(confounds).__name__}; read the table with pandas and pass the columns "
-            "to regress, or choose a preset strategy."
-        )
-    table, meta, source = _read_table(confounds, n_volumes, bold_name, strategy)
-    if strategy == "none":
-        return None, sample_mask, table, []
-    if strategy == "custom":
-        if table is not None and table.shape[1]:
-            n_nan = int(table.isna().to_numpy().sum())
-            if n_nan:
-                raise InputDataError(
-                    f"The confounds DataFrame for {bold_name} holds {n_nan} NaN values "
-                    "(fMRIPrep writes n/a in the first row of derivative columns); fill them "
-                    "(e.g. with 0) or drop those columns."
-                )
-            return table, sample_mask, table, []
-        return None, sample_mask, table, []
-    expanded, derived = expand_confounds(table)
-    chosen = strategy_confounds(expanded, strategy, meta=meta, fd_threshold=fd_threshold,
-                                std_dvars_threshold=std_dvars_threshold, source=source)
-    bad = [c for c in chosen.regressors.columns if not np.isfinite(
-        chosen.regressors[c].to_numpy(dtype=np.float64)).all()]
-    if bad:
-        raise InputDataError(
-            f"{source} has NaN or infinite values in {', '.join(bad)} beyond the first row; "
-            "fill or fix those columns (fMRIPrep writes n/a only in the first row of "
-            "derivatives)."
-        )
-    used = [c for c in derived if c in chosen.regressors.columns]
-    return chosen.regressors, chosen.sample_mask, table, used
 
 
 def _confound_basis(
@@ -442,7 +336,7 @@ def denoise_bold(
     check_same_grid(bold, mask, bold_name, mask_name)
     n_volumes = bold.shape[3]
 
-    regressors, kept, raw_table, derived = _regressors(
+    regressors, kept, raw_table, derived = run_confounds(
         confounds, strategy, n_volumes=n_volumes, bold_name=bold_name,
         fd_threshold=fd_threshold, std_dvars_threshold=std_dvars_threshold,
         sample_mask=sample_mask)
