@@ -1,10 +1,26 @@
 """Denoising of preprocessed BOLD with nilearn's fMRIPrep confound strategies.
 
-The confound regressors and the censoring (scrubbing) mask come from
-:func:`nilearn.interfaces.fmriprep.load_confounds_strategy`; regression,
-detrending and temporal filtering are done by :func:`nilearn.signal.clean`.
-Nothing is filtered by hand here: this module decides *which* nilearn calls to
-make, checks inputs and reports quality-control numbers.
+The confound regressors and the censoring (scrubbing) mask are those of
+nilearn's presets (:func:`nilearn.interfaces.fmriprep.load_confounds_strategy`,
+applied by :mod:`pipeline.confounds`, which also derives fMRIPrep's motion
+expansions when a table has only the six rigid-body parameters); detrending,
+Butterworth filtering, censoring and standardization are done by
+:func:`nilearn.signal.clean`. Nothing is filtered by hand here: this module
+decides *which* nilearn calls to make, checks inputs and reports
+quality-control numbers.
+
+Speed and memory. The run is read once, inside the mask, as float32
+(:func:`pipeline.image_checks.read_masked`), and cleaned in blocks of voxels
+that are written back in place: the only run-sized array is that float32 copy
+(4 bytes per voxel and volume). Each block is cleaned in float64 by
+``nilearn.signal.clean`` with ``butterworth__copy=True``, so that the filter
+runs once over the whole block (``scipy.signal.sosfiltfilt`` along time)
+instead of once per voxel, as nilearn's default in-place path does; the
+confounds are projected out with ``Q @ (Q.T @ X)``, which is nilearn's
+projection ``Q Q^T X`` evaluated without the ``n_volumes x n_volumes``
+matrix. Each voxel goes through the same operations as with one
+``signal.clean`` call on the whole array: the outputs agree to float32
+rounding (see ``benchmarks/scale.py`` and ``tests/pipeline/test_denoise.py``).
 """
 
 from __future__ import annotations
@@ -12,32 +28,32 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 from nilearn import signal
-from nilearn.interfaces.fmriprep import load_confounds_strategy
-from nilearn.masking import apply_mask, unmask
+from nilearn.masking import unmask
+from scipy import linalg
 
 from pipeline._docs import fill_doc
 from pipeline._validation import check_in_allowed, check_type
+from pipeline.confounds import PRESETS, run_confounds
 from pipeline.exceptions import InputDataError
-from pipeline.image_checks import check_confounds, check_same_grid, load_bold, load_mask
+from pipeline.image_checks import check_same_grid, load_bold, load_mask, read_masked
 
 __all__ = ["STRATEGIES", "DenoiseResult", "denoise_bold", "qc_table", "temporal_snr"]
 
 LOGGER = logging.getLogger("msica.pipeline")
 
-#: Strategies accepted by :func:`denoise_bold` (nilearn's presets of the same name).
-STRATEGIES = ("simple", "scrubbing", "compcor", "none")
+#: Strategies accepted by :func:`denoise_bold`: nilearn's presets of the same name,
+#: "custom" (the columns of a DataFrame as they are) and "none" (no denoising).
+STRATEGIES = PRESETS + ("custom", "none")
 
-#: Entities of a preprocessed BOLD name that its confounds table does not carry.
-_IMAGE_ONLY_ENTITIES = ("space", "res", "den", "desc", "cohort")
+#: Bytes of float64 data cleaned at a time (one block of voxels, all volumes).
+_BLOCK_BYTES = 16 * 2**20
 
 #: Order of the columns of :func:`qc_table`.
 _QC_COLUMNS = (
@@ -59,27 +75,39 @@ class DenoiseResult:
     Attributes
     ----------
     data : ndarray of shape (n_volumes_kept, n_voxels), float32
-        Denoised in-mask signals (z-scored per voxel when ``standardize``).
+        Denoised in-mask signals (z-scored per voxel when ``standardize``),
+        voxels in the order of nilearn's maskers.
     sample_mask : ndarray of shape (n_volumes_kept,), int
         Indices of the volumes kept (after scrubbing / dropping non-steady
         state volumes), into the original series.
-    img : nibabel.Nifti1Image
-        ``data`` put back on the grid: 4-D with ``n_volumes_kept`` volumes.
+    mask_img : nibabel.Nifti1Image
+        The brain mask (uint8) whose voxels are the columns of ``data``.
     qc : dict
         ``n_volumes``, ``n_volumes_kept``, ``mean_fd``, ``max_fd`` (mm; NaN
         when no framewise displacement is available), ``tsnr_before``,
         ``tsnr_after`` (median over the mask, see :func:`denoise_bold` Notes),
         ``n_confounds``, ``confounds`` (column names regressed out),
-        ``strategy`` and the parameters used.
+        ``derived_confounds`` (columns computed from the table, see
+        :func:`pipeline.confounds.expand_confounds`), ``strategy`` and the
+        parameters used.
     confounds : pandas.DataFrame or None
         Regressors used, one row per original volume.
     """
 
     data: np.ndarray
     sample_mask: np.ndarray
-    img: nib.Nifti1Image
+    mask_img: nib.Nifti1Image
     qc: dict[str, Any] = field(default_factory=dict)
     confounds: pd.DataFrame | None = None
+
+    @property
+    def img(self) -> nib.Nifti1Image:
+        """``data`` put back on the grid: 4-D with ``n_volumes_kept`` volumes.
+
+        Built on each access (a full-grid float32 array): write ``data`` and
+        ``mask_img`` instead where memory matters.
+        """
+        return unmask(self.data, self.mask_img)
 
 
 def temporal_snr(signals: np.ndarray, mean: np.ndarray | None = None) -> float:
@@ -106,11 +134,14 @@ def temporal_snr(signals: np.ndarray, mean: np.ndarray | None = None) -> float:
     """
     signals = np.asarray(signals, dtype=np.float64)
     mu = signals.mean(axis=0) if mean is None else np.asarray(mean, dtype=np.float64)
-    sd = signals.std(axis=0)
-    ok = sd > 0
+    return _median_ratio(mu, signals.std(axis=0))
+
+
+def _median_ratio(mean: np.ndarray, std: np.ndarray) -> float:
+    ok = std > 0
     if not ok.any():
         return float("nan")
-    return float(np.median(mu[ok] / sd[ok]))
+    return float(np.median(mean[ok] / std[ok]))
 
 
 def _image_name(img: Any, default: str) -> str:
@@ -118,21 +149,6 @@ def _image_name(img: Any, default: str) -> str:
         return str(img)
     filename = img.get_filename() if hasattr(img, "get_filename") else None
     return str(filename) if filename else default
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _find_confounds_file(bold_path: Path) -> Path | None:
-    """fMRIPrep's confounds table for a preprocessed BOLD (same folder), if any."""
-    stem = re.sub(r"\.nii(\.gz)?$", "", bold_path.name)
-    parts = [p for p in stem.split("_")[:-1] if p.split("-")[0] not in _IMAGE_ONLY_ENTITIES]
-    for suffix in ("timeseries", "regressors"):
-        candidate = bold_path.parent / ("_".join(parts) + f"_desc-confounds_{suffix}.tsv")
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _framewise_displacement(table: pd.DataFrame | None) -> tuple[float, float]:
@@ -145,6 +161,63 @@ def _framewise_displacement(table: pd.DataFrame | None) -> tuple[float, float]:
             if fd.size:
                 return float(fd.mean()), float(fd.max())
     return float("nan"), float("nan")
+
+
+def _confound_basis(
+    confounds: np.ndarray, kept: np.ndarray | None, clean_kwargs: dict
+) -> np.ndarray | None:
+    """Orthonormal basis of the processed confounds, as ``nilearn.signal.clean`` builds it.
+
+    The confounds are detrended, filtered and censored like the signals, z-scored,
+    and reduced to the columns of a pivoted QR whose ``|R_ii|`` exceed
+    ``100 * eps`` (``signal.clean``'s rule).
+    """
+    processed = signal.clean(confounds, confounds=None, standardize=None,
+                             sample_mask=None if kept is None else kept.copy(), **clean_kwargs)
+    processed = signal.standardize_signal(processed, standardize="zscore_sample", detrend=False)
+    q, r, _ = linalg.qr(processed, mode="economic", pivoting=True)
+    return q[:, np.abs(np.diag(r)) > np.finfo(np.float64).eps * 100.0]
+
+
+def _clean_in_place(
+    data: np.ndarray,
+    *,
+    confounds: np.ndarray | None,
+    kept: np.ndarray | None,
+    clean: bool,
+    detrend: bool,
+    filter_kwargs: dict,
+    standardize: bool,
+) -> tuple[float, float]:
+    """Clean ``data`` (float32, n_volumes x n_voxels) block by block; kept volumes end on top.
+
+    Returns the tSNR before (all volumes) and after (see :func:`denoise_bold`).
+    """
+    n_volumes, n_voxels = data.shape
+    n_kept = n_volumes if kept is None else kept.size
+    clean_kwargs = {"detrend": detrend, **filter_kwargs}
+    basis = None
+    if clean and confounds is not None:
+        basis = _confound_basis(confounds, kept, clean_kwargs)
+    width = max(64, _BLOCK_BYTES // (8 * n_volumes))
+    stats = np.empty((4, n_voxels))  # raw mean, raw std, raw mean over kept volumes, std after
+    for start in range(0, n_voxels, width):
+        cols = slice(start, start + width)
+        raw = data[:, cols].astype(np.float64)
+        stats[0, cols], stats[1, cols] = raw.mean(axis=0), raw.std(axis=0)
+        stats[2, cols] = stats[0, cols] if kept is None else raw[kept].mean(axis=0)
+        if clean:
+            out = signal.clean(raw, confounds=None, standardize=None,
+                               sample_mask=None if kept is None else kept.copy(), **clean_kwargs)
+            if basis is not None:
+                out -= basis @ (basis.T @ out)
+        else:
+            out = raw if kept is None else raw[kept]
+        stats[3, cols] = out.std(axis=0)
+        if standardize:
+            out = signal.standardize_signal(out, standardize="zscore_sample", detrend=False)
+        data[:n_kept, cols] = out
+    return _median_ratio(stats[0], stats[1]), _median_ratio(stats[2], stats[3])
 
 
 @fill_doc
@@ -162,7 +235,6 @@ def denoise_bold(
     fd_threshold: float = 0.5,
     std_dvars_threshold: float = 1.5,
     sample_mask: np.ndarray | None = None,
-    confounds_file: str | os.PathLike | None = None,
     min_volumes: int = 10,
     min_fraction_kept: float = 0.5,
 ) -> DenoiseResult:
@@ -171,22 +243,29 @@ def denoise_bold(
     Parameters
     ----------
     bold_img : path-like or nibabel image
-        Preprocessed 4-D BOLD (fMRIPrep ``*_desc-preproc_bold.nii.gz``).
+        Preprocessed 4-D BOLD (fMRIPrep ``*_desc-preproc_bold.nii.gz``, or
+        SPM's ``swa*.nii``). Values outside the mask are ignored (SPM writes
+        NaN there); inside it they are an error.
     %(mask_img)s
     confounds : path-like, pandas.DataFrame or None
-        * path of the preprocessed BOLD (usually ``bold_img`` itself): the
-          regressors and censoring mask of ``strategy`` are read by
-          :func:`nilearn.interfaces.fmriprep.load_confounds_strategy` from the
-          fMRIPrep confounds TSV/JSON next to it;
-        * a DataFrame: its columns are regressed out as they are (no NaN
-          allowed; ``strategy`` is recorded as ``"custom"``);
-        * None: no regression (detrending and filtering only).
-    strategy : {"simple", "scrubbing", "compcor"}, default="simple"
-        nilearn preset: "simple" = 24 motion parameters + WM/CSF + cosines;
-        "scrubbing" = "simple" with WM/CSF derivatives and censoring of
+        The confounds table: the path of a TSV (fMRIPrep's
+        ``*_desc-confounds_timeseries.tsv``, or any table with its column
+        names, e.g. SPM's six realignment parameters as ``trans_x/y/z``,
+        ``rot_x/y/z``; its JSON sidecar is read when present), the path of
+        the preprocessed BOLD (its fMRIPrep table is found beside it), a
+        DataFrame, or None (no table: strategies "none" and "custom" only).
+    strategy : {"simple", "scrubbing", "compcor", "custom", "none"}, default="simple"
+        nilearn's presets: "simple" = 24 motion parameters + WM/CSF + cosines;
+        "scrubbing" = "simple" with WM/CSF expansions and censoring of
         high-motion volumes (``fd_threshold``, ``std_dvars_threshold``, and
         segments shorter than 5 volumes); "compcor" = 24 motion parameters +
-        all anatomical CompCor components (combined mask) + cosines.
+        all anatomical CompCor components (combined mask) + cosines. Motion
+        and WM/CSF expansions missing from the table are derived as fMRIPrep
+        does (listed in ``qc["derived_confounds"]``). "custom": every column
+        of a DataFrame is regressed out as it is (none when None; NaN
+        refused). "none": the data pass through (masked, float32): no
+        regression, and ``high_pass``, ``low_pass``, ``detrend`` and
+        ``standardize`` are not applied (``qc`` records them as off).
     %(t_r)s
     high_pass, low_pass : float or None, default=0.01 and None
         Butterworth cut-offs in Hz for :func:`nilearn.signal.clean`. The
@@ -199,11 +278,8 @@ def denoise_bold(
     fd_threshold, std_dvars_threshold : float, default=0.5 and 1.5
         Scrubbing thresholds (mm and standardized DVARS); "scrubbing" only.
     sample_mask : ndarray of int, optional
-        Volumes to keep when ``confounds`` is a DataFrame or None (ignored,
-        with an error, when confounds come from a path).
-    confounds_file : path-like, optional
-        The fMRIPrep confounds TSV, for framewise displacement in ``qc`` and the
-        row-count check. Default: found next to a BOLD path.
+        Volumes to keep with strategy "custom" or "none" (the presets
+        censor by themselves).
     min_volumes : int, default=10
         Fewest volumes the run must have, and that must survive censoring.
     min_fraction_kept : float, default=0.5
@@ -216,14 +292,17 @@ def denoise_bold(
     Raises
     ------
     ValueError
-        For an unknown ``strategy``, a non-positive ``t_r``, a TSV path given as
-        ``confounds``, or ``sample_mask`` together with a confounds path.
+        For an unknown ``strategy``, a non-positive ``t_r``, ``sample_mask``
+        with a preset strategy, or "custom" with a path.
+    TypeError
+        If ``confounds`` is not a path, a DataFrame or None.
     FileNotFoundError
         If an input file is missing.
     InputDataError
-        For unusable inputs (see :mod:`pipeline.image_checks`), confounds that
-        nilearn cannot use for ``strategy``, NaN in a confounds DataFrame, or
-        too many censored volumes.
+        For unusable inputs (see :mod:`pipeline.image_checks`; NaN inside the
+        mask), a preset strategy without a confounds table or whose columns
+        are missing (the message names them and the strategies the table
+        supports), NaN in a "custom" DataFrame, or too many censored volumes.
 
     Notes
     -----
@@ -234,6 +313,9 @@ def denoise_bold(
     standardization (after z-scoring every voxel would have std 1 and mean 0,
     which says nothing). It therefore measures how much variance denoising
     removed relative to the baseline signal.
+
+    Memory: one float32 copy of the in-mask run (4 bytes per voxel and
+    volume) plus blocks of 16 MiB; see the module docstring.
 
     References
     ----------
@@ -248,127 +330,72 @@ def denoise_bold(
         raise ValueError(f"'min_fraction_kept' must be in (0, 1]. Got {min_fraction_kept!r}.")
 
     bold_name = _image_name(bold_img, "BOLD image")
+    mask_name = _image_name(mask_img, "mask image")
     bold = load_bold(bold_img, min_volumes=min_volumes)
     mask = load_mask(mask_img)
-    check_same_grid(bold, mask, bold_name, _image_name(mask_img, "mask image"))
+    check_same_grid(bold, mask, bold_name, mask_name)
     n_volumes = bold.shape[3]
 
-    raw_table = None
-    if confounds_file is not None:
-        raw_table = check_confounds(confounds_file, n_volumes, bold_name)
-
-    params: dict[str, Any] = {}
-    if isinstance(confounds, (str, os.PathLike)):
-        conf_path = Path(confounds)
-        if conf_path.name.endswith((".tsv", ".tsv.gz")):
-            raise ValueError(
-                f"'confounds' must be the preprocessed BOLD path (nilearn finds the "
-                f"confounds TSV/JSON next to it) or a DataFrame. Got the table {conf_path}; "
-                "pass the BOLD path, or read the table with pandas and pass the columns."
-            )
-        if sample_mask is not None:
-            raise ValueError(
-                "'sample_mask' is only used with a confounds DataFrame or None; with a "
-                "BOLD path the censoring comes from the strategy. Drop sample_mask."
-            )
-        if raw_table is None:
-            found = _find_confounds_file(conf_path)
-            if found is not None:
-                raw_table = check_confounds(found, n_volumes, bold_name)
-        if strategy == "scrubbing":
-            params = {"fd_threshold": fd_threshold, "std_dvars_threshold": std_dvars_threshold}
-        try:
-            regressors, sample_mask = load_confounds_strategy(
-                str(conf_path), denoise_strategy=strategy, **params
-            )
-        except (ValueError, OSError, KeyError) as exc:
-            raise InputDataError(
-                f"Confounds for {conf_path} cannot be used with strategy {strategy!r}: "
-                f"{_one_line(exc)}. Choose another --denoise-strategy or supply fMRIPrep "
-                ">= 1.4 confounds (TSV + JSON) next to the BOLD."
-            ) from exc
-        used_strategy = strategy
-    elif isinstance(confounds, pd.DataFrame):
-        regressors, used_strategy = confounds, "custom"
-        if raw_table is None:
-            raw_table = confounds
-        if len(regressors) != n_volumes:
-            raise InputDataError(
-                f"The confounds DataFrame has {len(regressors)} rows but {bold_name} has "
-                f"{n_volumes} volumes; pass one row per volume."
-            )
-        n_nan = int(regressors.isna().to_numpy().sum())
-        if n_nan:
-            raise InputDataError(
-                f"The confounds DataFrame for {bold_name} holds {n_nan} NaN values (fMRIPrep "
-                "writes n/a in the first row of derivative columns); fill them (e.g. with 0) "
-                "or drop those columns."
-            )
-    elif confounds is None:
-        regressors, used_strategy = None, "none"
-    else:
-        raise TypeError(
-            "'confounds' must be a path, a pandas.DataFrame or None. "
-            f"Got {type(confounds).__name__}."
-        )
-
-    kept = np.arange(n_volumes) if sample_mask is None else np.asarray(sample_mask, dtype=int)
+    regressors, kept, raw_table, derived = run_confounds(
+        confounds, strategy, n_volumes=n_volumes, bold_name=bold_name,
+        fd_threshold=fd_threshold, std_dvars_threshold=std_dvars_threshold,
+        sample_mask=sample_mask)
+    kept = None if kept is None else np.asarray(kept, dtype=int)
+    n_kept = n_volumes if kept is None else kept.size
     needed = max(min_volumes, math.ceil(min_fraction_kept * n_volumes))
-    if kept.size < needed:
+    if n_kept < needed:
         raise InputDataError(
-            f"Censoring kept {kept.size} of {n_volumes} volumes of {bold_name} (strategy "
-            f"{used_strategy!r}, fd_threshold={fd_threshold}, std_dvars_threshold="
+            f"Censoring kept {n_kept} of {n_volumes} volumes of {bold_name} (strategy "
+            f"{strategy!r}, fd_threshold={fd_threshold}, std_dvars_threshold="
             f"{std_dvars_threshold}); at least {needed} are needed. Use a looser threshold, "
             "another --denoise-strategy, or exclude this run."
         )
 
-    raw = apply_mask(bold, mask).astype(np.float64)  # (n_volumes, n_voxels)
-    tsnr_before = temporal_snr(raw)
+    if strategy == "none":
+        high_pass = low_pass = None
+        detrend = standardize = False
     do_filter = high_pass is not None or low_pass is not None
-    cleaned = signal.clean(
-        raw,
-        detrend=detrend,
-        standardize=None,
-        sample_mask=None if sample_mask is None else kept,
+    data = read_masked(bold, mask, name=bold_name, mask_name=mask_name)
+    tsnr_before, tsnr_after = _clean_in_place(
+        data,
         confounds=None if regressors is None else regressors.to_numpy(dtype=np.float64),
-        standardize_confounds=True,
-        filter="butterworth" if do_filter else False,
-        low_pass=low_pass,
-        high_pass=high_pass,
-        t_r=float(t_r),
+        kept=kept,
+        clean=strategy != "none",
+        detrend=detrend,
+        filter_kwargs={"filter": "butterworth" if do_filter else False, "low_pass": low_pass,
+                       "high_pass": high_pass, "t_r": float(t_r),
+                       "butterworth__copy": True},
+        standardize=standardize,
     )
-    tsnr_after = temporal_snr(cleaned, mean=raw[kept].mean(axis=0))
-    if standardize:
-        cleaned = signal.clean(
-            cleaned, detrend=False, standardize="zscore_sample", filter=False, t_r=float(t_r)
-        )
-    data = cleaned.astype(np.float32)
+    data = data[:n_kept]
     mean_fd, max_fd = _framewise_displacement(raw_table)
     qc = {
         "n_volumes": int(n_volumes),
-        "n_volumes_kept": int(kept.size),
+        "n_volumes_kept": int(n_kept),
         "mean_fd": mean_fd,
         "max_fd": max_fd,
         "tsnr_before": tsnr_before,
         "tsnr_after": tsnr_after,
         "n_confounds": 0 if regressors is None else int(regressors.shape[1]),
         "confounds": [] if regressors is None else [str(c) for c in regressors.columns],
-        "strategy": used_strategy,
+        "derived_confounds": derived,
+        "strategy": strategy,
         "t_r": float(t_r),
         "high_pass": high_pass,
         "low_pass": low_pass,
         "detrend": bool(detrend),
         "standardize": bool(standardize),
-        **params,
     }
+    if strategy == "scrubbing":
+        qc.update(fd_threshold=fd_threshold, std_dvars_threshold=std_dvars_threshold)
     LOGGER.info(
         "Denoised %s (%s): kept %d/%d volumes, tSNR %.1f -> %.1f",
-        bold_name, used_strategy, kept.size, n_volumes, tsnr_before, tsnr_after,
+        bold_name, strategy, n_kept, n_volumes, tsnr_before, tsnr_after,
     )
     return DenoiseResult(
         data=data,
-        sample_mask=kept,
-        img=unmask(data, mask),
+        sample_mask=np.arange(n_volumes) if kept is None else kept,
+        mask_img=mask,
         qc=qc,
         confounds=regressors,
     )

@@ -25,6 +25,7 @@ __all__ = [
     "check_same_grid",
     "load_bold",
     "load_mask",
+    "read_masked",
 ]
 
 #: Errors nibabel lets through for empty, truncated or corrupt files.
@@ -46,6 +47,7 @@ def _name(img: Any, default: str) -> str:
 
 
 def _load(path: str | os.PathLike | nib.Nifti1Image, what: str) -> nib.Nifti1Image:
+    """Load an image's header (the voxels are read later, once, by :func:`read_masked`)."""
     if isinstance(path, nib.spatialimages.SpatialImage):
         return path
     path = Path(path)
@@ -53,14 +55,27 @@ def _load(path: str | os.PathLike | nib.Nifti1Image, what: str) -> nib.Nifti1Ima
         raise FileNotFoundError(f"{what} {path} does not exist; check the path or the BIDS query.")
     try:
         img = nib.load(path)
-        # force a full read now: truncated gzip streams only fail on data access
-        img.get_fdata(dtype=np.float32)
     except _READ_ERRORS as exc:
-        raise InputDataError(
-            f"{path} is not a readable NIfTI (corrupt or truncated gzip?: {exc}); "
-            "re-export or re-download it."
-        ) from exc
+        raise _unreadable(path, exc) from exc
+    proxy = img.dataobj
+    if isinstance(proxy, nib.arrayproxy.ArrayProxy) and not path.name.endswith(".gz"):
+        # an uncompressed file's size tells whether its voxels are all there
+        expected = proxy.offset + int(np.prod(proxy.shape)) * proxy.dtype.itemsize
+        size = path.stat().st_size
+        if size < expected:
+            raise _unreadable(path, f"truncated: {size} bytes, the header announces {expected}")
     return img
+
+
+def _unreadable(path: Any, exc: BaseException) -> InputDataError:
+    return InputDataError(
+        f"{path} is not a readable NIfTI (corrupt or truncated gzip?: {_one_line(exc)}); "
+        "re-export or re-download it."
+    )
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
 
 
 def load_bold(
@@ -68,7 +83,7 @@ def load_bold(
     *,
     min_volumes: int = 10,
 ) -> nib.Nifti1Image:
-    """Load a 4-D BOLD image and check it can be analysed.
+    """Open a 4-D BOLD image and check its header (the voxels are not read here).
 
     Parameters
     ----------
@@ -80,15 +95,16 @@ def load_bold(
     Returns
     -------
     nibabel.Nifti1Image
-        The loaded image (data cached in memory).
+        The image, its data still on disk: read them once with
+        :func:`read_masked`, which also checks them.
 
     Raises
     ------
     FileNotFoundError
         If the file does not exist.
     InputDataError
-        If it is unreadable, not 4-D, shorter than ``min_volumes`` or holds
-        NaN/inf values.
+        If its header is unreadable, or it is not 4-D or is shorter than
+        ``min_volumes``.
 
     Examples
     --------
@@ -110,14 +126,100 @@ def load_bold(
             f"{name} has {n_volumes} volumes; at least {min_volumes} are needed. "
             "Exclude this run (--bids-filter-file) or acquire longer runs."
         )
-    data = np.asanyarray(img.dataobj)
-    n_bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    return img
+
+
+def _streaming_dataobj(img: nib.spatialimages.SpatialImage) -> Any:
+    """The image's data object, with one file handle kept open while it is read.
+
+    (A gzipped series read volume block by volume block is then decompressed
+    once, not once per block.)
+    """
+    proxy = img.dataobj
+    if not isinstance(proxy, nib.arrayproxy.ArrayProxy) or not isinstance(
+            proxy.file_like, (str, os.PathLike)):
+        return proxy  # in memory, or an open file object: read as it is
+    spec = (proxy.shape, proxy.dtype, proxy.offset, proxy.slope, proxy.inter)
+    return nib.arrayproxy.ArrayProxy(proxy.file_like, spec, order=proxy.order,
+                                     keep_file_open=True)
+
+
+def read_masked(
+    img: nib.spatialimages.SpatialImage,
+    mask: nib.spatialimages.SpatialImage,
+    *,
+    name: str | None = None,
+    mask_name: str | None = None,
+    block_bytes: int = 64 * 2**20,
+) -> np.ndarray:
+    """Read a 4-D series inside a mask, in one pass, as float32 ``(n_volumes, n_voxels)``.
+
+    The volumes are read in blocks of about ``block_bytes`` (on the full
+    grid, in float64), so the only full-size array is the float32 result.
+    Voxels are in the order of nilearn's maskers (C order over the mask).
+    Values outside the mask are never looked at (SPM writes NaN there).
+
+    Parameters
+    ----------
+    img : nibabel image
+        4-D series, e.g. from :func:`load_bold`.
+    mask : nibabel image
+        3-D mask on the same grid (non-zero voxels are in), e.g. from
+        :func:`load_mask`.
+    name, mask_name : str, optional
+        Names of the images in messages (default: their file names).
+    block_bytes : int, default=64 MiB
+        Size of the blocks of volumes read at a time.
+
+    Returns
+    -------
+    ndarray of shape (n_volumes, n_voxels), float32
+
+    Raises
+    ------
+    InputDataError
+        If the data cannot be read (corrupt or truncated file), or hold NaN
+        or infinite values inside the mask (the message gives their number).
+
+    Examples
+    --------
+    >>> import numpy as np, nibabel as nib
+    >>> data = np.ones((2, 2, 2, 3), dtype="float32")
+    >>> data[0, 0, 0] = np.nan  # outside the mask
+    >>> mask = np.ones((2, 2, 2), dtype="uint8")
+    >>> mask[0, 0, 0] = 0
+    >>> read_masked(nib.Nifti1Image(data, np.eye(4)), nib.Nifti1Image(mask, np.eye(4))).shape
+    (3, 7)
+    """
+    name = name or _name(img, "BOLD image")
+    mask_name = mask_name or _name(mask, "mask image")
+    inside = np.asanyarray(mask.dataobj)
+    inside = inside[..., 0] if inside.ndim == 4 else inside
+    inside = np.isfinite(inside) & (inside != 0)
+    n_volumes = img.shape[3]
+    out = np.empty((n_volumes, int(inside.sum())), dtype=np.float32)
+    step = max(1, block_bytes // (8 * inside.size))
+    dataobj = _streaming_dataobj(img)
+    n_bad, bad_voxels = 0, np.zeros(out.shape[1], dtype=bool)
+    try:
+        for start in range(0, n_volumes, step):
+            block = np.asanyarray(dataobj[..., start:start + step])[inside]  # (n_voxels, n)
+            finite = np.isfinite(block)
+            if not finite.all():
+                n_bad += int(finite.size - np.count_nonzero(finite))
+                bad_voxels |= ~finite.all(axis=1)
+            out[start:start + block.shape[1]] = block.T
+    except _READ_ERRORS as exc:
+        raise _unreadable(name, exc) from exc
+    finally:
+        del dataobj  # closes the file handle kept open for the read
     if n_bad:
         raise InputDataError(
-            f"{name} contains {n_bad} NaN or infinite values; re-run preprocessing or "
-            "replace them before running msica."
+            f"{name} has {n_bad} NaN or infinite values inside the brain mask {mask_name} "
+            f"(in {int(bad_voxels.sum())} voxels; values outside the mask are ignored); "
+            "re-run preprocessing, or pass a mask that excludes those voxels."
         )
-    return img
+    return out
 
 
 def load_mask(path: str | os.PathLike | nib.Nifti1Image) -> nib.Nifti1Image:
@@ -138,7 +240,10 @@ def load_mask(path: str | os.PathLike | nib.Nifti1Image) -> nib.Nifti1Image:
     """
     name = _name(path, "mask image")
     img = _load(path, "Mask file")
-    data = np.asanyarray(img.dataobj)
+    try:
+        data = np.asanyarray(img.dataobj)
+    except _READ_ERRORS as exc:
+        raise _unreadable(name, exc) from exc
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:

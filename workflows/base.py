@@ -277,6 +277,7 @@ def init_denoise_wf(
             standardize=standardize,
             fd_threshold=fd_threshold,
             min_volumes=min_volumes,
+            save_nifti=save_denoised,
         ),
         name="denoise",
     )
@@ -293,7 +294,7 @@ def init_denoise_wf(
     if save_denoised:
         ds_bold = sink("ds_bold", desc="denoised", suffix="bold", extension=".nii.gz")
         workflow.connect([
-            (denoise, ds_bold, [("denoised_file", "in_file"), ("qc_meta", "meta_dict")]),
+            (denoise, ds_bold, [("denoised_nifti", "in_file"), ("qc_meta", "meta_dict")]),
         ])  # fmt:skip
     return workflow
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from pipeline._docs import fill_doc
 from pipeline._validation import check_in_allowed, check_type, derive_seeds
 from pipeline.exceptions import ConvergenceWarning
+from pipeline.ica._lazy import LazySequence
 from pipeline.ica.icasso import ALGORITHMS, ICASSO, MODES, unmix
 from pipeline.ica.pca import PREPROCESS_METHODS, group_pca, preprocess_subject, subject_pca
 
@@ -46,6 +48,20 @@ def _load_subject(subject: Any, index: int) -> np.ndarray:
             f"'subjects[{index}]' must be a 2-D array (n_volumes, n_voxels). Got shape {arr.shape}."
         )
     return arr
+
+
+def _leading_rows(blocks: Sequence, k: int, i: int) -> np.ndarray:
+    return blocks[i][:k]
+
+
+def _leading_columns(blocks: Sequence, k: int, i: int) -> np.ndarray:
+    return blocks[i][:, :k]
+
+
+def _gica_timecourses(subject_dewhitening: Sequence, group_dewhitening: Sequence,
+                      mixing: np.ndarray, i: int) -> np.ndarray:
+    """GICA time courses of subject ``i``: ``F_i @ G_i @ mixing``."""
+    return subject_dewhitening[i] @ group_dewhitening[i] @ mixing
 
 
 def default_subject_components(n_components: int, n_volumes: int) -> int:
@@ -224,12 +240,17 @@ class GroupICA(BaseEstimator):
     group_pca_components_ : ndarray of shape (n_components, n_voxels)
         Whitened group PCA data (the ICA input).
     group_pca_eigenvalues_ : ndarray of shape (n_components,)
-    group_whitening_, group_dewhitening_ : list of ndarray
+    group_whitening_, group_dewhitening_ : sequence of ndarray
         Per-subject blocks, ``(n_components, p_i)`` and ``(p_i, n_components)``.
-    subject_whitening_, subject_dewhitening_ : list of ndarray
+    subject_whitening_, subject_dewhitening_ : sequence of ndarray
         Per-subject PCA, ``(p_i, n_volumes_i)`` and ``(n_volumes_i, p_i)``.
-    subject_mixing_ : list of ndarray of shape (n_volumes_i, n_components)
-        GICA time courses (see the module docstring).
+    subject_mixing_ : sequence of ndarray of shape (n_volumes_i, n_components)
+        GICA time courses (see the module docstring). Like the other
+        per-subject sequences, computed when read (memory does not grow with
+        the number of subjects).
+    group_pca_ : dict
+        How the group PCA ran: ``method``, ``n_iter``, ``n_passes`` (reads of
+        every subject's data), ``converged``, ``relative_change``.
     skew_ : ndarray of shape (n_components,)
     stability_ : ndarray of shape (n_components,) or None
         ICASSO ``Iq`` (``None`` when ``n_runs == 1``).
@@ -379,13 +400,17 @@ class GroupICA(BaseEstimator):
         self.skew_ = skew
         self.group_pca_components_ = reduced
         self.group_pca_eigenvalues_ = gpca.eigenvalues[:k]
-        self.group_whitening_ = [w[:k] for w in gpca.whitening]
-        self.group_dewhitening_ = [d[:, :k] for d in gpca.dewhitening]
+        # per-subject matrices are computed when read: memory does not grow with N
+        n = len(gpca.dewhitening)
+        self.group_whitening_ = LazySequence(n, partial(_leading_rows, gpca.whitening, k))
+        self.group_dewhitening_ = LazySequence(n, partial(_leading_columns, gpca.dewhitening, k))
         self.subject_whitening_ = subj["whitening"]
         self.subject_dewhitening_ = subj["dewhitening"]
-        self.subject_mixing_ = [
-            f @ g @ mixing for f, g in zip(subj["dewhitening"], self.group_dewhitening_)
-        ]
+        self.subject_mixing_ = LazySequence(
+            n, partial(_gica_timecourses, subj["dewhitening"], self.group_dewhitening_, mixing))
+        self.group_pca_ = {"method": self.group_pca_method, "n_iter": int(gpca.n_iter),
+                           "n_passes": int(gpca.n_passes), "converged": bool(gpca.converged),
+                           "relative_change": float(gpca.change)}
         self.n_features_in_ = subj["n_voxels"]
 
     def subject_timecourses(self, index: int) -> np.ndarray:

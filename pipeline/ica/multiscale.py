@@ -79,6 +79,10 @@ class MultiscaleResult:
         next coarser scale, or ``"n/a"``), ``parent_r``.
     thresholds : dict
         The criteria used (see the module docstring).
+    group_pca : dict
+        How the group PCA (at the largest order) ran: ``method``, ``n_iter``,
+        ``n_passes`` (reads of every subject's data), ``converged``,
+        ``relative_change``.
     """
 
     model_orders: tuple
@@ -86,6 +90,7 @@ class MultiscaleResult:
     estimators: dict
     labels: pd.DataFrame
     thresholds: dict = field(default_factory=dict)
+    group_pca: dict = field(default_factory=dict)
 
 
 def edge_fraction(
@@ -227,7 +232,10 @@ def fit_multiscale(
         Masked subject data, or subjects already reduced: a dict like the
         output of :func:`~pipeline.ica.group.reduce_subjects` (``reduced``,
         ``whitening``, ``dewhitening``, ``n_voxels``), e.g. subject PCAs
-        computed at the participant level.
+        computed at the participant level. Its sequences may read each
+        subject from disk when indexed (e.g. a
+        :class:`~pipeline.ica._lazy.LazySequence`): the group PCA then streams
+        them, and memory does not grow with the number of subjects.
     model_orders : sequence of int
         Distinct model orders, e.g. ``(25, 50, 75, 100)``.
     algorithm : {"infomax", "fastica"}, default="infomax"
@@ -274,7 +282,8 @@ def fit_multiscale(
     thr.update(thresholds or {})
     if isinstance(subject_data, Mapping):
         subj = dict(subject_data)
-        n_stacked = sum(np.shape(r)[0] for r in subj["reduced"])
+        in_memory = isinstance(subj["reduced"], (list, tuple))  # else group_pca checks
+        n_stacked = sum(np.shape(r)[0] for r in subj["reduced"]) if in_memory else orders[-1]
         if orders[-1] > n_stacked:
             raise ValueError(
                 f"The largest model order {orders[-1]} must be at most the stacked subject "
@@ -325,7 +334,8 @@ def fit_multiscale(
         labels.loc[f_idx, "parent"] = c_rows["label"].to_numpy()[parent]
         labels.loc[f_idx, "parent_r"] = r
     thr["mask_edge_fraction"] = edge_share
-    return MultiscaleResult(orders, components, estimators, labels, thr)
+    return MultiscaleResult(orders, components, estimators, labels, thr,
+                            estimators[orders[-1]].group_pca_)
 
 
 def match_to_template(

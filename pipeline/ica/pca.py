@@ -12,13 +12,16 @@ Spatial group ICA reduces the data twice before the ICA (Calhoun et al. 2001):
 iterations on the spatial Gram operator ``Y.T @ Y`` and reads one subject block
 at a time, as GIFT's multi power iteration (MPOWIT, Rachakonda et al. 2016).
 Blocks may be arrays or zero-argument callables that load them, so only one
-subject and an ``(n_voxels, l)`` basis are held in memory.
+subject and an ``(n_voxels, l)`` basis are held in memory: memory does not grow
+with the number of subjects, apart from each subject's ``(p_i, k)`` group
+dewhitening block (the group whitening is derived from it on access).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,6 +30,7 @@ from scipy import signal
 
 from pipeline._docs import fill_doc
 from pipeline._threads import torch_threads
+from pipeline.ica._lazy import LazySequence
 from pipeline._validation import (
     check_array_2d,
     check_in_allowed,
@@ -81,22 +85,31 @@ class GroupPCAResult(NamedTuple):
     eigenvalues : ndarray of shape (n_components,)
         Top eigenvalues of ``Y @ Y.T / (n_voxels - 1)``, descending, for the
         stacked blocks ``Y``.
-    whitening : list of ndarray of shape (n_components, p_i)
-        Per-block part of the group whitening: ``reduced = sum_i whitening[i] @ Y_i``.
-    dewhitening : list of ndarray of shape (p_i, n_components)
+    whitening : sequence of ndarray of shape (n_components, p_i)
+        Per-block part of the group whitening: ``reduced = sum_i whitening[i] @ Y_i``
+        (``dewhitening[i].T / eigenvalues``, computed on access).
+    dewhitening : sequence of ndarray of shape (p_i, n_components)
         Per-block part of the group dewhitening: ``Y_i ~= dewhitening[i] @ reduced``.
     n_iter : int
-        Number of passes over the blocks.
+        Number of subspace iterations (1 for the exact path).
     converged : bool
         Whether the eigenvalues met ``tol`` (always True for ``"randomized"``).
+    n_passes : int
+        Number of times every block was read (start, iterations and the final
+        pass that computes ``dewhitening``; 1 for the exact path).
+    change : float
+        Relative change of the top eigenvalues at the last iteration
+        (0 for the exact path; NaN after a single iteration).
     """
 
     reduced: np.ndarray
     eigenvalues: np.ndarray
-    whitening: list
-    dewhitening: list
+    whitening: Sequence
+    dewhitening: Sequence
     n_iter: int
     converged: bool
+    n_passes: int = 1
+    change: float = 0.0
 
 
 def preprocess_subject(data: Any, method: str = "variance_norm") -> np.ndarray:
@@ -363,8 +376,11 @@ def group_pca(
     With ``Y`` the stacked blocks, the spatial basis ``Q`` (``n_voxels x l``)
     is updated by ``Q <- orth(sum_i Y_i.T (Y_i Q))``, one block at a time;
     the Rayleigh-Ritz matrix ``sum_i (Y_i Q).T (Y_i Q)`` gives the eigenvalues
-    and, at the end, the rotation to the principal axes. Memory is
-    ``O(n_voxels * l)`` plus one block. The iterations are in float64; the
+    and, at the end, the rotation to the principal axes ``V``. Every block is
+    read once to start, once per iteration and once more at the end for its
+    coordinates ``Y_i V`` (``n_passes`` in the result). Memory is about three
+    ``(n_voxels, l)`` float64 arrays plus one block, and a ``(p_i, k)``
+    dewhitening block per subject. The iterations are in float64; the
     exact path works in the blocks' dtype (float32 blocks: float32 products,
     float64 eigendecomposition) and returns ``reduced`` in that dtype.
     ``converged=False`` is returned (without a warning) when ``"mpowit"``
@@ -397,11 +413,12 @@ def group_pca(
     dev = resolve_device(device)
 
     first = _load_block(blocks[0], 0, None)
-    n_voxels = first.shape[1]
+    n_voxels, first_dtype = first.shape[1], work_dtype(first)
+    del first  # streamed blocks are read when needed, the first one included
 
     def blocks_iter(dtype=torch.float64):
         for i, block in enumerate(blocks):
-            arr = first if i == 0 else _load_block(block, i, n_voxels)
+            arr = _load_block(block, i, n_voxels)
             yield torch.as_tensor(np.asarray(arr), dtype=dtype, device=dev)
 
     if method == "mpowit":
@@ -415,8 +432,10 @@ def group_pca(
         raise ValueError(f"'n_iter' must be an int >= 1. Got {max_iter}.")
     size = int(min(max(size, n_components), n_voxels))
 
-    exact_dtype = torch.float32 if work_dtype(first) == np.float32 else torch.float64
-    in_memory = all(not callable(b) for b in blocks)
+    exact_dtype = torch.float32 if first_dtype == np.float32 else torch.float64
+    # arrays given in a list or tuple are in memory already; callables and other
+    # sequences (e.g. a LazySequence reading files) are read one block at a time
+    in_memory = isinstance(blocks, (list, tuple)) and not any(callable(b) for b in blocks)
     n_bytes = (sum(np.asarray(b).shape[0] for b in blocks) * n_voxels * exact_dtype.itemsize
                if in_memory else None)
     if method == "mpowit" and (n_voxels <= EXACT_MAX_VOXELS
@@ -428,7 +447,7 @@ def group_pca(
     n_rows = 0
     for blk in blocks_iter():
         gauss = torch.as_tensor(rng.standard_normal((blk.shape[0], size)), device=dev)
-        basis += blk.T @ gauss
+        basis.addmm_(blk.T, gauss)
         n_rows += blk.shape[0]
     if not 1 <= n_components <= min(n_rows, n_voxels):
         raise ValueError(
@@ -441,37 +460,55 @@ def group_pca(
 
     prev = None
     converged = False
+    change = float("nan")
     n_done = 0
+    new_basis = torch.empty_like(basis)
+    ritz = torch.empty((size, size), dtype=torch.float64, device=dev)
     for n_done in range(1, max_iter + 1):
-        new_basis = torch.zeros_like(basis)
-        ritz = torch.zeros((size, size), dtype=torch.float64, device=dev)
-        projections = []
+        # Q_new = sum_i Y_i.T (Y_i Q), Rayleigh-Ritz matrix sum_i (Y_i Q).T (Y_i Q): one pass
+        new_basis.zero_()
+        ritz.zero_()
         for blk in blocks_iter():
             proj = blk @ basis
-            projections.append(proj)
-            new_basis += blk.T @ proj
-            ritz += proj.T @ proj
+            new_basis.addmm_(blk.T, proj)
+            ritz.addmm_(proj.T, proj)
         theta, rot = torch.linalg.eigh(ritz)
         theta, rot = theta.flip(0), rot.flip(1)
         top = theta[:n_components]
-        if method == "mpowit" and prev is not None:
-            change = torch.linalg.vector_norm(top - prev) / torch.linalg.vector_norm(top)
-            if float(change) < tol:
-                converged = True
+        if prev is not None:
+            change = float(torch.linalg.vector_norm(top - prev) / torch.linalg.vector_norm(top))
+            converged = method == "mpowit" and change < tol
         prev = top
         if converged or (method == "randomized" and n_done == max_iter):
             converged = True
             break
         if n_done < max_iter:
+            del basis  # the QR below allocates the next one
             basis, _ = torch.linalg.qr(new_basis)
-    rot_k = rot[:, :n_components]
+    del new_basis
     scale = np.sqrt(n_voxels - 1)
+    vectors = basis @ rot[:, :n_components]  # (n_voxels, k), orthonormal columns
+    del basis
     eigvals = (theta[:n_components] / (n_voxels - 1)).cpu().numpy()
-    vectors = basis @ rot_k  # (n_voxels, k), orthonormal columns
+    # Final pass: each block's coordinates on the principal axes, Y_i V / sqrt(n_voxels - 1)
+    dewhitening = [(blk @ vectors / scale).cpu().numpy() for blk in blocks_iter()]
     reduced = (vectors.T * scale).cpu().numpy()
-    theta_k = torch.clamp(theta[:n_components], min=1e-300)
-    dewhitening = [(proj @ rot_k / scale).cpu().numpy() for proj in projections]
-    whitening = [((proj @ rot_k) / theta_k * scale).T.cpu().numpy() for proj in projections]
     if not converged:
-        LOGGER.info("group_pca (mpowit) stopped at n_iter=%d before tol=%g.", n_done, tol)
-    return GroupPCAResult(reduced, eigvals, whitening, dewhitening, n_done, converged)
+        LOGGER.info("group_pca (mpowit) stopped at n_iter=%d before tol=%g (change %.3g).",
+                    n_done, tol, change)
+    return GroupPCAResult(reduced, eigvals, _whitening(dewhitening, eigvals), dewhitening,
+                          n_done, converged, n_done + 2, change)
+
+
+def _whitening(dewhitening: Sequence, eigenvalues: np.ndarray) -> LazySequence:
+    """Per-block group whitening ``dewhitening[i].T / eigenvalues``, computed on access.
+
+    With ``Z = V.T sqrt(n_voxels - 1)`` and ``G_i = Y_i V / sqrt(n_voxels - 1)``,
+    ``sum_i (G_i.T / lambda) Y_i = Z`` since ``Y.T Y V = V diag(lambda (n_voxels - 1))``.
+    """
+    safe = np.maximum(eigenvalues, 1e-300)[:, None]
+    return LazySequence(len(dewhitening), partial(_divided_transpose, dewhitening, safe))
+
+
+def _divided_transpose(blocks: Sequence, divisor: np.ndarray, i: int) -> np.ndarray:
+    return blocks[i].T / divisor

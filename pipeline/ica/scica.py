@@ -67,6 +67,7 @@ _ARMIJO = 1e-4  # sufficient-increase constant of the default mode
 _MEMORY = 10  # length of the non-monotone line-search memory (default mode)
 _GIFT_RETRY_THRESHOLD = 0.02  # second eigenvalue threshold tried by GIFT
 _GIFT_STD_TOLERANCE = 1e-2  # GIFT re-runs when ||1 - std(maps)|| exceeds this
+_BLOCK_ELEMENTS = 2**22  # whitening in place: 32 MiB of float64 per block of voxels
 
 
 @dataclass
@@ -82,16 +83,25 @@ class _Solution:
     threshold: float
 
 
+def _count_non_finite(arr: np.ndarray, block: int = 4096) -> int:
+    """Number of NaN/inf in a 2-D array, by column blocks (no array-sized temporary)."""
+    return sum(int(arr[:, j:j + block].size - np.count_nonzero(np.isfinite(arr[:, j:j + block])))
+               for j in range(0, arr.shape[1], block))
+
+
 def _check_inputs(data: Any, template: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Check the inputs; ``data`` keeps its floating dtype (no copy), ``template`` is float64."""
     arrays = []
     for name, arr in (("data", data), ("template", template)):
-        arr = np.asarray(arr, dtype=np.float64)
+        arr = np.asarray(arr)
+        if name == "template" or not np.issubdtype(arr.dtype, np.floating):
+            arr = arr.astype(np.float64)
         if arr.ndim != 2:
             raise ValueError(
                 f"'{name}' must be a 2-D array ({'n_volumes' if name == 'data' else 'n_networks'}, "
                 f"n_voxels). Got an array of shape {arr.shape}; mask the images first."
             )
-        n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        n_bad = _count_non_finite(arr)
         if n_bad:
             raise InputDataError(
                 f"'{name}' contains {n_bad} NaN or infinite values: exclude those voxels "
@@ -150,10 +160,20 @@ def _gradient(
     return (_A * kd * 2.0 * neg)[:, None] * eygy + _B * yr
 
 
-def _whiten(x: torch.Tensor, gift: bool, threshold: float) -> torch.Tensor:
-    """Whitened data Y (n_kept, V) with Y @ Y.T / V = I, from x (T, V) centred per row."""
+def _whiten_(
+    x: torch.Tensor, gift: bool, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Whiten x (T, V), centred per row, *in place*: Y (n_kept, V) with Y @ Y.T / V = I.
+
+    ``Y = A @ x`` overwrites the first rows of ``x`` (one block of voxels at a
+    time: each column of Y depends on the same column of x only), so the run is
+    held once. Returns ``Y`` (a view of ``x``), the covariance ``C = x x^T / V``
+    and ``A``: the time courses ``x @ maps.T / V`` are then ``C @ A.T @ W.T``
+    for maps ``W @ Y``, without ``x``.
+    """
     n, m = x.shape
-    d, e = torch.linalg.eigh(x @ x.T / m)
+    cov = x @ x.T / m
+    d, e = torch.linalg.eigh(cov)
     if gift:
         keep = ~(torch.sign(d) == -1)
         d, e = d[keep].abs(), e[:, keep]
@@ -170,19 +190,28 @@ def _whiten(x: torch.Tensor, gift: bool, threshold: float) -> torch.Tensor:
             "check the mask and the input run."
         )
     white = e[:, :n_kept].T / torch.sqrt(d[:n_kept])[:, None]
-    Y = white @ x
+    width = max(1, _BLOCK_ELEMENTS // n)
+    for start in range(0, m, width):
+        cols = slice(start, start + width)
+        x[:n_kept, cols] = white @ x[:, cols]
+    Y = x[:n_kept]
     if gift and threshold < 1e-10 and n_kept < n:
-        Y = Y / Y.std(dim=1, correction=1, keepdim=True)
-    return Y
+        scale = Y.std(dim=1, correction=1, keepdim=True)
+        Y /= scale
+        white = white / scale
+    return Y, cov, white
 
 
 def _solve(
     x: torch.Tensor, rn: torch.Tensor, *, gift: bool, threshold: float, max_iter: int, tol: float
 ) -> _Solution:
-    """One MOO-ICAR run on centred data x (T, V) and standardised templates rn (K, V)."""
+    """One MOO-ICAR run on centred data x (T, V) and standardised templates rn (K, V).
+
+    ``x`` is overwritten by its whitened version (see :func:`_whiten_`).
+    """
     m = x.shape[1]
     n_net = rn.shape[0]
-    Y = _whiten(x, gift, threshold)
+    Y, cov, white = _whiten_(x, gift, threshold)
     yr = rn @ Y.T / m  # (K, p): GIFT's YR transposed, E[Y r_k]
     if gift:
         # GIFT: (r pinv(Y))'. Y has full row rank (whitened), so pinv(Y) = Y'(YY')^-1;
@@ -293,7 +322,7 @@ def _solve(
     maps = w_out @ Y
     return _Solution(
         maps=maps,
-        timecourses=x @ maps.T / m,
+        timecourses=cov @ white.T @ w_out.T,  # = x @ maps.T / m, x being overwritten
         objective=F_out,
         initial_objective=F0,
         n_iter=n_iter,
@@ -304,23 +333,30 @@ def _solve(
     )
 
 
+def _centred(data: np.ndarray, gift: bool, dev: torch.device) -> torch.Tensor:
+    """A float64 copy of the data on ``dev``, each volume's mean over voxels removed in place."""
+    x = torch.tensor(data, dtype=torch.float64, device=dev)
+    x -= x.mean(dim=1, keepdim=True)
+    if gift:  # icatb_preproc_data('remove mean per timepoint'), then icatb_remove_mean
+        x -= x.mean(dim=1, keepdim=True)
+        x -= x.mean(dim=1, keepdim=True)  # gig_icar's own centring
+    return x
+
+
 def _run(
     data: np.ndarray, template: np.ndarray, *, gift: bool, max_iter: int, tol: float, device: Any
 ) -> _Solution:
     dev = resolve_device(device)
-    x = torch.as_tensor(data, dtype=torch.float64, device=dev)
-    x = x - x.mean(dim=1, keepdim=True)
-    if gift:  # icatb_preproc_data('remove mean per timepoint'), then icatb_remove_mean
-        x = x - x.mean(dim=1, keepdim=True)
-        x = x - x.mean(dim=1, keepdim=True)  # gig_icar's own centring
     r = torch.as_tensor(template, dtype=torch.float64, device=dev)
     r = r - r.mean(dim=1, keepdim=True)
     rn = r / r.std(dim=1, correction=1, keepdim=True)
     if not gift:
-        return _solve(x, rn, gift=False, threshold=0.0, max_iter=max_iter, tol=tol)
+        return _solve(_centred(data, gift, dev), rn, gift=False, threshold=0.0,
+                      max_iter=max_iter, tol=tol)
     eps = float(torch.finfo(torch.float64).eps)
     for threshold in (eps, _GIFT_RETRY_THRESHOLD):
-        sol = _solve(x, rn, gift=True, threshold=threshold, max_iter=max_iter, tol=tol)
+        sol = _solve(_centred(data, gift, dev), rn, gift=True, threshold=threshold,
+                     max_iter=max_iter, tol=tol)
         err = float(torch.linalg.vector_norm(1.0 - sol.maps.std(dim=1, correction=1)))
         if err <= _GIFT_STD_TOLERANCE:
             break
@@ -562,7 +598,8 @@ class SpatiallyConstrainedICA(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "components_")
         data, _ = _check_inputs(X, self.components_[:1])
-        data = data - data.mean(axis=1, keepdims=True)
+        data = data.astype(np.float64)
+        data -= data.mean(axis=1, keepdims=True)
         maps = self.components_ * self.map_scale_[:, None]
         return data @ maps.T / data.shape[1]
 

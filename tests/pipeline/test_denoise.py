@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-
 import shutil
 
 import nibabel as nib
@@ -12,7 +11,8 @@ import pandas as pd
 import pytest
 
 import pipeline.denoise
-from pipeline.denoise import STRATEGIES, denoise_bold, qc_table, temporal_snr
+from pipeline.confounds import MOTION_PARAMETERS, PRESETS
+from pipeline.denoise import denoise_bold, qc_table, temporal_snr
 from pipeline.exceptions import InputDataError
 
 N_VOLUMES = 120  # as written by the fmriprep_run fixture (checked below)
@@ -26,7 +26,7 @@ def _corr_with(signals: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return (x * y[:, None]).mean(0)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", PRESETS)
 def test_motion_signal_removed(fmriprep_run, strategy):
     before = np.median(_corr_with(fmriprep_run.data.T.astype(float), fmriprep_run.motion))
     res = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.bold,
@@ -96,21 +96,22 @@ def test_temporal_snr_skips_constant_voxels():
     assert np.isnan(temporal_snr(np.ones((3, 2))))
 
 
-def test_dataframe_and_none_confounds(fmriprep_run):
+def test_custom_dataframe_and_no_confounds(fmriprep_run):
     frame = fmriprep_run.confounds[["trans_x", "a_comp_cor_00"]]
-    res = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, frame, t_r=T_R,
+    res = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, frame, strategy="custom", t_r=T_R,
                        sample_mask=np.arange(10, N_VOLUMES))
     assert res.qc["strategy"] == "custom" and res.qc["confounds"] == ["trans_x", "a_comp_cor_00"]
     assert res.sample_mask[0] == 10 and res.data.shape[0] == N_VOLUMES - 10
     assert np.median(np.abs(_corr_with(res.data.astype(float), fmriprep_run.motion[10:]))) < 0.1
-    none = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, None, t_r=T_R, high_pass=None)
+    none = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, None, strategy="custom", t_r=T_R,
+                        high_pass=None)
     assert none.qc["n_confounds"] == 0 and np.isnan(none.qc["mean_fd"])
     # with no regression the motion signal is still there
     assert np.median(_corr_with(none.data.astype(float), fmriprep_run.motion)) > 0.5
 
 
 def test_low_pass_filter_applied(fmriprep_run):
-    res = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, None, t_r=T_R,
+    res = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, None, strategy="custom", t_r=T_R,
                        low_pass=0.08, standardize=False)
     spectrum = np.abs(np.fft.rfft(res.data.astype(float), axis=0)) ** 2
     freqs = np.fft.rfftfreq(N_VOLUMES, d=T_R)
@@ -148,21 +149,23 @@ def test_unknown_strategy(fmriprep_run):
 @pytest.mark.parametrize("t_r", [0, -2.0])
 def test_bad_t_r(fmriprep_run, t_r):
     with pytest.raises(ValueError, match="'t_r' must be > 0"):
-        denoise_bold(fmriprep_run.bold, fmriprep_run.mask, None, t_r=t_r)
+        denoise_bold(fmriprep_run.bold, fmriprep_run.mask, None, strategy="none", t_r=t_r)
 
 
 def test_bad_min_fraction(fmriprep_run):
     with pytest.raises(ValueError, match="'min_fraction_kept' must be in"):
-        denoise_bold(fmriprep_run.bold, fmriprep_run.mask, None, t_r=T_R, min_fraction_kept=0)
+        denoise_bold(fmriprep_run.bold, fmriprep_run.mask, None, strategy="none", t_r=T_R,
+                     min_fraction_kept=0)
 
 
-def test_tsv_path_refused(fmriprep_run):
-    with pytest.raises(ValueError, match="must be the preprocessed BOLD path"):
-        denoise_bold(fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.confounds_tsv, t_r=T_R)
+def test_custom_with_path_refused(fmriprep_run):
+    with pytest.raises(ValueError, match="strategy 'custom' regresses the columns of a pandas"):
+        denoise_bold(fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.confounds_tsv,
+                     strategy="custom", t_r=T_R)
 
 
-def test_sample_mask_with_path_refused(fmriprep_run):
-    with pytest.raises(ValueError, match="'sample_mask' is only used"):
+def test_sample_mask_with_preset_refused(fmriprep_run):
+    with pytest.raises(ValueError, match="'sample_mask' is only used with strategy 'custom'"):
         denoise_bold(fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.bold, t_r=T_R,
                      sample_mask=np.arange(50))
 
@@ -175,7 +178,7 @@ def test_confounds_bad_type(fmriprep_run):
 def test_dataframe_nan_refused(fmriprep_run):
     frame = fmriprep_run.confounds[["trans_x", "framewise_displacement"]]
     with pytest.raises(InputDataError, match="holds 1 NaN values .*fill them"):
-        denoise_bold(fmriprep_run.bold, fmriprep_run.mask, frame, t_r=T_R)
+        denoise_bold(fmriprep_run.bold, fmriprep_run.mask, frame, strategy="custom", t_r=T_R)
 
 
 def test_dataframe_wrong_length(fmriprep_run):
@@ -187,10 +190,12 @@ def test_dataframe_wrong_length(fmriprep_run):
 def test_missing_confounds_columns(tmp_path, fmriprep_run):
     for path in (fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.confounds_json):
         shutil.copy(path, tmp_path / path.name)
-    fmriprep_run.confounds.drop(columns=["csf"]).to_csv(
-        tmp_path / fmriprep_run.confounds_tsv.name, sep="\t", index=False, na_rep="n/a")
+    tsv = tmp_path / fmriprep_run.confounds_tsv.name
+    fmriprep_run.confounds.drop(columns=["csf"]).to_csv(tsv, sep="\t", index=False, na_rep="n/a")
     bold = tmp_path / fmriprep_run.bold.name
-    with pytest.raises(InputDataError, match="cannot be used with strategy 'simple'.*csf"):
+    with pytest.raises(InputDataError, match=r"confounds_timeseries.tsv lacks 1 column\(s\) that "
+                                             r"--denoise-strategy simple needs: csf\. It supports: "
+                                             r"compcor, none;"):
         denoise_bold(bold, tmp_path / fmriprep_run.mask.name, bold, t_r=T_R)
 
 
@@ -198,23 +203,30 @@ def test_missing_confounds_file(tmp_path, fmriprep_run):
     for path in (fmriprep_run.bold, fmriprep_run.mask):
         shutil.copy(path, tmp_path / path.name)
     bold = tmp_path / fmriprep_run.bold.name
-    with pytest.raises(InputDataError, match="Could not find associated confound file"):
+    with pytest.raises(InputDataError, match=r"No fMRIPrep confounds table .* lies next to .*"
+                                             r"desc-preproc_bold.nii.gz.*--denoise-strategy none"):
         denoise_bold(bold, tmp_path / fmriprep_run.mask.name, bold, t_r=T_R)
+
+
+def test_no_confounds_table_suggests_none(fmriprep_run):
+    with pytest.raises(InputDataError, match=r"desc-preproc_bold.nii.gz has no confounds table, "
+                                             r"which --denoise-strategy scrubbing needs; .*use "
+                                             r"--denoise-strategy none"):
+        denoise_bold(fmriprep_run.bold, fmriprep_run.mask, None, strategy="scrubbing", t_r=T_R)
 
 
 def test_confounds_file_row_mismatch(tmp_path, fmriprep_run):
     short = tmp_path / "short.tsv"
     fmriprep_run.confounds.iloc[:50].to_csv(short, sep="\t", index=False, na_rep="n/a")
-    with pytest.raises(InputDataError, match="has 50 rows but .* has 120 volumes"):
-        denoise_bold(fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.bold, t_r=T_R,
-                     confounds_file=short)
+    with pytest.raises(InputDataError, match="short.tsv has 50 rows but .* has 120 volumes"):
+        denoise_bold(fmriprep_run.bold, fmriprep_run.mask, short, t_r=T_R)
 
 
 def test_mask_on_other_grid(tmp_path, fmriprep_run):
     mask = tmp_path / "mask.nii.gz"
     nib.Nifti1Image(np.ones((4, 4, 4), np.uint8), np.eye(4)).to_filename(mask)
     with pytest.raises(InputDataError, match="different grids; resample"):
-        denoise_bold(fmriprep_run.bold, mask, None, t_r=T_R)
+        denoise_bold(fmriprep_run.bold, mask, None, strategy="none", t_r=T_R)
 
 
 def test_doctests():
@@ -224,13 +236,14 @@ def test_doctests():
 
 def test_min_volumes_checked_before_denoising(fmriprep_run):
     with pytest.raises(InputDataError, match="has 120 volumes; at least 200 are needed"):
-        denoise_bold(fmriprep_run.bold, fmriprep_run.mask, None, t_r=T_R, min_volumes=200)
+        denoise_bold(fmriprep_run.bold, fmriprep_run.mask, None, strategy="none", t_r=T_R,
+                     min_volumes=200)
 
 
 def test_image_inputs_named_in_messages(fmriprep_run):
     bold = nib.load(fmriprep_run.bold)
     with pytest.raises(InputDataError, match=r"Censoring kept 110 of 120 volumes of .*desc-preproc_bold"):
-        denoise_bold(bold, nib.load(fmriprep_run.mask), None, t_r=T_R,
+        denoise_bold(bold, nib.load(fmriprep_run.mask), None, strategy="none", t_r=T_R,
                      sample_mask=np.arange(10, 120), min_fraction_kept=0.95)
 
 
@@ -268,3 +281,199 @@ def test_simulator_motion_leak_removed(tmp_path):
     after = motion_r2(res.data.astype(float), res.sample_mask)
     assert before > 0.02 and after < 0.2 * before
     assert res.qc["mean_fd"] == pytest.approx(np.nanmean(subject.confounds["framewise_displacement"]))
+
+
+# --- reference: one nilearn.signal.clean call on the whole run -----------------------------------
+
+
+def _nilearn_reference(run, strategy, *, standardize=True, **clean_kwargs):
+    """What denoise_bold computed before issue 15: signal.clean on the whole float64 array."""
+    from nilearn import signal
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+    from nilearn.masking import apply_mask
+
+    params = {"fd_threshold": 0.5, "std_dvars_threshold": 1.5} if strategy == "scrubbing" else {}
+    regressors, sample_mask = load_confounds_strategy(str(run.bold), denoise_strategy=strategy,
+                                                      **params)
+    raw = apply_mask(str(run.bold), str(run.mask)).astype(np.float64)
+    kwargs = {"detrend": True, "filter": "butterworth", "high_pass": 0.01, "low_pass": None,
+              **clean_kwargs}
+    cleaned = signal.clean(raw, standardize=None, sample_mask=sample_mask,
+                           confounds=regressors.to_numpy(dtype=np.float64),
+                           standardize_confounds=True, t_r=T_R, **kwargs)
+    if standardize:
+        cleaned = signal.clean(cleaned, detrend=False, standardize="zscore_sample", filter=False,
+                               t_r=T_R)
+    return regressors, sample_mask, cleaned
+
+
+@pytest.mark.parametrize("strategy", PRESETS)
+@pytest.mark.parametrize("low_pass", [None, 0.08])
+def test_matches_one_nilearn_clean_call(fmriprep_run, monkeypatch, strategy, low_pass):
+    """Blocks of voxels, whole-block filtering and Q (Q^T X): nilearn's result to float32 rounding."""
+    monkeypatch.setattr(pipeline.denoise, "_BLOCK_BYTES", 8 * N_VOLUMES * 30)  # 2 blocks of 64/32
+    res = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.bold,
+                       strategy=strategy, t_r=T_R, low_pass=low_pass)
+    regressors, sample_mask, expected = _nilearn_reference(fmriprep_run, strategy,
+                                                           low_pass=low_pass)
+    pd.testing.assert_frame_equal(res.confounds, regressors)
+    kept = np.arange(N_VOLUMES) if sample_mask is None else sample_mask
+    np.testing.assert_array_equal(res.sample_mask, kept)
+    assert res.qc["derived_confounds"] == []
+    # z-scores: float32 has ~7 digits
+    np.testing.assert_allclose(res.data, expected, rtol=0, atol=2e-6)
+
+
+def test_unstandardized_matches_nilearn(fmriprep_run):
+    res = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.confounds_tsv,
+                       strategy="scrubbing", t_r=T_R, standardize=False)
+    _, _, expected = _nilearn_reference(fmriprep_run, "scrubbing", standardize=False)
+    np.testing.assert_allclose(res.data, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+
+def test_table_path_and_dataframe_agree(fmriprep_run):
+    """The TSV, the BOLD it lies beside and the table as a DataFrame are the same input."""
+    by_bold = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.bold, t_r=T_R)
+    by_tsv = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.confounds_tsv,
+                          t_r=T_R)
+    by_frame = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.confounds, t_r=T_R)
+    np.testing.assert_array_equal(by_bold.data, by_tsv.data)
+    np.testing.assert_array_equal(by_bold.data, by_frame.data)
+
+
+# --- strategy "none" ----------------------------------------------------------------------------
+
+
+def test_none_passes_data_through(fmriprep_run):
+    res = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, None, strategy="none", t_r=T_R)
+    np.testing.assert_array_equal(res.data, fmriprep_run.data.T)
+    assert res.data.dtype == np.float32
+    assert res.qc["n_confounds"] == 0 and res.confounds is None
+    assert (res.qc["high_pass"], res.qc["low_pass"], res.qc["detrend"], res.qc["standardize"]) == (
+        None, None, False, False)
+    raw = fmriprep_run.data.T.astype(np.float64)
+    assert res.qc["tsnr_before"] == res.qc["tsnr_after"] == pytest.approx(temporal_snr(raw))
+
+
+def test_none_uses_table_for_fd_only(fmriprep_run):
+    res = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.confounds_tsv,
+                       strategy="none", t_r=T_R, sample_mask=np.arange(5, N_VOLUMES))
+    np.testing.assert_array_equal(res.data, fmriprep_run.data.T[5:])
+    assert res.qc["mean_fd"] == pytest.approx(np.nanmean(fmriprep_run.confounds[
+        "framewise_displacement"]))
+
+
+# --- tables beyond fMRIPrep ---------------------------------------------------------------------
+
+
+def _copy_run(run, folder, table):
+    """The run's BOLD and mask in ``folder`` with ``table`` as its confounds TSV (no JSON)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in (run.bold, run.mask):
+        shutil.copy(path, folder / path.name)
+    tsv = folder / run.confounds_tsv.name
+    table.to_csv(tsv, sep="\t", index=False, na_rep="n/a")
+    return folder / run.bold.name, folder / run.mask.name, tsv
+
+
+def test_six_motion_parameters_expanded_as_fmriprep(tmp_path, fmriprep_run):
+    """SPM's six realignment parameters (+ tissue signals): fMRIPrep's expansions are derived."""
+    bases = list(MOTION_PARAMETERS) + ["csf", "white_matter"]
+    bold, mask, tsv = _copy_run(fmriprep_run, tmp_path, fmriprep_run.confounds[bases])
+    res = denoise_bold(bold, mask, tsv, t_r=T_R)
+    full = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.bold, t_r=T_R,
+                        high_pass=0.01)
+    derived = [f"{b}_{s}" for b in MOTION_PARAMETERS
+               for s in ("derivative1", "power2", "derivative1_power2")]
+    assert sorted(res.qc["derived_confounds"]) == sorted(derived)
+    # the same 26 regressors as fMRIPrep's table (no cosines here: the Butterworth filter remains)
+    cosines = [c for c in full.confounds.columns if c.startswith("cosine")]
+    pd.testing.assert_frame_equal(res.confounds,
+                                  full.confounds.drop(columns=cosines)[res.confounds.columns])
+    assert res.confounds.shape[1] == 26
+
+
+def test_only_motion_parameters_names_missing_and_supported(tmp_path, fmriprep_run):
+    bold, mask, tsv = _copy_run(fmriprep_run, tmp_path,
+                                fmriprep_run.confounds[list(MOTION_PARAMETERS)])
+    with pytest.raises(InputDataError, match=r"confounds_timeseries.tsv lacks 2 column\(s\) that "
+                                             r"--denoise-strategy simple needs: csf, white_matter\. "
+                                             r"It supports: none;") as exc:
+        denoise_bold(bold, mask, tsv, t_r=T_R)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(("strategy", "missing"), [
+    ("scrubbing", "framewise_displacement, std_dvars"),
+    ("compcor", r"a_comp_cor_\* \(with Mask 'combined' in the JSON sidecar\)"),
+])
+def test_table_for_simple_names_what_other_strategies_lack(tmp_path, fmriprep_run, strategy,
+                                                            missing):
+    """The 26 columns of 'simple' (24 motion + csf + white_matter): which strategies work."""
+    simple = [c for c in fmriprep_run.confounds.columns
+              if c.startswith(MOTION_PARAMETERS) or c in ("csf", "white_matter")]
+    bold, mask, tsv = _copy_run(fmriprep_run, tmp_path, fmriprep_run.confounds[simple])
+    with pytest.raises(InputDataError, match=rf"--denoise-strategy {strategy} needs: {missing}\. "
+                                             r"It supports: simple, none;"):
+        denoise_bold(bold, mask, tsv, strategy=strategy, t_r=T_R)
+
+
+def test_nan_beyond_first_row_refused(tmp_path, fmriprep_run):
+    table = fmriprep_run.confounds.copy()
+    table.loc[50, "csf"] = np.nan
+    bold, mask, tsv = _copy_run(fmriprep_run, tmp_path, table)
+    with pytest.raises(InputDataError, match=r"confounds_timeseries.tsv has NaN or infinite values "
+                                             r"in csf beyond the first row"):
+        denoise_bold(bold, mask, tsv, t_r=T_R)
+
+
+# --- NaN outside the brain (SPM) -------------------------------------------------------------------
+
+
+def test_nan_outside_mask_ignored(tmp_path, fmriprep_run):
+    img = nib.load(fmriprep_run.bold)
+    values = img.get_fdata(dtype=np.float32)
+    values[~fmriprep_run.mask_array] = np.nan
+    bold = tmp_path / fmriprep_run.bold.name
+    nib.Nifti1Image(values, img.affine, img.header).to_filename(bold)
+    res = denoise_bold(bold, fmriprep_run.mask, fmriprep_run.confounds_tsv, t_r=T_R)
+    ref = denoise_bold(fmriprep_run.bold, fmriprep_run.mask, fmriprep_run.confounds_tsv, t_r=T_R)
+    np.testing.assert_array_equal(res.data, ref.data)
+
+
+def test_nan_inside_mask_refused(tmp_path, fmriprep_run):
+    img = nib.load(fmriprep_run.bold)
+    values = img.get_fdata(dtype=np.float32)
+    values[2, 2, 2, 7:9] = np.nan
+    bold = tmp_path / fmriprep_run.bold.name
+    nib.Nifti1Image(values, img.affine, img.header).to_filename(bold)
+    with pytest.raises(InputDataError, match=r"desc-preproc_bold.nii.gz has 2 NaN or infinite "
+                                             r"values inside the brain mask .*desc-brain_mask"
+                                             r".nii.gz \(in 1 voxels.*re-run preprocessing"):
+        denoise_bold(bold, fmriprep_run.mask, None, strategy="none", t_r=T_R)
+
+
+@pytest.mark.realdata
+def test_spm_run_with_nan_outside_mask(tmp_path, shared_data):
+    """A real SPM-preprocessed run (COINSTAC, int16 scaled) with NaN written outside its mask."""
+    from nilearn.masking import apply_mask
+
+    root = shared_data / "coinstac_gica_10mm"
+    source = sorted((root / "local0").glob("rtswa_*.nii.gz"))[0]
+    mask = root / "mask.nii.gz"
+    img = nib.load(source)
+    inside = np.asanyarray(nib.load(mask).dataobj) > 0
+    values = img.get_fdata(dtype=np.float32)
+    values[~inside] = np.nan
+    n_nan = int((~inside).sum()) * img.shape[3]
+    bold = tmp_path / "swa_run.nii.gz"
+    nib.Nifti1Image(values, img.affine).to_filename(bold)
+    res = denoise_bold(bold, mask, None, strategy="none", t_r=2.0)
+    expected = apply_mask(source, nib.Nifti1Image(inside.astype(np.uint8), img.affine))
+    assert n_nan > 0 and res.data.shape == (img.shape[3], int(inside.sum()))
+    np.testing.assert_allclose(res.data, expected, rtol=2**-23)
+    values[inside.nonzero()[0][0], inside.nonzero()[1][0], inside.nonzero()[2][0], :3] = np.nan
+    nib.Nifti1Image(values, img.affine).to_filename(bold)
+    with pytest.raises(InputDataError, match=r"swa_run.nii.gz has 3 NaN or infinite values inside "
+                                             r"the brain mask .*mask.nii.gz \(in 1 voxels"):
+        denoise_bold(bold, mask, None, strategy="none", t_r=2.0)

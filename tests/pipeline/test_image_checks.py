@@ -11,7 +11,13 @@ import pytest
 
 import pipeline.image_checks
 from pipeline.exceptions import InputDataError
-from pipeline.image_checks import check_confounds, check_same_grid, load_bold, load_mask
+from pipeline.image_checks import (
+    check_confounds,
+    check_same_grid,
+    load_bold,
+    load_mask,
+    read_masked,
+)
 
 AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])
 
@@ -39,6 +45,76 @@ def test_load_bold_ok(bold_path):
     np.testing.assert_allclose(img.get_fdata(), nib.load(bold_path).get_fdata())
 
 
+def _full_mask(shape=(3, 3, 3)):
+    return nib.Nifti1Image(np.ones(shape, np.uint8), AFFINE)
+
+
+def test_read_masked_matches_nilearn_masker(tmp_path, bold_path):
+    """Same voxels, same order and same values as nilearn's apply_mask, in float32."""
+    from nilearn.masking import apply_mask
+
+    mask = np.zeros((3, 3, 3), np.uint8)
+    mask[1:, :, 1:] = 1
+    mask_img = nib.Nifti1Image(mask, AFFINE)
+    expected = apply_mask(nib.load(bold_path), mask_img)
+    for block_bytes in (1, 64 * 2**20):  # one volume at a time, and all at once
+        data = read_masked(load_bold(bold_path), mask_img, block_bytes=block_bytes)
+        assert data.dtype == np.float32 and data.shape == (20, 12)
+        np.testing.assert_array_equal(data, expected.astype(np.float32))
+
+
+def test_read_masked_scaled_int16(tmp_path):
+    """int16 with scl_slope (SPM's output): values scaled as nibabel does, rounded to float32."""
+    values = np.random.RandomState(0).randint(0, 30000, (3, 3, 3, 12)).astype(np.int16)
+    img = nib.Nifti1Image(values, AFFINE)
+    img.header.set_slope_inter(0.37, 5.0)
+    path = tmp_path / "spm.nii.gz"
+    img.to_filename(path)
+    data = read_masked(load_bold(path), _full_mask(), block_bytes=1)
+    expected = nib.load(path).get_fdata()[np.ones((3, 3, 3), bool)].T
+    np.testing.assert_allclose(data, expected, rtol=2**-24)
+
+
+def test_read_masked_ignores_nan_outside_mask(tmp_path):
+    data = np.ones((3, 3, 3, 12), np.float32)
+    data[0] = np.nan  # outside the brain, as SPM writes
+    data[1, 0, 0] = -np.inf
+    mask = np.ones((3, 3, 3), np.uint8)
+    mask[0] = 0
+    mask[1, 0, 0] = 0
+    path = _write(tmp_path / "spm.nii.gz", data)
+    out = read_masked(load_bold(path), nib.Nifti1Image(mask, AFFINE))
+    assert out.shape == (12, 17) and np.all(out == 1)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_read_masked_non_finite_inside_mask(tmp_path, bad):
+    data = np.ones((2, 2, 2, 12), np.float32)
+    data[1, 1, 1, 3] = bad
+    data[0, 1, 1, 4] = bad
+    data[0, 1, 1, 5] = bad
+    path = _write(tmp_path / "nan.nii.gz", data)
+    mask = nib.Nifti1Image(np.ones((2, 2, 2), np.uint8), AFFINE)
+    with pytest.raises(InputDataError, match=r"nan.nii.gz has 3 NaN or infinite values inside "
+                                             r"the brain mask .* \(in 2 voxels.*re-run "
+                                             r"preprocessing, or pass a mask") as exc:
+        read_masked(load_bold(path), mask, mask_name="mask.nii.gz")
+    assert "mask.nii.gz" in _one_line(exc)
+
+
+def test_load_bold_reads_header_only(tmp_path):
+    """Missing voxel data are found by the one read of the data, not by load_bold."""
+    values = np.tile(np.arange(200, dtype=np.float32) % 7, (8, 8, 8, 1))
+    good = _write(tmp_path / "good.nii.gz", values)
+    bad = tmp_path / "bad.nii.gz"
+    blob = good.read_bytes()
+    bad.write_bytes(blob[: 3 * len(blob) // 4])  # the last volumes are cut off
+    img = load_bold(bad)
+    assert img.shape == (8, 8, 8, 200)
+    with pytest.raises(InputDataError, match=r"bad.nii.gz is not a readable NIfTI"):
+        read_masked(img, _full_mask((8, 8, 8)))
+
+
 def test_load_bold_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"BOLD file .*nope.nii.gz does not exist") as exc:
         load_bold(tmp_path / "nope.nii.gz")
@@ -53,7 +129,7 @@ def test_load_bold_truncated_gzip(tmp_path, bold_path):
     _one_line(exc)
 
 
-def test_load_bold_corrupt_gzip(tmp_path):
+def test_read_masked_corrupt_gzip(tmp_path):
     # compressible data, so that the damaged bytes are Huffman-coded (random floats
     # are stored verbatim and a flipped byte would go unnoticed)
     good = _write(tmp_path / "good.nii.gz", np.tile(np.arange(20, dtype=np.float32), (3, 3, 3, 1)))
@@ -62,7 +138,7 @@ def test_load_bold_corrupt_gzip(tmp_path):
     blob[len(blob) // 2: len(blob) // 2 + 8] = b"\xff" * 8  # damage the deflate stream
     bad.write_bytes(bytes(blob))
     with pytest.raises(InputDataError, match=r"not a readable NIfTI \(corrupt or truncated gzip"):
-        load_bold(bad)
+        read_masked(load_bold(bad), _full_mask())
 
 
 def test_load_bold_empty_file(tmp_path):
@@ -92,16 +168,6 @@ def test_load_bold_too_short(tmp_path):
     with pytest.raises(InputDataError, match="has 5 volumes; at least 10 are needed"):
         load_bold(path)
     assert load_bold(path, min_volumes=5).shape[3] == 5
-
-
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_load_bold_non_finite(tmp_path, bad):
-    data = np.ones((2, 2, 2, 12), np.float32)
-    data[1, 1, 1, 3] = bad
-    data[0, 1, 1, 4] = bad
-    path = _write(tmp_path / "nan.nii.gz", data)
-    with pytest.raises(InputDataError, match="contains 2 NaN or infinite values"):
-        load_bold(path)
 
 
 def test_load_mask_ok_and_binarized(tmp_path):

@@ -1,11 +1,19 @@
-"""Nipype interface around :func:`pipeline.denoise.denoise_bold`."""
+"""Nipype interface around :func:`pipeline.denoise.denoise_bold`.
+
+The denoised run travels between nodes as a float32 ``.npy`` array
+``(kept volumes, mask voxels)`` in the work directory (no gzip round trip, no
+full-grid image); :func:`load_denoised` reads it back (or any 4-D NIfTI,
+masked) for the nodes that use it. The NIfTI derivative is written only when
+it is asked for (``--save-denoised``).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pandas as pd
+import nibabel as nb
+import numpy as np
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -15,13 +23,53 @@ from nipype.interfaces.base import (
     traits,
 )
 
-__all__ = ["DenoiseBold"]
+__all__ = ["DenoiseBold", "load_denoised"]
+
+
+def load_denoised(path: str | Path, mask_file: str | Path | nb.Nifti1Image) -> np.ndarray:
+    """A denoised run inside its mask, float32 ``(n_volumes, n_voxels)``.
+
+    Parameters
+    ----------
+    path : path-like
+        :class:`DenoiseBold`'s ``denoised_file`` (``.npy``, already masked), or
+        a 4-D NIfTI (read once, inside the mask).
+    mask_file : path-like or nibabel image
+        The run's brain mask (the columns of a ``.npy`` are its non-zero
+        voxels, in the order of nilearn's maskers).
+
+    Returns
+    -------
+    ndarray of shape (n_volumes, n_voxels), float32
+
+    Raises
+    ------
+    InputDataError
+        If a ``.npy`` does not have one column per mask voxel, or the NIfTI
+        cannot be read (see :func:`pipeline.image_checks.read_masked`).
+    """
+    from pipeline.exceptions import InputDataError
+    from pipeline.image_checks import load_bold, load_mask, read_masked
+
+    mask = load_mask(mask_file)
+    if str(path).endswith(".npy"):
+        data = np.load(path)
+        n_voxels = int(np.count_nonzero(np.asanyarray(mask.dataobj)))
+        if data.ndim != 2 or data.shape[1] != n_voxels:
+            raise InputDataError(
+                f"{path} has shape {data.shape}, not (volumes, {n_voxels} voxels of "
+                f"{mask_file}); rerun the participant level with this mask."
+            )
+        return data
+    return read_masked(load_bold(path, min_volumes=1), mask, name=str(path),
+                       mask_name=str(mask_file))
 
 
 class _DenoiseBoldInputSpec(BaseInterfaceInputSpec):
     bold_file = File(exists=True, mandatory=True, desc="preprocessed BOLD (fMRIPrep desc-preproc)")
     mask_file = File(exists=True, mandatory=True, desc="brain mask on the BOLD grid")
-    confounds_file = File(exists=True, desc="fMRIPrep confounds TSV (none with strategy 'none')")
+    confounds_file = File(exists=True, desc="confounds TSV (fMRIPrep's, or the six rigid-body "
+                                            "parameters); undefined: none (strategy 'none')")
     t_r = traits.Float(mandatory=True, desc="repetition time (s)")
     strategy = traits.Enum("simple", "scrubbing", "compcor", "none", usedefault=True)
     high_pass = traits.Float(desc="high-pass cut-off (Hz); undefined for none")
@@ -30,12 +78,16 @@ class _DenoiseBoldInputSpec(BaseInterfaceInputSpec):
     standardize = traits.Bool(True, usedefault=True, desc="z-score each voxel")
     fd_threshold = traits.Float(0.5, usedefault=True, desc="FD threshold for scrubbing (mm)")
     min_volumes = traits.Int(50, usedefault=True, desc="fewest volumes accepted")
+    save_nifti = traits.Bool(False, usedefault=True,
+                             desc="also write the denoised run as a NIfTI (--save-denoised)")
 
 
 class _DenoiseBoldOutputSpec(TraitedSpec):
     qc_file = File(exists=True, desc="one-row QC table (TSV)")
     qc_meta = traits.Dict(desc="parameters of the denoising, for the JSON sidecar")
-    denoised_file = File(exists=True, desc="denoised BOLD (in the work directory)")
+    denoised_file = File(exists=True, desc="denoised run, float32 .npy (kept volumes x mask "
+                                           "voxels), in the work directory")
+    denoised_nifti = File(exists=True, desc="denoised 4-D BOLD (only with save_nifti)")
     sample_mask = traits.List(traits.Int, desc="indices of the volumes kept")
 
 
@@ -46,19 +98,14 @@ class DenoiseBold(SimpleInterface):
     output_spec = _DenoiseBoldOutputSpec
 
     def _run_interface(self, runtime):
-        from pipeline.denoise import denoise_bold
-        from pipeline.image_checks import check_confounds, check_same_grid, load_bold, load_mask
+        from pipeline.denoise import denoise_bold, qc_table
 
         inputs = self.inputs
-        bold = load_bold(inputs.bold_file, min_volumes=inputs.min_volumes)
-        mask = load_mask(inputs.mask_file)
-        check_same_grid(bold, mask, inputs.bold_file, inputs.mask_file)
-        if isdefined(inputs.confounds_file):
-            check_confounds(inputs.confounds_file, bold.shape[3], inputs.bold_file)
+        confounds = inputs.confounds_file if isdefined(inputs.confounds_file) else None
         result = denoise_bold(
-            bold,
-            mask,
-            None if inputs.strategy == "none" else inputs.bold_file,
+            inputs.bold_file,
+            inputs.mask_file,
+            confounds,
             strategy=inputs.strategy,
             t_r=inputs.t_r,
             high_pass=inputs.high_pass if isdefined(inputs.high_pass) else None,
@@ -68,12 +115,19 @@ class DenoiseBold(SimpleInterface):
             fd_threshold=inputs.fd_threshold,
             min_volumes=inputs.min_volumes,
         )
-        qc_file = Path(runtime.cwd) / "qc.tsv"
-        pd.DataFrame([result.qc]).to_csv(qc_file, sep="\t", index=False, na_rep="n/a")
-        self._results["qc_file"] = str(qc_file)
-        self._results["qc_meta"] = json.loads(json.dumps(result.qc, default=str))
-        out = Path(runtime.cwd) / "denoised_bold.nii.gz"
-        result.img.to_filename(out)
-        self._results["denoised_file"] = str(out)
-        self._results["sample_mask"] = [int(i) for i in result.sample_mask]
+        cwd = Path(runtime.cwd)
+        qc_file = cwd / "qc.tsv"
+        qc_table([result.qc]).to_csv(qc_file, sep="\t", index=False, na_rep="n/a")
+        out = cwd / "denoised_bold.npy"
+        np.save(out, result.data)
+        if inputs.save_nifti:
+            nifti = cwd / "denoised_bold.nii.gz"
+            result.img.to_filename(nifti)
+            self._results["denoised_nifti"] = str(nifti)
+        self._results.update(
+            qc_file=str(qc_file),
+            qc_meta=json.loads(json.dumps(result.qc, default=str)),
+            denoised_file=str(out),
+            sample_mask=[int(i) for i in result.sample_mask],
+        )
         return runtime

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 from pathlib import Path
 
 import nibabel as nb
@@ -79,7 +80,8 @@ def load_subject_pca(pca_file: str | Path) -> tuple[dict, dict]:
 
 
 class _SubjectPCAInputSpec(BaseInterfaceInputSpec):
-    bold_file = File(exists=True, mandatory=True, desc="denoised 4-D BOLD")
+    bold_file = File(exists=True, mandatory=True,
+                     desc="denoised run (DenoiseBold's .npy, or a 4-D NIfTI)")
     mask_file = File(exists=True, mandatory=True, desc="brain mask on the BOLD grid")
     sample_mask = traits.List(traits.Int, desc="volumes kept by denoising (indices)")
     n_components = traits.Int(mandatory=True, desc="largest group model order")
@@ -106,16 +108,15 @@ class SubjectPCA(SimpleInterface):
     output_spec = _SubjectPCAOutputSpec
 
     def _run_interface(self, runtime):
-        from nilearn.maskers import NiftiMasker
-
         from pipeline.exceptions import InputDataError
         from pipeline.ica.group import default_subject_components
         from pipeline.ica.pca import preprocess_subject, subject_pca
         from workflows.derivatives import atomic_path, atomic_write
+        from workflows.interfaces.denoise import load_denoised
 
         inputs = self.inputs
         mask = nb.load(inputs.mask_file)
-        data = NiftiMasker(mask_img=mask, standardize=None).fit().transform(inputs.bold_file)
+        data = load_denoised(inputs.bold_file, mask)
         n_volumes = data.shape[0]
         if inputs.n_components > n_volumes - 1:
             raise InputDataError(
@@ -212,25 +213,16 @@ class MultiscaleGroupICA(SimpleInterface):
 
         inputs = self.inputs
         voxels, shape, affine = _group_voxels(inputs.pca_files)
-        reduced, whitening, dewhitening = [], [], []
-        for path in inputs.pca_files:
-            arrays, _ = load_subject_pca(path)
-            keep = np.searchsorted(arrays["voxels"], voxels)
-            reduced.append(arrays["reduced"][:, keep])
-            whitening.append(arrays["whitening"])
-            dewhitening.append(arrays["dewhitening"])
         mask_img = _mask_img(voxels, shape, affine)
         mask = np.asarray(mask_img.dataobj).astype(bool)
         result = fit_multiscale(
-            {"reduced": reduced, "whitening": whitening, "dewhitening": dewhitening,
-             "n_voxels": voxels.size},
+            _subject_pcas(inputs.pca_files, voxels),
             inputs.model_orders, algorithm=inputs.algorithm, n_runs=inputs.n_runs, mask=mask,
             t_r=inputs.t_r if isdefined(inputs.t_r) else None, random_state=inputs.random_state,
             device=inputs.device)
         cwd = Path(runtime.cwd)
         labels = result.labels
-        template_files, labels_files = [], []
-        model = {"voxels": voxels, "shape": np.asarray(shape), "affine": affine}
+        template_files, labels_files, model = [], [], []
         for order in result.model_orders:
             rows = labels[(labels["scale"] == order) & labels["keep"]]
             if rows.empty:
@@ -247,15 +239,11 @@ class MultiscaleGroupICA(SimpleInterface):
             table.to_csv(table_path, sep="\t", index=False, na_rep="n/a")
             template_files.append(str(path))
             labels_files.append(str(table_path))
-            model[f"kept_{order}"] = kept
-            model[f"unmixing_{order}"] = est.unmixing_
-            for i, (gw, gd) in enumerate(zip(est.group_whitening_, est.group_dewhitening_)):
-                model[f"gw_{order}_{i}"] = gw
-                model[f"gd_{order}_{i}"] = gd
+            model.append((order, kept, est))
         all_labels = cwd / "labels.tsv"
         labels.to_csv(all_labels, sep="\t", index=False, na_rep="n/a")
         model_file = cwd / "model.npz"
-        np.savez(model_file, **model)
+        _save_npz(model_file, _model_arrays(model, voxels, shape, affine))
         self._results.update(
             template_files=template_files, labels_files=labels_files,
             all_labels_file=str(all_labels), model_file=str(model_file),
@@ -264,12 +252,67 @@ class MultiscaleGroupICA(SimpleInterface):
                   "ModelOrders": list(result.model_orders), "Algorithm": inputs.algorithm,
                   "ICASSORuns": inputs.n_runs, "RandomSeed": inputs.random_state,
                   "NumberOfRuns": len(inputs.pca_files), "NumberOfVoxels": int(voxels.size),
+                  "GroupPCA": {"Method": result.group_pca["method"],
+                               "Passes": result.group_pca["n_passes"],
+                               "Iterations": result.group_pca["n_iter"],
+                               "Converged": result.group_pca["converged"],
+                               "RelativeEigenvalueChange": result.group_pca["relative_change"]},
                   "SelectionCriteria": json.loads(json.dumps(result.thresholds, default=float)),
                   "KeptNetworks": {str(o): int(np.sum(labels[labels["scale"] == o]["keep"]))
                                    for o in result.model_orders},
                   "SoftwareVersion": __version__},
         )
         return runtime
+
+
+def _read_reduced(pca_files: list[str], voxels: np.ndarray, index: int) -> np.ndarray:
+    """Subject ``index``'s reduced data on the group voxels (read from its file)."""
+    with np.load(pca_files[index]) as npz:
+        keep = np.searchsorted(npz["voxels"], voxels)
+        return npz["reduced"][:, keep]
+
+
+def _read_array(pca_files: list[str], key: str, index: int) -> np.ndarray:
+    with np.load(pca_files[index]) as npz:
+        return npz[key]
+
+
+def _subject_pcas(pca_files: list[str], voxels: np.ndarray) -> dict:
+    """The subject PCAs as sequences that read one subject's file when indexed.
+
+    The group ICA then holds one subject at a time: its memory does not grow
+    with the number of runs.
+    """
+    from pipeline.ica._lazy import LazySequence
+
+    n = len(pca_files)
+    return {"reduced": LazySequence(n, partial(_read_reduced, pca_files, voxels)),
+            "whitening": LazySequence(n, partial(_read_array, pca_files, "whitening")),
+            "dewhitening": LazySequence(n, partial(_read_array, pca_files, "dewhitening")),
+            "n_voxels": int(voxels.size)}
+
+
+def _model_arrays(model: list, voxels: np.ndarray, shape: tuple, affine: np.ndarray):
+    """The arrays of the model file, one at a time (per-run blocks are computed as written)."""
+    yield "voxels", voxels
+    yield "shape", np.asarray(shape)
+    yield "affine", affine
+    for order, kept, est in model:
+        yield f"kept_{order}", kept
+        yield f"unmixing_{order}", est.unmixing_
+        for i in range(len(est.group_whitening_)):
+            yield f"gw_{order}_{i}", est.group_whitening_[i]
+            yield f"gd_{order}_{i}", est.group_dewhitening_[i]
+
+
+def _save_npz(path: Path, arrays) -> None:
+    """``np.savez`` for ``(name, array)`` pairs given one at a time (none is kept in memory)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays:
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
 
 
 class _GICABackReconstructInputSpec(BaseInterfaceInputSpec):

@@ -82,6 +82,7 @@ class BackReconstruct(SimpleInterface):
         from pipeline.ica.backrecon import dual_regression
         from pipeline.ica.scica import SpatiallyConstrainedICA, zscore_maps
         from pipeline.templates import read_template_labels
+        from workflows.interfaces.denoise import load_denoised
 
         inputs = self.inputs
         mask = nb.load(inputs.mask_file)
@@ -103,7 +104,7 @@ class BackReconstruct(SimpleInterface):
             template = resample_to_img(template, mask, interpolation="continuous",
                                        force_resample=True, copy_header=True)
         masker = NiftiMasker(mask_img=mask, standardize=None).fit()
-        data = masker.transform(inputs.bold_file)  # (n_volumes, n_voxels)
+        data = load_denoised(inputs.bold_file, mask)  # (n_volumes, n_voxels), float32
         maps_in = masker.transform(template)  # (n_networks, n_voxels)
         n_networks = maps_in.shape[0]
         labels = read_template_labels(

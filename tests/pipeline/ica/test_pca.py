@@ -114,3 +114,56 @@ def test_float32_input_is_reduced_in_float32():
     cosines = np.linalg.svd(g32.reduced @ g64.reduced.T / 2999, compute_uv=False)
     assert cosines.min() > 1 - 1e-5
     np.testing.assert_allclose(np.cov(g32.reduced), np.eye(6), atol=1e-4)
+
+
+class _CountingLoaders:
+    """Loader callables that count how often each block is read."""
+
+    def __init__(self, blocks):
+        self.blocks = blocks
+        self.reads = [0] * len(blocks)
+        self.loaders = [self._loader(i) for i in range(len(blocks))]
+
+    def _loader(self, i):
+        def load():
+            self.reads[i] += 1
+            return self.blocks[i]
+        return load
+
+
+@pytest.mark.parametrize("method", ["mpowit", "randomized"])
+def test_streamed_group_pca_reports_passes_and_matches_exact_eigenvalues(method):
+    """Over EXACT_MAX_VOXELS loaders stream: each pass reads every block once; eigenvalues exact."""
+    from pipeline.ica.pca import EXACT_MAX_VOXELS
+
+    n_voxels = EXACT_MAX_VOXELS + 904
+    blocks = [b.astype(np.float32) for b in _low_rank_blocks(n_voxels, n_blocks=8, rows=10,
+                                                              rank=12)]
+    counter = _CountingLoaders(blocks)
+    k = 8
+    res = group_pca(counter.loaders, k, method=method, random_state=RANDOM_STATE, device="cpu")
+    assert res.converged and res.n_passes == res.n_iter + 2
+    assert res.n_passes <= 12  # a small, reported number of passes
+    # blocks[0] is also read once first, to learn the number of voxels
+    assert counter.reads == [res.n_passes + 1] + [res.n_passes] * 7
+    stacked = np.vstack(blocks).astype(np.float64)
+    exact = np.linalg.eigvalsh(stacked @ stacked.T)[::-1][:k] / (n_voxels - 1)
+    np.testing.assert_allclose(res.eigenvalues, exact, rtol=1e-6)
+    if method == "mpowit":
+        assert res.change < 1e-6
+    assert len(res.dewhitening) == 8 and res.dewhitening[3].shape == (10, k)
+    white = sum(w @ b.astype(np.float64) for w, b in zip(res.whitening, blocks))
+    np.testing.assert_allclose(white, res.reduced, atol=1e-6)
+
+
+def test_lazy_sequence_of_blocks_is_streamed_not_stacked():
+    from pipeline.ica._lazy import LazySequence
+
+    blocks = _low_rank_blocks(5000, n_blocks=4, rows=8)
+    counter = _CountingLoaders(blocks)
+    lazy = LazySequence(4, lambda i: counter.loaders[i]())
+    res = group_pca(lazy, 5, random_state=RANDOM_STATE, device="cpu")
+    assert res.n_iter > 1 and counter.reads[1:] == [res.n_passes] * 3
+    listed = group_pca(blocks, 5, random_state=RANDOM_STATE, device="cpu")
+    assert listed.n_iter == 1 and listed.n_passes == 1  # in memory: stacked, exact
+    np.testing.assert_allclose(res.eigenvalues, listed.eigenvalues, rtol=1e-6)
