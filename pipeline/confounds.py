@@ -35,6 +35,7 @@ __all__ = [
     "MOTION_PARAMETERS",
     "RunConfounds",
     "StrategyConfounds",
+    "check_strategy_columns",
     "expand_confounds",
     "missing_columns",
     "read_sidecar",
@@ -190,6 +191,43 @@ def missing_columns(table: pd.DataFrame, strategy: str, meta: dict | None) -> li
     return missing
 
 
+def check_strategy_columns(table: pd.DataFrame, strategy: str, meta: dict | None,
+                           source: str) -> None:
+    """Raise when ``table`` lacks what ``strategy`` needs, naming it and what the table supports.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The confounds table (its rows do not matter), after :func:`expand_confounds`.
+    strategy : {"simple", "scrubbing", "compcor"}
+    meta : dict or None
+        The table's JSON sidecar.
+    source : str
+        Name of the table in the message (its path).
+
+    Raises
+    ------
+    InputDataError
+        Naming the missing columns and the strategies the table supports.
+
+    Examples
+    --------
+    >>> check_strategy_columns(pd.DataFrame(columns=list(MOTION_PARAMETERS)), "compcor", None,
+    ...                        "rp.tsv")
+    Traceback (most recent call last):
+    ...
+    pipeline.exceptions.InputDataError: rp.tsv lacks 19 column(s) that --denoise-strategy compcor needs: ...
+    """
+    missing = missing_columns(table, strategy, meta)
+    if missing:
+        supported = [s for s in PRESETS if not missing_columns(table, s, meta)]
+        raise InputDataError(
+            f"{source} lacks {len(missing)} column(s) that --denoise-strategy {strategy} "
+            f"needs: {', '.join(missing)}. It supports: "
+            f"{', '.join(supported + ['none'])}; choose one of them or add the columns."
+        )
+
+
 def read_sidecar(path: str | os.PathLike) -> dict | None:
     """The JSON sidecar of a confounds TSV (``.json`` beside it), or None when absent."""
     sidecar = Path(str(path).removesuffix(".gz")).with_suffix(".json")
@@ -239,14 +277,7 @@ def strategy_confounds(
         If the table lacks columns the strategy needs: the message names
         them and the strategies the table supports.
     """
-    missing = missing_columns(table, strategy, meta)
-    if missing:
-        supported = [s for s in PRESETS if not missing_columns(table, s, meta)]
-        raise InputDataError(
-            f"{source} lacks {len(missing)} column(s) that --denoise-strategy {strategy} "
-            f"needs: {', '.join(missing)}. It supports: "
-            f"{', '.join(supported + ['none'])}; choose one of them or add the columns."
-        )
+    check_strategy_columns(table, strategy, meta, source)
     params = _preset(strategy, fd_threshold, std_dvars_threshold)
     components, demean = params.pop("strategy"), params.pop("demean")
     lost = {"confounds": [], "keywords": []}

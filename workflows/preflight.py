@@ -3,8 +3,8 @@
 Everything that can be known from file headers and tables is checked here:
 writable output and work directories, templates (4-D, readable) and their
 labels (one row per network, or GIFT's domain file), and for each run the
-confounds table its strategy needs and the grid of its mask against the
-templates. Each check raises with a one-line message that names the file and
+confounds table its strategy needs (and the columns in it) and the grid of its
+mask against the templates. Each check raises with a one-line message that names the file and
 the fix; the command line turns it into an exit code.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 
 from pipeline.exceptions import InputDataError
 from pipeline.templates import read_template_labels
@@ -92,6 +93,18 @@ def check_templates(templates: Sequence[str | os.PathLike],
     return infos
 
 
+def _check_confound_columns(path: Path, strategy: str) -> None:
+    """The columns ``strategy`` needs, from the table's header (and its JSON sidecar)."""
+    from pipeline.confounds import check_strategy_columns, expand_confounds, read_sidecar
+
+    try:
+        header = pd.read_csv(path, sep="\t", nrows=2, na_values="n/a")
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InputDataError(f"{path} is not a readable TSV ({exc}); fix or regenerate it.") from exc
+    table, _ = expand_confounds(header)
+    check_strategy_columns(table, strategy, read_sidecar(path), str(path))
+
+
 def check_run(run: Mapping[str, Any], *, strategy: str, templates: Sequence[TemplateInfo],
               resample_template: bool) -> None:
     """Check one run's inputs against the options before it is processed.
@@ -112,7 +125,8 @@ def check_run(run: Mapping[str, Any], *, strategy: str, templates: Sequence[Temp
     FileNotFoundError
         If the strategy needs a confounds table and the run has none.
     InputDataError
-        If a template is not on the run's grid and may not be resampled.
+        If the confounds table lacks columns of the strategy, or a template is not on
+        the run's grid and may not be resampled.
     """
     bold_name = Path(run["bold"]).name
     if strategy != "none" and run.get("confounds") is None:
@@ -122,6 +136,8 @@ def check_run(run: Mapping[str, Any], *, strategy: str, templates: Sequence[Temp
             "elsewhere (e.g. SPM) use --denoise-strategy none; otherwise name the table with "
             "--bids-filter-file."
         )
+    if strategy != "none":
+        _check_confound_columns(Path(run["confounds"]), strategy)
     if resample_template or not templates:
         return
     mask = nib.load(run["mask"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.exceptions import InputDataError
@@ -86,3 +87,24 @@ def test_run_on_another_grid(tmp_path, template):
                                              r"--resample-template"):
         check_run(run_inputs, strategy="none", templates=templates, resample_template=False)
     check_run(run_inputs, strategy="none", templates=templates, resample_template=True)
+
+
+def test_confound_columns_checked_before_work(tmp_path):
+    """SPM's six rigid-body parameters: enough for no preset; the message says what is."""
+    table = tmp_path / "sub-01_task-rest_desc-confounds_timeseries.tsv"
+    rng = np.random.default_rng(0)
+    pd.DataFrame(rng.normal(size=(20, 6)), columns=["trans_x", "trans_y", "trans_z", "rot_x",
+                                                     "rot_y", "rot_z"]).to_csv(
+        table, sep="\t", index=False)
+    run_inputs = {"bold": str(tmp_path / "sub-01_task-rest_desc-preproc_bold.nii.gz"),
+                  "mask": str(tmp_path / "mask.nii.gz"), "confounds": str(table)}
+    for strategy in ("simple", "scrubbing", "compcor"):
+        with pytest.raises(InputDataError, match=rf"desc-confounds_timeseries.tsv lacks \d+ "
+                                                 rf"column\(s\) that --denoise-strategy "
+                                                 rf"{strategy} needs: .*It supports: none"):
+            check_run(run_inputs, strategy=strategy, templates=[], resample_template=False)
+    with_tissue = pd.read_csv(table, sep="\t").assign(csf=1.0, white_matter=2.0)
+    with_tissue.to_csv(table, sep="\t", index=False)
+    check_run(run_inputs, strategy="simple", templates=[], resample_template=False)
+    with pytest.raises(InputDataError, match=r"It supports: simple, none"):
+        check_run(run_inputs, strategy="scrubbing", templates=[], resample_template=False)
