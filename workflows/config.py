@@ -30,6 +30,10 @@ DENOISE_STRATEGIES = ("simple", "scrubbing", "compcor")
 PLUGINS = ("MultiProc", "Linear", "SLURM")
 BACKRECON_METHODS = ("moo-icar", "dual-regression")
 DEVICES = ("auto", "cpu", "cuda")
+HARMONIZERS = ("none", "combat")
+#: Classifier features: msica's multi-scale FNC edges, or a connectivity kind of the network
+#: time courses (pipeline.classify.connectivity.CONNECTIVITY_KINDS).
+CONNECTIVITY = ("fnc", "correlation", "partial_correlation", "covariance", "tangent")
 
 
 def new_run_uuid() -> str:
@@ -71,6 +75,10 @@ class Settings:
     targets: tuple[str, ...] = ()
     confounds: tuple[str, ...] = ("age", "sex")
     n_permutations: int = 100
+    site_column: str | None = None
+    harmonize: str = "none"
+    harmonize_protect: tuple[str, ...] = ("age", "sex")
+    connectivity: tuple[str, ...] = ("fnc",)
     introspect: bool = False
     # execution
     nprocs: int = 1
@@ -124,7 +132,8 @@ class Settings:
 
 _PATH_FIELDS = {"bids_dir", "output_dir", "work_dir", "pca_dir"}
 _PATH_TUPLE_FIELDS = {"derivatives", "templates", "template_labels"}
-_STR_TUPLE_FIELDS = {"participant_label", "session_label", "targets", "confounds"}
+_STR_TUPLE_FIELDS = {"participant_label", "session_label", "targets", "confounds",
+                     "harmonize_protect", "connectivity"}
 
 
 def _coerce(data: dict[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,7 @@ __all__ = [
     "covariances_to_vectors",
     "geometric_mean",
     "n_nodes_of",
+    "network_covariances",
     "node_labels_of",
     "participant_covariances",
     "vectors_to_covariances",
@@ -197,6 +198,33 @@ def participant_covariances(series: Sequence[np.ndarray]) -> np.ndarray:
             )
         out.append(ledoit_wolf((ts - ts.mean(axis=0)) / sd)[0])
     return np.stack(out)
+
+
+def network_covariances(runs, node_labels: Sequence[str]) -> pd.DataFrame:
+    """Covariance table of participants from their runs' network time courses.
+
+    Each run's covariance (:func:`participant_covariances`) is computed on its
+    own; the runs of one participant are averaged (their covariances are on the
+    scale of correlations, so runs of different lengths weigh alike).
+
+    Parameters
+    ----------
+    runs : sequence of (str, ndarray of shape (n_volumes, n_nodes))
+        ``(participant_id, time courses)`` per run, every scale's networks side
+        by side (multi-scale FNC).
+    node_labels : sequence of str
+        Node names (``s<scale>-<label>``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`covariance_table` of the participants, sorted by participant_id.
+    """
+    covs = participant_covariances([tcs for _, tcs in runs])
+    ids = sorted({pid for pid, _ in runs})
+    owner = np.array([pid for pid, _ in runs])
+    mean = np.stack([covs[owner == pid].mean(axis=0) for pid in ids])
+    return covariance_table(mean, node_labels, ids)
 
 
 @fill_doc
@@ -355,7 +383,7 @@ CONNECTIVITY_KINDS: dict[str, ConnectivityKind] = {
             description="correlation of the Ledoit-Wolf covariance of the z-scored time series",
             references=("ledoit2004",)),
         ConnectivityKind(
-            "partial correlation", _partial_correlation, True,
+            "partial_correlation", _partial_correlation, True,
             description="partial correlation from the inverse of the Ledoit-Wolf covariance",
             references=("ledoit2004", "varoquaux2013")),
         ConnectivityKind(
@@ -385,7 +413,7 @@ class ConnectivityFeatures(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    kind : {"correlation", "partial correlation", "covariance", "tangent"}, default="tangent"
+    kind : {"correlation", "partial_correlation", "covariance", "tangent"}, default="tangent"
     max_iter : int, default=30
         Geometric-mean iterations (tangent).
     tol : float, default=1e-7

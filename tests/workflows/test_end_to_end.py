@@ -56,7 +56,7 @@ def test_group_derivatives(processed):
         assert (amplitude[columns] > 0).all().all()
     metrics = json.loads((group / "desc-diagnosis_metrics.json").read_text())
     assert metrics["NumberOfPermutations"] == 3 and 0 < metrics["PermutationPValue"] <= 1
-    for name in ("desc-diagnosis_model.joblib", "desc-diagnosisbiomarkers_features.tsv",
+    for name in ("desc-diagnosis_model.skops", "desc-diagnosisbiomarkers_features.tsv",
                  "desc-diagnosiscalibration_metrics.tsv", "desc-dfncstates_relmat.tsv",
                  "figures/desc-diagnosisbiomarkers_features.svg",
                  "desc-diagnosisintrospect_spectrum.tsv",
@@ -64,6 +64,12 @@ def test_group_derivatives(processed):
         assert (group / name).is_file(), name
     diagnosis = pd.read_csv(group / "desc-diagnosis_metrics.tsv", sep="\t", index_col="metric")
     assert 0 <= diagnosis.loc["balanced_accuracy", "estimate"] <= 1
+    assert diagnosis.loc["permutation_p_value", "estimate"] == metrics["PermutationPValue"]
+    assert 0 <= diagnosis.loc["balanced_accuracy", "baseline_estimate"] <= 1
+    from pipeline.classify.persistence import load_model
+
+    model, model_meta = load_model(group / "desc-diagnosis_model.skops")  # its own sidecar
+    assert model_meta["target"] == "diagnosis" and len(model_meta["model_sha256"]) == 64
     per_site = pd.read_csv(group / "desc-diagnosispersite_metrics.tsv", sep="\t")
     assert list(per_site.columns[:2]) == ["site", "n"]
 

@@ -37,7 +37,8 @@ def series():
 def test_kinds_equal_nilearn_fitted_on_training_rows(series, kind):
     zscored = [(s - s.mean(axis=0)) / s.std(axis=0, ddof=1) for s in series]
     discard = CONNECTIVITY_KINDS[kind].discard_diagonal
-    reference = ConnectivityMeasure(kind=kind, vectorize=True, discard_diagonal=discard)
+    reference = ConnectivityMeasure(kind=kind.replace("_", " "), vectorize=True,
+                                    discard_diagonal=discard)
     expected = reference.fit(zscored[:10]).transform(zscored)  # reference fitted on 10 only
     vectors = covariances_to_vectors(participant_covariances(series))
     est = ConnectivityFeatures(kind=kind, device="cpu").fit(vectors[:10])
