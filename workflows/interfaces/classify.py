@@ -86,8 +86,9 @@ class _ClassifyTargetInputSpec(BaseInterfaceInputSpec):
                                     desc="the runs' FNC (sidecars give TR and post-processing)")
     participants_file = File(exists=True, mandatory=True, desc="participants.tsv")
     target = traits.Str(mandatory=True, desc="participants.tsv column to predict")
-    confounds = traits.List(traits.Str, desc="columns regressed out inside training folds")
-    protect = traits.List(traits.Str, desc="covariates kept by harmonization")
+    confounds = traits.List(traits.Str, usedefault=True,
+                            desc="columns regressed out inside training folds")
+    protect = traits.List(traits.Str, usedefault=True, desc="covariates kept by harmonization")
     site_column = traits.Str("auto", usedefault=True,
                              desc="site column ('auto': 'site' when present)")
     harmonize = traits.Enum("none", "combat", usedefault=True)
