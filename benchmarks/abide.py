@@ -59,6 +59,15 @@ VARIANTS = {
                            "models": ("logistic_l2",)},
     "partial+combat": {"kinds": ("partial_correlation",), "harmonize": "combat",
                        "models": ("logistic_l2",)},
+    # the baseline's own model (all edges, L2 logistic, C in the same grid), C chosen by
+    # inner folds leaving sites out, without and with ComBat: isolates each step
+    "correlation-loso": {"kinds": ("correlation",), "harmonize": "none",
+                         "models": ("logistic_l2",), "k_grid": ("all",),
+                         "param_grids": {"logistic_l2": {"C": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]}}},
+    "correlation-loso+combat": {"kinds": ("correlation",), "harmonize": "combat",
+                                "models": ("logistic_l2",), "k_grid": ("all",),
+                                "param_grids": {"logistic_l2": {"C": [1e-4, 1e-3, 1e-2, 1e-1,
+                                                                      1.0]}}},
 }
 
 
@@ -127,12 +136,12 @@ def make_msica(variant: str, n_protect: int, random_state=0):
     """msica's classifier for one variant (no per-site tuning: the same settings everywhere)."""
     from pipeline.classify.search import FastSearchClassifier
 
-    return FastSearchClassifier(k_grid=(0.05, 0.25, "all"),
-                                param_grids={"logistic_l2": {"C": [1e-3, 1e-2, 1e-1]},
-                                             "linear_svm": {"C": [1e-4, 1e-3, 1e-2]}},
-                                n_protect=0 if VARIANTS[variant]["harmonize"] == "none"
-                                else n_protect, inner_cv=5, random_state=random_state,
-                                device="cpu", **VARIANTS[variant])
+    options = {"k_grid": (0.05, 0.25, "all"),
+               "param_grids": {"logistic_l2": {"C": [1e-3, 1e-2, 1e-1]},
+                               "linear_svm": {"C": [1e-4, 1e-3, 1e-2]}},
+               **VARIANTS[variant]}
+    return FastSearchClassifier(n_protect=0 if options["harmonize"] == "none" else n_protect,
+                                inner_cv=5, random_state=random_state, device="cpu", **options)
 
 
 def _ci(table, metric, prefix=""):
