@@ -1,24 +1,26 @@
-"""ABIDE I (PCP, CC200) autism vs control: msica's classifier stack vs a plain baseline.
+"""ABIDE I (PCP, CC200) autism vs control: msica's transfer stack vs a plain baseline, same run.
 
 Real ROI time series from ``shared/data/abide_cc200`` (see its SOURCE.md).
-Connectivity is computed with nilearn's ``ConnectivityMeasure``. Both pipelines
-run leave-one-site-out in the same process:
+Every pipeline runs leave-one-site-out (LOSO) on the same outer splits, in the
+same process:
 
-* **baseline**: correlation features (upper triangle, no diagonal),
-  ``StandardScaler`` + L2 logistic regression with ``C`` chosen by a 5-fold
-  inner ``GridSearchCV``.
-* **msica**: the same correlation features through :class:`FastSearchClassifier`
-  (standardization, F-ranked features with ``k`` and ``C`` chosen by its inner
-  CV, balanced class weights). ``--confounds age sex mean_fd`` adds confound
-  regression inside each training fold.
+* **baseline**: nilearn ``ConnectivityMeasure(kind="correlation")`` features
+  (upper triangle, no diagonal), ``StandardScaler`` + L2 logistic regression
+  with ``C`` chosen by a 5-fold inner ``GridSearchCV`` (random folds).
+* **msica** (and its ablations, ``--variants``): :class:`FastSearchClassifier`
+  on each participant's Ledoit-Wolf covariance (computed once), with the
+  connectivity kinds computed, ComBat harmonization fitted, and kind, model, k
+  and C chosen inside each training set by inner folds that leave training
+  sites out. ComBat protects age and sex; a test site's ComBat effects come
+  from its own features (no labels).
 
-Tried on these three sites and left out of the default (leave-one-site-out,
-site-averaged balanced accuracy; 3-fold inner CV; shared 2-core machine):
-tangent-space features (``ConnectivityMeasure(kind="tangent")`` fitted inside
-each training set: about 80 s per fit; a fast re-implementation scored 0.666
-vs 0.687 for correlation), per-participant z-scoring of the edges (worse at
-NYU and UM_1), and age/sex/mean-FD regression (UM_1 fell to 0.50: the sites'
-age ranges differ, so the age weights learned on two sites do not transfer).
+Printed per pipeline: pooled and per-site balanced accuracy and AUC with
+bootstrap 95% CIs, the site-averaged figures, the calibration curve and Brier
+score, the choices made in each fold, and (``--n-permutations``) the
+permutation p-value of msica's pooled balanced accuracy. Also timed: one
+tangent-space fit and transform on the training set of the largest fold,
+msica vs nilearn's ``ConnectivityMeasure(kind="tangent")`` on the same
+participants.
 
 Subject exclusions (printed with counts): PCP phenotype rows with
 ``FILE_ID = no_filename`` (``PCP_FILE_ID_ASSIGNED = 0``, all failed PCP rater-1
@@ -28,7 +30,7 @@ files with an all-zero ROI column (undefined correlations).
 Usage::
 
     python benchmarks/abide.py                       # LOSO on the three sites
-    python benchmarks/abide.py --n-permutations 20   # a real permutation test (default 2)
+    python benchmarks/abide.py --n-permutations 20   # a real permutation test (default 0)
     python benchmarks/abide.py --test-data OTHER_DIR # train on --data, test on OTHER_DIR
 """
 
@@ -45,6 +47,28 @@ import pandas as pd
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "abide_cc200"
 MED_MISSING = {"", "-9999", "`", "nan"}
+PROTECT = ("age", "sex")
+
+#: msica's default (``"msica"``) and the ablations run beside it: FastSearchClassifier options.
+VARIANTS = {
+    "msica": {"kinds": ("tangent", "correlation"), "harmonize": "combat", "stack": True,
+              "models": ("logistic_l2", "linear_svm")},
+    "tangent": {"kinds": ("tangent",), "harmonize": "none", "models": ("logistic_l2",)},
+    "tangent+combat": {"kinds": ("tangent",), "harmonize": "combat", "models": ("logistic_l2",)},
+    "correlation+combat": {"kinds": ("correlation",), "harmonize": "combat",
+                           "models": ("logistic_l2",)},
+    "partial+combat": {"kinds": ("partial_correlation",), "harmonize": "combat",
+                       "models": ("logistic_l2",)},
+    # the baseline's own model (all edges, L2 logistic, C in the same grid), C chosen by
+    # inner folds leaving sites out, without and with ComBat: isolates each step
+    "correlation-loso": {"kinds": ("correlation",), "harmonize": "none",
+                         "models": ("logistic_l2",), "k_grid": ("all",),
+                         "param_grids": {"logistic_l2": {"C": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]}}},
+    "correlation-loso+combat": {"kinds": ("correlation",), "harmonize": "combat",
+                                "models": ("logistic_l2",), "k_grid": ("all",),
+                                "param_grids": {"logistic_l2": {"C": [1e-4, 1e-3, 1e-2, 1e-1,
+                                                                      1.0]}}},
+}
 
 
 def load_abide(folder: Path) -> tuple[list[np.ndarray], pd.DataFrame, dict]:
@@ -108,32 +132,80 @@ def make_baseline(inner=5, random_state=0):
                         cv=StratifiedKFold(inner, shuffle=True, random_state=random_state))
 
 
-def make_msica(n_confounds, inner=3, random_state=0):
-    """msica's stack: confounds (optional), scaling, F-ranked k, L2 logistic; k and C by inner CV."""
+def make_msica(variant: str, n_protect: int, random_state=0):
+    """msica's classifier for one variant (no per-site tuning: the same settings everywhere)."""
     from pipeline.classify.search import FastSearchClassifier
 
-    return FastSearchClassifier(models=("logistic_l2",), k_grid=(0.05, 0.25, "all"),
-                                param_grids={"logistic_l2": {"C": [1e-3, 1e-2, 1e-1]}},
-                                n_confounds=n_confounds, inner_cv=inner,
-                                random_state=random_state)
+    options = {"k_grid": (0.05, 0.25, "all"),
+               "param_grids": {"logistic_l2": {"C": [1e-3, 1e-2, 1e-1]},
+                               "linear_svm": {"C": [1e-4, 1e-3, 1e-2]}},
+               **VARIANTS[variant]}
+    return FastSearchClassifier(n_protect=0 if options["harmonize"] == "none" else n_protect,
+                                inner_cv=5, random_state=random_state, device="cpu", **options)
 
 
-def _print_result(name, res):
+def _ci(table, metric, prefix=""):
+    return (f"{table[f'{prefix}{metric}']:.3f} [{table[f'{prefix}{metric}_ci_low']:.3f}, "
+            f"{table[f'{prefix}{metric}_ci_high']:.3f}]")
+
+
+def _print_result(name, res, seconds):
+    from sklearn.metrics import brier_score_loss
+
     m = res.metrics
-    print(f"  {name}: balanced accuracy {m.loc['balanced_accuracy', 'estimate']:.3f} "
+    print(f"  {name} ({seconds:.0f} s): balanced accuracy "
+          f"{m.loc['balanced_accuracy', 'estimate']:.3f} "
           f"[{m.loc['balanced_accuracy', 'ci_low']:.3f}, {m.loc['balanced_accuracy', 'ci_high']:.3f}]"
           f", AUC {m.loc['roc_auc', 'estimate']:.3f} "
           f"[{m.loc['roc_auc', 'ci_low']:.3f}, {m.loc['roc_auc', 'ci_high']:.3f}]")
-    print(f"      site-averaged balanced accuracy {res.per_site['balanced_accuracy'].mean():.3f}")
-    for row in res.per_site.itertuples(index=False):
-        print(f"      site {row.site:6s} n={row.n:3d}  balanced accuracy {row.balanced_accuracy:.3f}"
-              f"  AUC {row.roc_auc:.3f}")
+    print(f"      site-averaged: balanced accuracy {res.per_site['balanced_accuracy'].mean():.3f}, "
+          f"AUC {res.per_site['roc_auc'].mean():.3f}")
+    for row in res.per_site.to_dict(orient="records"):
+        print(f"      site {row['site']:6s} n={row['n']:3d}  balanced accuracy "
+              f"{_ci(row, 'balanced_accuracy')}  AUC {_ci(row, 'roc_auc')}")
+    pred = res.predictions
+    if res.calibration is not None:
+        brier = brier_score_loss(pred["y_true"] == res.pos_label, pred["score"])
+        curve = ", ".join(f"{p:.2f}->{t:.2f}" for p, t in
+                          zip(res.calibration["prob_pred"], res.calibration["prob_true"],
+                              strict=True))
+        print(f"      calibration (predicted -> observed P({res.pos_label})): {curve}; "
+              f"Brier {brier:.3f}")
+    choices = [c for c in ("kind", "model", "k", "C", "members") if c in res.folds]
+    if choices:
+        for row in res.folds.to_dict(orient="records"):
+            print(f"      fold {row['test_sites']}: "
+                  + ", ".join(f"{c}={row[c]}" for c in choices if pd.notna(row.get(c))))
 
 
-def run_loso(series, participants, target, pos_label, n_permutations, confounds=(),
-             random_state=0):
-    """Leave-one-site-out CV of the baseline and msica on one target."""
+def time_tangent(table, train_rows):
+    """Seconds of one tangent fit + transform: msica (covariances given) vs nilearn (series)."""
+    from pipeline.classify.connectivity import ConnectivityFeatures
+
+    vectors = table.to_numpy()[train_rows]
+    t0 = time.perf_counter()
+    est = ConnectivityFeatures(kind="tangent", device="cpu").fit(vectors)
+    t_fit = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    est.transform(vectors)
+    t_transform = time.perf_counter() - t0
+    return t_fit, t_transform, est.n_iter_
+
+
+def time_tangent_nilearn(series):
+    from nilearn.connectome import ConnectivityMeasure
+
+    zscored = [(s - s.mean(axis=0)) / s.std(axis=0, ddof=1) for s in series]
+    t0 = time.perf_counter()
+    ConnectivityMeasure(kind="tangent", vectorize=True).fit(zscored).transform(zscored)
+    return time.perf_counter() - t0
+
+
+def run_loso(series, participants, target, pos_label, variants, n_permutations, n_jobs,
+             time_peer, random_state=0):
+    """Leave-one-site-out CV of the baseline and msica's variants on one target."""
     from pipeline.classify.analysis import design_matrix
+    from pipeline.classify.connectivity import covariance_table, participant_covariances
     from pipeline.classify.targets import derive_target
     from pipeline.classify.validation import nested_cross_validate, permutation_test
 
@@ -144,56 +216,90 @@ def run_loso(series, participants, target, pos_label, n_permutations, confounds=
     y = tgt.y.to_numpy()
     table = participants.set_index("participant_id")
     sites = table.loc[tgt.participant_ids, "site"].to_numpy()
-    counts = pd.crosstab(sites, y)
-    print(f"\n=== target {target}: {len(y)} participants; per site x class:\n{counts.to_string()}")
+    print(f"\n=== target {target}: {len(y)} participants; per site x class:\n"
+          f"{pd.crosstab(sites, y).to_string()}")
+    t0 = time.perf_counter()
+    covs = covariance_table(participant_covariances(sub), [f"r{i + 1}" for i in
+                                                          range(sub[0].shape[1])],
+                            tgt.participant_ids)
+    print(f"  per-participant Ledoit-Wolf covariances (once): {time.perf_counter() - t0:.1f} s")
+    largest = np.flatnonzero(sites != pd.Series(sites).value_counts().idxmin())
+    t_fit, t_transform, n_iter = time_tangent(covs, largest)
+    line = (f"  tangent space on {len(largest)} participants x {sub[0].shape[1]} ROIs: fit "
+            f"{t_fit:.1f} s ({n_iter} geometric-mean iterations), transform {t_transform:.1f} s")
+    if time_peer:
+        t_peer = time_tangent_nilearn([sub[i] for i in largest])
+        line += (f"; nilearn ConnectivityMeasure(kind='tangent') fit+transform {t_peer:.1f} s "
+                 f"(ratio nilearn/msica {t_peer / (t_fit + t_transform):.1f}x)")
+    print(line)
     results = {}
     t0 = time.perf_counter()
     corr = correlation_features(sub)
-    results["baseline (correlation, scaled L2 logistic, C by inner CV)"] = nested_cross_validate(
-        make_baseline(), corr, y, groups=sites, pos_label=pos_label, random_state=random_state)
-    t_base = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    conf, _ = design_matrix(pd.DataFrame(index=tgt.participant_ids), table, confounds)
-    X = np.hstack([conf, corr])
-    msica = make_msica(n_confounds=conf.shape[1], random_state=random_state)
-    label = f"msica (F-ranked k, L2 logistic, confounds {list(confounds) or 'none'})"
-    results[label] = nested_cross_validate(
-        msica, X, y, groups=sites, pos_label=pos_label, random_state=random_state)
-    t_msica = time.perf_counter() - t0
-    for name, res in results.items():
-        _print_result(name, res)
-    print(f"  time: baseline {t_base:.0f} s, msica {t_msica:.0f} s; msica chose "
-          + "; ".join(f"{r.test_sites}: k={r.k}, C={r.C}"
-                      for r in results[list(results)[1]].folds.itertuples()))
-    if n_permutations:
-        perm = permutation_test(msica, X, y, groups=sites, n_permutations=n_permutations,
-                                random_state=random_state, pos_label=pos_label)
-        print(f"  msica permutation test (labels permuted within site, whole nested CV): "
-              f"observed {perm.observed:.3f}, null mean {perm.null.mean():.3f}, "
-              f"p = {perm.p_value:.3f} ({n_permutations} permutations)")
+    results["baseline"] = (nested_cross_validate(
+        make_baseline(), corr, y, groups=sites, pos_label=pos_label, random_state=random_state,
+        n_jobs=n_jobs), time.perf_counter() - t0)
+    design = design_matrix(covs, table, (), protect=PROTECT)
+    for variant in variants:
+        X = design.X if VARIANTS[variant]["harmonize"] != "none" else design.X[:, design.n_protect:]
+        t0 = time.perf_counter()
+        est = make_msica(variant, design.n_protect, random_state)
+        results[variant] = (nested_cross_validate(est, X, y, groups=sites, pos_label=pos_label,
+                                                  random_state=random_state, n_jobs=n_jobs),
+                            time.perf_counter() - t0)
+    for name, (res, seconds) in results.items():
+        _print_result(name, res, seconds)
+    base = results["baseline"][0]
+    for name in variants:
+        res = results[name][0]
+        print(f"  {name} - baseline: balanced accuracy pooled "
+              f"{res.balanced_accuracy - base.balanced_accuracy:+.3f}, site-averaged "
+              f"{res.per_site['balanced_accuracy'].mean() - base.per_site['balanced_accuracy'].mean():+.3f}; "
+              f"AUC pooled {res.roc_auc - base.roc_auc:+.3f}, site-averaged "
+              f"{res.per_site['roc_auc'].mean() - base.per_site['roc_auc'].mean():+.3f}")
+    if n_permutations and variants:
+        X = design.X if VARIANTS[variants[0]]["harmonize"] != "none" \
+            else design.X[:, design.n_protect:]
+        t0 = time.perf_counter()
+        perm = permutation_test(make_msica(variants[0], design.n_protect, random_state), X, y,
+                                groups=sites, n_permutations=n_permutations,
+                                random_state=random_state, pos_label=pos_label, n_jobs=n_jobs,
+                                observed=results[variants[0]][0])
+        print(f"  {variants[0]} permutation test (labels permuted within site, whole nested "
+              f"CV): observed {perm.observed:.3f}, null mean {perm.null.mean():.3f}, max "
+              f"{perm.null.max():.3f}, p = {perm.p_value:.3f} ({n_permutations} permutations, "
+              f"{time.perf_counter() - t0:.0f} s)")
     return results
 
 
-def run_transfer(train, test, confounds=(), random_state=0):
-    """Train both pipelines on all sites of --data; test on the sites of --test-data."""
+def run_transfer(train, test, variants, random_state=0):
+    """Train on all sites of --data; test on the sites of --test-data (new sites for ComBat)."""
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
     from pipeline.classify.analysis import design_matrix
+    from pipeline.classify.connectivity import covariance_table, participant_covariances
 
     (s_tr, p_tr), (s_te, p_te) = train, test
-    y_tr = p_tr["diagnosis"].to_numpy()
-    y_te = p_te["diagnosis"].to_numpy()
-    corr_tr, corr_te = correlation_features(s_tr), correlation_features(s_te)
-    base = make_baseline().fit(corr_tr, y_tr)
-    Xs = []
-    for corr, part in ((corr_tr, p_tr), (corr_te, p_te)):
-        conf, _ = design_matrix(pd.DataFrame(index=part["participant_id"]), part,
-                                confounds, categories={"sex": ["F", "M"]})
-        Xs.append(np.hstack([conf, corr]))
-    msica = make_msica(Xs[0].shape[1] - corr_tr.shape[1], random_state=random_state)
-    msica.fit(Xs[0], y_tr, groups=p_tr["site"].to_numpy())
-    out = {"baseline": (base.predict(corr_te), base.predict_proba(corr_te)[:, 0]),
-           "msica": (msica.predict(Xs[1]), msica.predict_proba(Xs[1])[:, 0])}
+    y_tr, y_te = p_tr["diagnosis"].to_numpy(), p_te["diagnosis"].to_numpy()
+    labels = [f"r{i + 1}" for i in range(s_tr[0].shape[1])]
+    out = {}
+    base = make_baseline().fit(correlation_features(s_tr), y_tr)
+    corr_te = correlation_features(s_te)
+    out["baseline"] = (base.predict(corr_te), base.predict_proba(corr_te)[:, 0])
+    categories = {"sex": ["F", "M"]}
+    for variant in variants:
+        designs = []
+        for series, part in ((s_tr, p_tr), (s_te, p_te)):
+            covs = covariance_table(participant_covariances(series), labels,
+                                    part["participant_id"])
+            designs.append(design_matrix(covs, part, (), protect=PROTECT, categories=categories))
+        harmonized = VARIANTS[variant]["harmonize"] != "none"
+        skip = 0 if harmonized else designs[0].n_protect
+        est = make_msica(variant, designs[0].n_protect, random_state)
+        est.fit(designs[0].X[:, skip:], y_tr, groups=p_tr["site"].to_numpy())
+        X_te, sites = designs[1].X[:, skip:], p_te["site"].to_numpy()
+        proba = est.predict_proba(X_te, groups=sites)
+        out[variant] = (est.classes_[np.argmax(proba, axis=1)],
+                        proba[:, list(est.classes_).index("ASD")])
     print("\n=== transfer: train on --data sites, test on --test-data sites (positive = ASD)")
     for name, (pred, score) in out.items():
         print(f"  {name}: balanced accuracy {balanced_accuracy_score(y_te, pred):.3f}, "
@@ -210,17 +316,24 @@ def main(argv=None):
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--test-data", type=Path, default=None,
                         help="train on the sites of --data, test on this folder's sites")
-    parser.add_argument("--n-permutations", type=int, default=2,
-                        help="permutations of the whole nested CV (each costs one full run)")
-    parser.add_argument("--skip-medication", action="store_true")
-    parser.add_argument("--confounds", nargs="*", default=[],
-                        choices=["age", "sex", "mean_fd", "site"],
-                        help="regress these out inside each training fold (default none)")
+    parser.add_argument("--variants", nargs="*", default=["msica"], choices=list(VARIANTS),
+                        help="msica variants run beside the baseline (first: permutation test)")
+    parser.add_argument("--n-permutations", type=int, default=0,
+                        help="permutations of msica's whole nested CV (each costs one full run)")
+    parser.add_argument("--medication", action="store_true",
+                        help="also classify medication (on vs off) among ASD participants")
+    parser.add_argument("--no-peer-timing", action="store_true",
+                        help="skip timing nilearn's tangent space (about a minute)")
+    parser.add_argument("--n-jobs", type=int, default=None,
+                        help="outer folds / permutations in parallel (joblib)")
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS/OpenMP threads for this run (1 avoids oversubscription)")
     args = parser.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     with threadpool_limits(limits=args.threads):
         _run(args)
 
@@ -228,28 +341,22 @@ def main(argv=None):
 def _run(args):
     series, participants, excluded = load_abide(args.data)
     print(f"ABIDE CC200 from {args.data}: {len(series)} participants kept, sites "
-          f"{participants['site'].value_counts().to_dict()}; device cpu, float64")
+          f"{participants['site'].value_counts().to_dict()}; device cpu, float64 "
+          f"(tangent geometric mean in float32), threads {args.threads}")
     for reason, n in excluded.items():
         print(f"  excluded {n:3d}: {reason}")
     if args.test_data is not None:
         test_series, test_participants, test_excluded = load_abide(args.test_data)
         print(f"test data {args.test_data}: {len(test_series)} kept, exclusions {test_excluded}")
-        run_transfer((series, participants), (test_series, test_participants),
-                     tuple(args.confounds))
+        run_transfer((series, participants), (test_series, test_participants), args.variants)
         return
-    res = run_loso(series, participants, "diagnosis", "ASD", args.n_permutations,
-                   tuple(args.confounds))
-    names = list(res)
-    diff = res[names[1]].balanced_accuracy - res[names[0]].balanced_accuracy
-    site_diff = (res[names[1]].per_site["balanced_accuracy"].mean()
-                 - res[names[0]].per_site["balanced_accuracy"].mean())
-    print(f"  msica - baseline balanced accuracy: pooled {diff:+.3f}, "
-          f"site-averaged {site_diff:+.3f}")
-    if not args.skip_medication:
+    run_loso(series, participants, "diagnosis", "ASD", args.variants, args.n_permutations,
+             args.n_jobs, not args.no_peer_timing)
+    if args.medication:
         print("\nmedication (CURRENT_MED_STATUS 1=on vs 0=off, ASD participants only; "
               "empty, -9999 and '`' treated as missing)")
-        run_loso(series, participants, "medication", "on", args.n_permutations,
-                 tuple(args.confounds))
+        run_loso(series, participants, "medication", "on", args.variants, args.n_permutations,
+                 args.n_jobs, False)
 
 
 if __name__ == "__main__":

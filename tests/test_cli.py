@@ -204,3 +204,24 @@ def test_sites_is_dispatched(capsys):
         run(["sites", "--help"])
     assert exc.value.code == 0
     assert "rankdad" in capsys.readouterr().out
+
+
+def test_classifier_options_parse_into_settings(tmp_path):
+    """--harmonize, --harmonize-protect, --site-column and --connectivity reach the settings."""
+    from workflows.cli import parse_args
+
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    settings = parse_args([str(bids), str(tmp_path / "out"), "group", "--harmonize", "combat",
+                           "--harmonize_protect", "age", "--site-column", "scanner",
+                           "--connectivity", "tangent", "correlation"])
+    assert settings.harmonize == "combat" and settings.harmonize_protect == ("age",)
+    assert settings.site_column == "scanner"
+    assert settings.connectivity == ("tangent", "correlation")
+    defaults = parse_args([str(bids), str(tmp_path / "out"), "group"])
+    assert (defaults.harmonize, defaults.connectivity, defaults.site_column) == \
+        ("none", ("fnc",), None)
+    with pytest.raises(SystemExit) as exc:
+        parse_args([str(bids), str(tmp_path / "out"), "group", "--connectivity", "fnc",
+                    "tangent"])
+    assert exc.value.code == 64

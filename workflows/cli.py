@@ -24,7 +24,9 @@ from workflows.exit_codes import BIDSValidationError, ExitCode, exit_code_for
 from workflows.config import (
     BACKRECON_METHODS,
     DENOISE_DEFAULTS,
+    CONNECTIVITY,
     DENOISE_STRATEGIES,
+    HARMONIZERS,
     DEVICES,
     PLUGINS,
     Settings,
@@ -174,7 +176,25 @@ def build_parser() -> MsicaParser:
                        help="group level: participants.tsv columns regressed out of the features "
                        "inside training folds (absent columns are skipped)")
     g_sci.add_argument(*both("--n-permutations"), dest="n_permutations", type=int, default=100,
-                       help="group level: label permutations of the whole nested CV (0: none)")
+                       help="group level: label permutations of the whole nested CV (0: none; "
+                       "the results then say that chance has not been tested)")
+    g_sci.add_argument(*both("--site-column"), dest="site_column", default=None,
+                       help="group level: participants.tsv column of the sites (outer and inner "
+                       "folds leave sites out; harmonization per site); default 'site' when "
+                       "present, else stratified k-fold")
+    g_sci.add_argument("--harmonize", choices=HARMONIZERS, default="none",
+                       help="group level: site harmonization of the classifier features inside "
+                       "the training folds (combat: ComBat; a test or new site is harmonized "
+                       "from its own features, never its labels)")
+    g_sci.add_argument(*both("--harmonize-protect"), dest="harmonize_protect", nargs="*",
+                       default=["age", "sex"],
+                       help="group level: participants.tsv covariates whose effects "
+                       "harmonization keeps (absent columns are skipped; never the target)")
+    g_sci.add_argument("--connectivity", nargs="+", choices=CONNECTIVITY, default=["fnc"],
+                       help="group level: classifier features: fnc (the participant level's "
+                       "multi-scale FNC edges) or connectivity kinds of the multi-scale network "
+                       "time courses, learned inside the folds; several: the inner folds "
+                       "choose among them and their stacking")
     g_sci.add_argument("--introspect", action="store_true",
                        help="group level: also train the torch MLP on each target and record "
                        "per-layer, per-group gradient spectra (on GPU with --device cuda/auto)")
@@ -242,6 +262,12 @@ def parse_args(argv: Sequence[str]) -> Settings:
     if opts.gift_compatible and (opts.model_orders or opts.backrecon_method != "moo-icar"):
         parser.error("--gift-compatible is GIFT's MOO-ICAR back-reconstruction of a template; "
                      "use it with --template and --backrecon-method moo-icar.")
+    if opts.n_permutations < 0:
+        parser.error(f"--n-permutations {opts.n_permutations} is negative; give 0 (no test) "
+                     "or more.")
+    if "fnc" in opts.connectivity and len(opts.connectivity) > 1:
+        parser.error("--connectivity fnc (the participant level's FNC edges) cannot be mixed "
+                     "with connectivity kinds of the time courses; give fnc alone or kinds.")
     if len(set(opts.model_orders)) != len(opts.model_orders):
         parser.error(f"--model-orders {' '.join(map(str, opts.model_orders))} repeats an "
                      "order; give distinct orders.")
@@ -277,6 +303,10 @@ def parse_args(argv: Sequence[str]) -> Settings:
         targets=tuple(opts.targets),
         confounds=tuple(opts.confounds),
         n_permutations=opts.n_permutations,
+        site_column=opts.site_column,
+        harmonize=opts.harmonize,
+        harmonize_protect=tuple(opts.harmonize_protect),
+        connectivity=tuple(dict.fromkeys(opts.connectivity)),
         introspect=opts.introspect,
         nprocs=opts.nprocs,
         omp_nthreads=opts.omp_nthreads,

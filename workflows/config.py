@@ -33,6 +33,10 @@ DENOISE_DEFAULTS = {"high_pass": 0.01, "low_pass": None, "detrend": True, "stand
 PLUGINS = ("MultiProc", "Linear", "SLURM")
 BACKRECON_METHODS = ("moo-icar", "dual-regression")
 DEVICES = ("auto", "cpu", "cuda")
+HARMONIZERS = ("none", "combat")
+#: Classifier features: msica's multi-scale FNC edges, or a connectivity kind of the network
+#: time courses (pipeline.classify.connectivity.CONNECTIVITY_KINDS).
+CONNECTIVITY = ("fnc", "correlation", "partial_correlation", "covariance", "tangent")
 
 
 def new_run_uuid() -> str:
@@ -77,6 +81,10 @@ class Settings:
     targets: tuple[str, ...] = ()
     confounds: tuple[str, ...] = ("age", "sex")
     n_permutations: int = 100
+    site_column: str | None = None
+    harmonize: str = "none"
+    harmonize_protect: tuple[str, ...] = ("age", "sex")
+    connectivity: tuple[str, ...] = ("fnc",)
     introspect: bool = False
     # execution
     nprocs: int = 1
@@ -133,7 +141,8 @@ class Settings:
 _PATH_FIELDS = {"bids_dir", "output_dir", "work_dir", "pca_dir"}
 _CUTOFF_FIELDS = {"high_pass", "low_pass"}
 _PATH_TUPLE_FIELDS = {"derivatives", "templates", "template_labels"}
-_STR_TUPLE_FIELDS = {"participant_label", "session_label", "targets", "confounds"}
+_STR_TUPLE_FIELDS = {"participant_label", "session_label", "targets", "confounds",
+                     "harmonize_protect", "connectivity"}
 
 
 def _coerce(data: dict[str, Any]) -> dict[str, Any]:

@@ -8,11 +8,13 @@ from pathlib import Path
 import pandas as pd
 from nipype.pipeline import engine as pe
 
+from pipeline.classify.persistence import MODEL_EXTENSION
 from workflows.derivatives import sink_factory
 from workflows.engine import Workflow
 
 __all__ = [
     "build_group_wf",
+    "classifier_methods",
     "collect_participant_outputs",
     "derivatives_layout",
     "init_group_wf",
@@ -140,6 +142,34 @@ def mixed_repetition_times(trs: dict[str, float]) -> str | None:
             "(--participant-label) for dFNC states of equal window lengths.")
 
 
+def classifier_methods(targets, *, confounds, harmonize, protect, connectivity,
+                       n_permutations) -> str:
+    """Methods text of the classifiers, from the registries and the values used."""
+    from pipeline.classify.connectivity import CONNECTIVITY_KINDS
+    from pipeline.classify.harmonize import HARMONIZERS
+    from pipeline.classify.models import MODELS
+    from workflows.interfaces.classify import TRANSFER_MODELS
+
+    features = ("the participant-level multi-scale FNC edges" if connectivity == ["fnc"] else
+                "; ".join(CONNECTIVITY_KINDS[k].description for k in connectivity)
+                + " (multi-scale network time courses)")
+    text = (f" Targets ({', '.join(targets)}) were classified from {features} with nested "
+            "cross-validation whose outer and inner folds leave sites out (stratified folds "
+            "without a site column). Inside each training set: "
+            f"{HARMONIZERS[harmonize]['description']}"
+            + (f" (protected: {', '.join(protect)})" if harmonize != "none" and protect else "")
+            + f", confound regression ({', '.join(confounds or []) or 'none'}), scaling, "
+            "univariate feature selection and the model, chosen among "
+            + ", ".join(MODELS[m].description for m in TRANSFER_MODELS)
+            + (" and a stacking of the connectivity kinds" if len(connectivity) > 1 else "")
+            + "; a plain baseline (correlation, standardized L2 logistic regression) was "
+            "cross-validated on the same folds.")
+    if n_permutations:
+        return text + (f" P-values come from {n_permutations} label permutations (within "
+                       "sites) of the whole procedure.")
+    return text + " Chance has not been tested (no label permutations)."
+
+
 def _wants_gpu(device: str) -> bool:
     """Whether a torch node should be scheduled on a GPU (MultiProc's ``n_gpu_procs``)."""
     if str(device).startswith("cuda"):
@@ -162,6 +192,11 @@ def init_group_wf(
     targets: list[str] | None = None,
     confounds: list[str] | None = None,
     n_permutations: int = 100,
+    site_column: str | None = None,
+    harmonize: str = "none",
+    harmonize_protect: list[str] | None = None,
+    connectivity: list[str] | None = None,
+    nprocs: int = 1,
     introspect: bool = False,
     device: str = "auto",
     seed: int = 0,
@@ -192,6 +227,17 @@ def init_group_wf(
         participants.tsv columns regressed out of the features inside training folds.
     n_permutations : int
         Label permutations of the whole nested CV, for p-values.
+    site_column : str, optional
+        participants.tsv column of the sites ('site' when present if None).
+    harmonize : {"none", "combat"}
+        Site harmonization of the classifier features inside the training folds.
+    harmonize_protect : list of str, optional
+        Covariates harmonization keeps.
+    connectivity : list of str, optional
+        Classifier features: ``["fnc"]`` (default) or connectivity kinds of the
+        network time courses.
+    nprocs : int
+        Processes for the classifiers' outer folds and permutations.
     introspect : bool
         Also train the torch MLP on each target with gradient-spectrum introspection.
     device : str
@@ -261,13 +307,26 @@ def init_group_wf(
         )
     if targets and not participants:
         raise FileNotFoundError("--targets needs participants.tsv in BIDS_DIR; add it.")
+    connectivity = list(connectivity or ["fnc"])
+    if targets and connectivity != ["fnc"] and not timeseries_files:
+        raise FileNotFoundError(
+            f"--connectivity {' '.join(connectivity)} needs the participants' network time "
+            "courses, but the participant level wrote none; run it in template mode first or "
+            "use --connectivity fnc."
+        )
     for target in targets or []:
         tag = target_tag(target)
         classify = pe.Node(
             ClassifyTarget(participants_file=participants, target=target,
-                           confounds=list(confounds or []), n_permutations=n_permutations,
-                           random_state=seed, device=device),
-            name=f"classify_{tag}")
+                           confounds=list(confounds or []),
+                           protect=list(harmonize_protect or []),
+                           site_column=site_column or "auto", harmonize=harmonize,
+                           connectivity=connectivity, n_permutations=n_permutations,
+                           n_jobs=nprocs, random_state=seed, device=device),
+            name=f"classify_{tag}", n_procs=nprocs)
+        if connectivity != ["fnc"]:
+            classify.inputs.timeseries_files = timeseries_files
+            classify.inputs.relmat_files = relmat_files
         sinks = {
             "metrics_file": sink(f"ds_{tag}_metrics", relmat_files, desc=tag, suffix="metrics",
                                  extension=".tsv"),
@@ -278,7 +337,7 @@ def init_group_wf(
             "biomarkers_file": sink(f"ds_{tag}_biomarkers", relmat_files,
                                     desc=f"{tag}biomarkers", suffix="features", extension=".tsv"),
             "model_file": sink(f"ds_{tag}_model", relmat_files, desc=tag, suffix="model",
-                               extension=".joblib"),
+                               extension=MODEL_EXTENSION),
             "calibration_file": sink(f"ds_{tag}_calibration", relmat_files,
                                      desc=f"{tag}calibration", suffix="metrics", extension=".tsv"),
             "figure_file": sink(f"ds_{tag}_figure", relmat_files, datatype="figures",
@@ -286,7 +345,8 @@ def init_group_wf(
         }
         workflow.connect([(table, classify, [("out_file", "features_file")])])  # fmt:skip
         for field, node in sinks.items():
-            workflow.connect([(classify, node, [(field, "in_file"), ("meta", "meta_dict")])])  # fmt:skip
+            meta = "model_meta" if field == "model_file" else "meta"  # the model's own sidecar
+            workflow.connect([(classify, node, [(field, "in_file"), (meta, "meta_dict")])])  # fmt:skip
         if introspect:
             spectra = pe.Node(
                 IntrospectTraining(participants_file=participants, target=target,
@@ -306,13 +366,9 @@ def init_group_wf(
             for field, node in spectra_sinks.items():
                 workflow.connect([(spectra, node, [(field, "in_file"), ("meta", "meta_dict")])])  # fmt:skip
     if targets:
-        workflow.__postdesc__ += (
-            f" Targets ({', '.join(targets)}) were classified from the FNC edges with nested "
-            "cross-validation whose outer splits keep sites apart; scaling, confound regression"
-            f" ({', '.join(confounds or []) or 'none'}), univariate feature selection and "
-            "hyperparameters were learned inside training folds only, and p-values come from "
-            f"{n_permutations} label permutations of the whole procedure."
-        )
+        workflow.__postdesc__ += classifier_methods(
+            targets, confounds=confounds, harmonize=harmonize, protect=harmonize_protect,
+            connectivity=connectivity, n_permutations=n_permutations)
     if dfnc_files:
         states = pe.Node(DFNCStates(dfnc_files=dfnc_files, random_state=seed), name="dfnc_states")
         if n_states:
@@ -339,6 +395,11 @@ def build_group_wf(
     targets: list[str] | None = None,
     confounds: list[str] | None = None,
     n_permutations: int = 100,
+    site_column: str | None = None,
+    harmonize: str = "none",
+    harmonize_protect: list[str] | None = None,
+    connectivity: list[str] | None = None,
+    nprocs: int = 1,
     introspect: bool = False,
     device: str = "auto",
     seed: int = 0,
@@ -365,6 +426,11 @@ def build_group_wf(
         targets=targets,
         confounds=confounds,
         n_permutations=n_permutations,
+        site_column=site_column,
+        harmonize=harmonize,
+        harmonize_protect=harmonize_protect,
+        connectivity=connectivity,
+        nprocs=nprocs,
         introspect=introspect,
         device=device,
         seed=seed,

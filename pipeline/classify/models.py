@@ -7,6 +7,9 @@ tries. :class:`TorchMLPClassifier` is a scikit-learn classifier backed by torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
@@ -19,12 +22,81 @@ from pipeline._docs import fill_doc
 from pipeline._threads import torch_threads
 from pipeline._validation import check_in_allowed, check_random_state, resolve_device
 
-__all__ = ["MODEL_NAMES", "TorchMLPClassifier", "default_param_grid", "make_model"]
-
-MODEL_NAMES = ("logistic_l2", "logistic_l1", "elasticnet", "linear_svm",
-               "hist_gradient_boosting", "random_forest", "mlp")
+__all__ = ["MODELS", "MODEL_NAMES", "ModelSpec", "TorchMLPClassifier", "default_param_grid",
+           "make_model"]
 
 _C_GRID = [0.001, 0.01, 0.1, 1.0]
+
+
+def _logistic(penalty_ratio, *, binary_solver, multi_solver, tol=1e-4, max_iter=500):
+    def factory(n_classes, seed, device):
+        return LogisticRegression(C=0.1, l1_ratio=penalty_ratio,
+                                  solver=binary_solver if n_classes <= 2 else multi_solver,
+                                  class_weight="balanced", max_iter=max_iter, tol=tol,
+                                  random_state=seed)
+    return factory
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of the model menu: how to build it, what to search, how to cite it.
+
+    Attributes
+    ----------
+    name : str
+    factory : callable
+        ``(n_classes, seed, device) -> unfitted estimator`` with msica's defaults.
+    param_grid : dict
+        Hyperparameters the inner cross-validation tries.
+    description : str
+        Methods text.
+    references : tuple of str
+        Citation keys.
+    """
+
+    name: str
+    factory: Callable
+    param_grid: dict
+    description: str
+    references: tuple = ()
+
+
+#: The model menu, by name (the registry: one entry and one function per model).
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
+    ModelSpec("logistic_l2", _logistic(0.0, binary_solver="liblinear", multi_solver="lbfgs"),
+              {"C": _C_GRID}, "L2-penalized logistic regression", ("scikit-learn",)),
+    ModelSpec("logistic_l1", _logistic(1.0, binary_solver="liblinear", multi_solver="saga",
+                                       tol=1e-3),
+              {"C": [0.05, 0.1, 0.5, 1.0]}, "L1-penalized logistic regression",
+              ("scikit-learn",)),
+    ModelSpec("elasticnet", _logistic(0.5, binary_solver="saga", multi_solver="saga", tol=1e-3,
+                                      max_iter=300),
+              {"C": [0.05, 0.1, 0.5], "l1_ratio": [0.5]},
+              "elastic-net logistic regression", ("scikit-learn",)),
+    ModelSpec("linear_svm",
+              lambda n_classes, seed, device: LinearSVC(C=0.01, class_weight="balanced",
+                                                        dual="auto", max_iter=5000,
+                                                        random_state=seed),
+              {"C": [0.0001, 0.001, 0.01, 0.1]}, "linear support vector machine",
+              ("scikit-learn",)),
+    ModelSpec("hist_gradient_boosting",
+              lambda n_classes, seed, device: HistGradientBoostingClassifier(
+                  max_iter=100, learning_rate=0.1, max_leaf_nodes=15, class_weight="balanced",
+                  early_stopping=False, random_state=seed),
+              {"learning_rate": [0.05, 0.1]}, "histogram gradient boosting", ("scikit-learn",)),
+    ModelSpec("random_forest",
+              lambda n_classes, seed, device: RandomForestClassifier(
+                  n_estimators=200, max_features="sqrt", class_weight="balanced",
+                  random_state=seed, n_jobs=1),
+              {"max_features": ["sqrt"]}, "random forest", ("scikit-learn",)),
+    ModelSpec("mlp",
+              lambda n_classes, seed, device: TorchMLPClassifier(random_state=seed,
+                                                                 device=device),
+              {"alpha": [1e-3, 1e-1]}, "multi-layer perceptron (torch)", ("pytorch",)),
+)}
+
+#: Names of the models of :data:`MODELS`.
+MODEL_NAMES = tuple(MODELS)
 
 
 def make_model(name: str, *, n_classes: int = 2, random_state=None, device="auto"):
@@ -60,28 +132,7 @@ def make_model(name: str, *, n_classes: int = 2, random_state=None, device="auto
     """
     check_in_allowed("model", name, MODEL_NAMES)
     seed = None if random_state is None else int(check_random_state(random_state).randint(2**31 - 1))
-    binary = n_classes <= 2
-    if name == "logistic_l2":
-        return LogisticRegression(C=0.1, l1_ratio=0.0, solver="liblinear" if binary else "lbfgs",
-                                  class_weight="balanced", max_iter=500, random_state=seed)
-    if name == "logistic_l1":
-        return LogisticRegression(C=0.1, l1_ratio=1.0, solver="liblinear" if binary else "saga",
-                                  class_weight="balanced", max_iter=500, tol=1e-3,
-                                  random_state=seed)
-    if name == "elasticnet":
-        return LogisticRegression(C=0.1, l1_ratio=0.5, solver="saga", class_weight="balanced",
-                                  max_iter=300, tol=1e-3, random_state=seed)
-    if name == "linear_svm":
-        return LinearSVC(C=0.01, class_weight="balanced", dual="auto", max_iter=5000,
-                         random_state=seed)
-    if name == "hist_gradient_boosting":
-        return HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
-                                              class_weight="balanced", early_stopping=False,
-                                              random_state=seed)
-    if name == "random_forest":
-        return RandomForestClassifier(n_estimators=200, max_features="sqrt",
-                                      class_weight="balanced", random_state=seed, n_jobs=1)
-    return TorchMLPClassifier(random_state=seed, device=device)
+    return MODELS[name].factory(n_classes, seed, device)
 
 
 def default_param_grid(name: str) -> dict:
@@ -93,15 +144,7 @@ def default_param_grid(name: str) -> dict:
         ``{parameter: [values]}`` (a grid, as in :class:`sklearn.model_selection.ParameterGrid`).
     """
     check_in_allowed("model", name, MODEL_NAMES)
-    return {
-        "logistic_l2": {"C": _C_GRID},
-        "logistic_l1": {"C": [0.05, 0.1, 0.5, 1.0]},
-        "elasticnet": {"C": [0.05, 0.1, 0.5], "l1_ratio": [0.5]},
-        "linear_svm": {"C": [0.0001, 0.001, 0.01, 0.1]},
-        "hist_gradient_boosting": {"learning_rate": [0.05, 0.1]},
-        "random_forest": {"max_features": ["sqrt"]},
-        "mlp": {"alpha": [1e-3, 1e-1]},
-    }[name]
+    return {key: list(values) for key, values in MODELS[name].param_grid.items()}
 
 
 @fill_doc
@@ -111,7 +154,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     Full-batch Adam on the cross-entropy loss (class-balanced when
     ``class_weight="balanced"``) with L2 weight decay ``alpha``; inputs are
     standardized with the training mean and SD. Trains in float32 and predicts
-    in float64 on CPU. Weights are
+    in float64 with numpy (weights kept as arrays). Weights are
     initialised from a generator seeded by ``random_state`` and training is
     full-batch, so results are reproducible without touching torch's global RNG.
 
@@ -136,6 +179,10 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
     loss_curve_ : list of float
         Training loss per epoch.
+    coefs_ : list of ndarray
+        Weights of each layer, shape (n_in, n_out), float64.
+    intercepts_ : list of ndarray
+        Biases of each layer, float64.
     device_ : str
         Device actually used.
 
@@ -221,18 +268,20 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
             loss.backward()
             optim.step()
             self.loss_curve_.append(float(loss.detach()))
-        net.eval()
-        self.network_ = net.to("cpu").double()  # float64 inference: batch-size invariant
+        linear = [m for m in net if isinstance(m, torch.nn.Linear)]
+        # plain float64 arrays: inference in numpy (batch-size invariant) and a model file
+        # that loads without torch objects (no code runs on load)
+        self.coefs_ = [m.weight.detach().cpu().double().numpy().T for m in linear]
+        self.intercepts_ = [m.bias.detach().cpu().double().numpy() for m in linear]
         return self
 
     def _logits(self, X):
-        import torch
-
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        with torch_threads(self.n_threads), torch.no_grad():
-            Xt = torch.as_tensor((X - self.mean_) / self.scale_, dtype=torch.float64)
-            return self.network_(Xt).numpy().astype(np.float64)
+        hidden = (X - self.mean_) / self.scale_
+        for weight, bias in zip(self.coefs_[:-1], self.intercepts_[:-1], strict=True):
+            hidden = np.maximum(hidden @ weight + bias, 0.0)
+        return hidden @ self.coefs_[-1] + self.intercepts_[-1]
 
     def predict_proba(self, X):
         """Class probabilities, ndarray of shape (n_samples, n_classes)."""

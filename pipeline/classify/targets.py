@@ -23,7 +23,9 @@ __all__ = [
     "PATIENT_ONLY_TARGETS",
     "Target",
     "align_features",
+    "check_participants_columns",
     "derive_target",
+    "drop_without_features",
 ]
 
 LOGGER = logging.getLogger("msica.classify")
@@ -202,3 +204,80 @@ def align_features(features: pd.DataFrame, target: Target) -> pd.DataFrame:
             "the participants table."
         )
     return features.loc[target.participant_ids]
+
+
+def drop_without_features(target: Target, features: pd.DataFrame,
+                          *, min_per_class: int = 2) -> tuple[Target, pd.DataFrame, list[str]]:
+    """Leave out (and report) the target's participants that have no feature row.
+
+    Parameters
+    ----------
+    target : Target
+    features : pandas.DataFrame
+        Feature table indexed by participant_id.
+    min_per_class : int, default=2
+        Fewest participants per class that must remain.
+
+    Returns
+    -------
+    target : Target
+        Restricted to participants with features.
+    features : pandas.DataFrame
+        Their rows, in the target's order.
+    dropped : list of str
+        Participants left out (logged as a warning with their count).
+
+    Raises
+    ------
+    InputDataError
+        If fewer than two classes with ``min_per_class`` participants remain.
+    """
+    missing = target.participant_ids.difference(features.index, sort=False)
+    if len(missing):
+        LOGGER.warning("target %r: %d participant(s) of participants.tsv have no features and "
+                       "are left out: %s", target.name, len(missing), ", ".join(missing))
+    y = target.y.drop(missing)
+    counts = y.value_counts()
+    if len(counts) < 2 or counts.min() < min_per_class:
+        raise InputDataError(
+            f"target {target.name!r}: only {counts.to_dict()} participants per class have "
+            f"features ({len(missing)} without features left out, e.g. {list(missing[:5])}); "
+            f"every class needs at least {min_per_class}. Run the participant level for "
+            "them or choose another target."
+        )
+    kept = Target(name=target.name, y=y, classes=tuple(sorted(counts.index)),
+                  n_dropped=target.n_dropped + len(missing))
+    return kept, features.loc[y.index], list(map(str, missing))
+
+
+def check_participants_columns(table: pd.DataFrame, *, targets=(), site_column=None,
+                               covariates=(), source: str = "participants.tsv") -> None:
+    """Check, before any group work, that every column the classifiers need exists.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The participants table (``participant_id`` column or index).
+    targets : sequence of str
+        ``--targets`` columns.
+    site_column : str or None
+        ``--site-column`` when given explicitly (None: not required).
+    covariates : sequence of str
+        Covariates to protect in harmonization (required).
+    source : str
+        How to name the table in the message (its path).
+
+    Raises
+    ------
+    InputDataError
+        One line naming the table, the missing columns and the fix.
+    """
+    columns = set(table.columns) | {table.index.name}
+    needed = [("--targets", c) for c in targets] + [("--site-column", site_column)] * bool(
+        site_column) + [("--harmonize-protect", c) for c in covariates]
+    missing = [f"{option} {column}" for option, column in needed if column not in columns]
+    if missing:
+        raise InputDataError(
+            f"{source} has no column for {', '.join(missing)} (its columns: "
+            f"{', '.join(map(str, table.columns))}); add the column(s) or change the option(s)."
+        )

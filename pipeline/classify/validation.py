@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
@@ -32,6 +33,7 @@ __all__ = [
     "PermutationResult",
     "binary_metrics",
     "bootstrap_metrics",
+    "check_fold_sizes",
     "check_groups_disjoint",
     "nested_cross_validate",
     "outer_splits",
@@ -91,19 +93,46 @@ def outer_splits(y, groups=None, *, n_splits=5, n_repeats=1, random_state=None,
         rskf = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats,
                                        random_state=int(seeds[0]))
         splits = [(i // n_splits, tr, te) for i, (tr, te) in enumerate(rskf.split(placeholder, y))]
-    classes = np.unique(y)
-    for index, (_, train, test) in enumerate(splits):
+    for _, train, test in splits:
         check_groups_disjoint(train, test, groups)
+    check_fold_sizes(y, groups, splits)
+    return splits
+
+
+def check_fold_sizes(y, groups, splits, *, min_per_class: int = 2,
+                     min_per_site: int = 0) -> None:
+    """Raise ``InputDataError`` when a training fold is too small, saying what it needs.
+
+    Every class needs ``min_per_class`` training participants in each fold
+    (for the inner model selection), and with harmonization every site needs
+    ``min_per_site`` participants. The message names the fold, its test sites,
+    the counts per class and site, and the numbers needed.
+    """
+    y = np.asarray(y)
+    classes = np.unique(y)
+    site_arr = None if groups is None else np.asarray(groups).astype(str)
+    for index, (_, train, test) in enumerate(splits):
         counts = {str(c): int(np.sum(y[train] == c)) for c in classes}
-        if min(counts.values()) < 2:
-            sites = [] if groups is None else sorted(map(str, set(np.asarray(groups)[test])))
-            held_out = f" (test sites {sites})" if sites else ""
+        sites = [] if site_arr is None else sorted(map(str, set(site_arr[test])))
+        held_out = f" (test sites {sites})" if sites else ""
+        table = "" if site_arr is None else " Participants per site and class: " + str(
+            pd.crosstab(site_arr, y).to_dict(orient="index")) + "."
+        if min(counts.values()) < min_per_class:
             raise InputDataError(
                 f"Outer fold {index}{held_out} leaves {counts} training participants per class; "
-                "every class needs at least 2 in each training fold for the inner model "
-                "selection. Add participants, or drop this target."
+                f"every class needs at least {min_per_class} in each training fold for the inner "
+                f"model selection.{table} Add participants, drop this target, or use fewer "
+                "folds."
             )
-    return splits
+        if min_per_site and site_arr is not None:
+            sizes = pd.Series(site_arr).value_counts()
+            small = {s: int(n) for s, n in sizes.items() if n < min_per_site}
+            if small:
+                raise InputDataError(
+                    f"Harmonization needs at least {min_per_site} participants per site; "
+                    f"{small} have fewer.{table} Merge or drop those sites, or run with "
+                    "--harmonize none."
+                )
 
 
 def binary_metrics(y_true, y_pred, scores, pos_label) -> dict:
@@ -206,22 +235,63 @@ def _align_proba(proba, est_classes, classes):
     return out
 
 
-def _fold_predict(est, X, classes):
-    pred = est.predict(X)
-    scores = positive_scores(est, X, classes)
-    return pred, scores
+def _accepts_groups(method) -> bool:
+    return "groups" in inspect.signature(method).parameters
+
+
+def _run_fold(estimator, X, y, group_arr, has_groups, fold, repeat, train, test, seed, classes,
+              pos_label):
+    """Fit one outer fold on its training rows; predict its test rows (sites, never labels)."""
+    est = clone(estimator)
+    if "random_state" in est.get_params():
+        est.set_params(random_state=int(seed) + fold)
+    if has_groups and _accepts_groups(est.fit):
+        est.fit(X[train], y[train], groups=group_arr[train])
+    else:
+        est.fit(X[train], y[train])
+    site_kwargs = {"groups": group_arr[test]} if has_groups and _accepts_groups(est.predict) \
+        else {}
+    pred = est.predict(X[test], **site_kwargs)
+    if hasattr(est, "predict_proba"):
+        proba = est.predict_proba(X[test], **site_kwargs)
+        scores = proba[:, 1] if len(classes) == 2 else proba
+    else:
+        scores = positive_scores(est, X[test], est.classes_)
+    if len(classes) == 2:
+        pos_idx = list(est.classes_).index(pos_label)
+        scores = scores if pos_idx == 1 else (1 - scores if hasattr(est, "predict_proba")
+                                              else -scores)
+    info = {"fold": fold, "repeat": repeat, "n_train": len(train), "n_test": len(test),
+            "test_sites": ",".join(map(str, np.unique(group_arr[test])))}
+    info.update(_metrics(y[test], pred, scores, classes, pos_label)
+                if len(classes) == 2 else
+                {"balanced_accuracy": balanced_accuracy_score(y[test], pred)})
+    info.update(getattr(est, "best_params_", {}))
+    selected = getattr(est, "selected_features_", {})
+    rows = []
+    for i, t in enumerate(test):
+        row = {"sample": t, "repeat": repeat, "fold": fold, "group": group_arr[t],
+               "y_true": y[t], "y_pred": pred[i],
+               "score": scores[i] if len(classes) == 2 else np.nan}
+        if len(classes) > 2:
+            row["proba"] = _align_proba(scores[i], est.classes_, classes)
+        rows.append(row)
+    return info, selected if isinstance(selected, dict) else {"features": selected}, rows, est
 
 
 def nested_cross_validate(estimator, X, y, *, groups=None, n_splits=5, n_repeats=1, cv=None,
                           pos_label=None, n_bootstrap=1000, calibration_bins=5,
-                          random_state=None, return_estimators=False) -> NestedCVResult:
+                          random_state=None, return_estimators=False,
+                          n_jobs=None) -> NestedCVResult:
     """Outer cross-validation of an estimator that does its own inner selection.
 
     Parameters
     ----------
     estimator : classifier
         Typically :class:`~pipeline.classify.search.FastSearchClassifier`; cloned
-        per fold and fitted with ``groups`` of the training rows when it accepts them.
+        per fold and fitted with ``groups`` of the training rows when it accepts
+        them. Its ``predict`` gets the test rows' sites when it accepts
+        ``groups`` (for harmonization; never their labels).
     X : array-like of shape (n_samples, n_columns)
     y : array-like of shape (n_samples,)
     groups : array-like of shape (n_samples,) or None
@@ -234,9 +304,12 @@ def nested_cross_validate(estimator, X, y, *, groups=None, n_splits=5, n_repeats
         Positive class for sensitivity, AUC and calibration; default the last
         sorted class.
     n_bootstrap : int, default=1000
+        Bootstrap resamples of the participants for the CIs (overall and per site).
     calibration_bins : int, default=5
     random_state : int, RandomState or None
     return_estimators : bool, default=False
+    n_jobs : int or None, default=None
+        Outer folds fitted in parallel with joblib (None: one process).
 
     Returns
     -------
@@ -254,39 +327,19 @@ def nested_cross_validate(estimator, X, y, *, groups=None, n_splits=5, n_repeats
     splits = outer_splits(y, groups, n_splits=n_splits, n_repeats=n_repeats,
                           random_state=split_seed, cv=cv)
     group_arr = np.asarray(groups) if groups is not None else np.full(len(y), "all")
-    rows, folds, selected, estimators = [], [], [], []
-    for fold, (repeat, train, test) in enumerate(splits):
-        est = clone(estimator)
-        if "random_state" in est.get_params():
-            est.set_params(random_state=int(fit_seed) + fold)
-        if groups is not None and "groups" in inspect.signature(est.fit).parameters:
-            est.fit(X[train], y[train], groups=group_arr[train])
-        else:
-            est.fit(X[train], y[train])
-        pred, scores = _fold_predict(est, X[test], est.classes_)
-        if len(classes) == 2:
-            pos_idx = list(est.classes_).index(pos_label)
-            scores = scores if pos_idx == 1 else (1 - scores if hasattr(est, "predict_proba")
-                                                  else -scores)
-        info = {"fold": fold, "repeat": repeat, "n_train": len(train), "n_test": len(test),
-                "test_sites": ",".join(map(str, np.unique(group_arr[test])))}
-        info.update(_metrics(y[test], pred, scores, classes, pos_label)
-                    if len(classes) == 2 else
-                    {"balanced_accuracy": balanced_accuracy_score(y[test], pred)})
-        info.update(getattr(est, "best_params_", {}))
+    outs = Parallel(n_jobs=n_jobs)(
+        delayed(_run_fold)(estimator, X, y, group_arr, groups is not None, fold, repeat, train,
+                           test, fit_seed, classes, pos_label)
+        for fold, (repeat, train, test) in enumerate(splits))
+    folds, selected, rows, estimators = [], [], [], []
+    for info, sel, fold_rows, est in outs:
         folds.append(info)
-        selected.append(np.asarray(getattr(est, "selected_features_", [])))
-        for i, t in enumerate(test):
-            row = {"sample": t, "repeat": repeat, "fold": fold, "group": group_arr[t],
-                   "y_true": y[t], "y_pred": pred[i],
-                   "score": scores[i] if len(classes) == 2 else np.nan}
-            if len(classes) > 2:
-                row["proba"] = _align_proba(scores[i], est.classes_, classes)
-            rows.append(row)
+        selected.append(sel)
+        rows += fold_rows
         if return_estimators:
             estimators.append(est)
-        LOGGER.info("outer fold %d (test %s): balanced accuracy %.3f", fold, info["test_sites"],
-                    info["balanced_accuracy"])
+        LOGGER.info("outer fold %d (test %s): balanced accuracy %.3f", info["fold"],
+                    info["test_sites"], info["balanced_accuracy"])
     preds = pd.DataFrame(rows)
     yt, yp = preds["y_true"].to_numpy(), preds["y_pred"].to_numpy()
     sc = preds["score"].to_numpy() if len(classes) == 2 else (
@@ -296,9 +349,15 @@ def nested_cross_validate(estimator, X, y, *, groups=None, n_splits=5, n_repeats
     site_rows = []
     for site, part in preds.groupby("group", sort=True):
         s = part["score"].to_numpy() if len(classes) == 2 else None
-        site_rows.append({"site": site, "n": len(part),
-                          **_metrics(part["y_true"].to_numpy(), part["y_pred"].to_numpy(), s,
-                                     classes, pos_label)})
+        boot = bootstrap_metrics(part["y_true"].to_numpy(), part["y_pred"].to_numpy(), s,
+                                 classes, pos_label, n_bootstrap=n_bootstrap,
+                                 random_state=boot_seed)
+        row = {"site": site, "n": len(part)}
+        for metric in boot.index:
+            row[metric] = boot.loc[metric, "estimate"]
+            row[f"{metric}_ci_low"] = boot.loc[metric, "ci_low"]
+            row[f"{metric}_ci_high"] = boot.loc[metric, "ci_high"]
+        site_rows.append(row)
     calibration = None
     if len(classes) == 2 and np.all((sc >= 0) & (sc <= 1)):
         prob_true, prob_pred = calibration_curve(yt == pos_label, sc, n_bins=calibration_bins)
@@ -342,9 +401,15 @@ def permute_within_groups(y, groups, rng) -> np.ndarray:
     return y
 
 
+def _permuted_score(estimator, X, y_perm, groups, cv_seed, metric, cv_kwargs) -> float:
+    res = nested_cross_validate(estimator, X, y_perm, groups=groups, random_state=cv_seed,
+                                **cv_kwargs)
+    return float(res.metrics.loc[metric, "estimate"])
+
+
 def permutation_test(estimator, X, y, *, groups=None, n_permutations=100,
                      metric="balanced_accuracy", random_state=None, observed=None,
-                     **cv_kwargs) -> PermutationResult:
+                     n_jobs=None, **cv_kwargs) -> PermutationResult:
     """Permutation test of the whole nested cross-validation.
 
     Labels are permuted (within sites when ``groups`` is given) and the complete
@@ -363,6 +428,9 @@ def permutation_test(estimator, X, y, *, groups=None, n_permutations=100,
     observed : NestedCVResult or None
         Result on the true labels, if already computed with
         ``random_state`` equal to this int (saves one nested CV).
+    n_jobs : int or None, default=None
+        Permutations run in parallel with joblib (each one's nested CV in one
+        process); the cost is linear in ``n_permutations``.
     **cv_kwargs
         Passed to :func:`nested_cross_validate` (``n_splits``, ``pos_label``...).
 
@@ -381,14 +449,12 @@ def permutation_test(estimator, X, y, *, groups=None, n_permutations=100,
     cv_kwargs = {**cv_kwargs, "n_bootstrap": 0}
     if observed is None:
         observed = nested_cross_validate(estimator, X, y, groups=groups, random_state=cv_seed,
-                                         **cv_kwargs)
+                                         n_jobs=n_jobs, **cv_kwargs)
     obs = float(observed.metrics.loc[metric, "estimate"])
     rng = check_random_state(perm_seed)
-    null = np.empty(n_permutations)
-    for i in range(n_permutations):
-        y_perm = permute_within_groups(y, groups, rng)
-        res = nested_cross_validate(estimator, X, y_perm, groups=groups, random_state=cv_seed,
-                                    **cv_kwargs)
-        null[i] = res.metrics.loc[metric, "estimate"]
+    permuted = [permute_within_groups(y, groups, rng) for _ in range(n_permutations)]
+    null = np.asarray(Parallel(n_jobs=n_jobs)(
+        delayed(_permuted_score)(estimator, X, y_perm, groups, cv_seed, metric, cv_kwargs)
+        for y_perm in permuted), dtype=np.float64)
     p = (1 + np.sum(null >= obs - 1e-12)) / (1 + n_permutations)
     return PermutationResult(observed=obs, null=null, p_value=float(p), metric=metric)

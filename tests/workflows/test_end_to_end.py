@@ -56,7 +56,7 @@ def test_group_derivatives(processed):
         assert (amplitude[columns] > 0).all().all()
     metrics = json.loads((group / "desc-diagnosis_metrics.json").read_text())
     assert metrics["NumberOfPermutations"] == 3 and 0 < metrics["PermutationPValue"] <= 1
-    for name in ("desc-diagnosis_model.joblib", "desc-diagnosisbiomarkers_features.tsv",
+    for name in ("desc-diagnosis_model.skops", "desc-diagnosisbiomarkers_features.tsv",
                  "desc-diagnosiscalibration_metrics.tsv", "desc-dfncstates_relmat.tsv",
                  "figures/desc-diagnosisbiomarkers_features.svg",
                  "desc-diagnosisintrospect_spectrum.tsv",
@@ -64,6 +64,12 @@ def test_group_derivatives(processed):
         assert (group / name).is_file(), name
     diagnosis = pd.read_csv(group / "desc-diagnosis_metrics.tsv", sep="\t", index_col="metric")
     assert 0 <= diagnosis.loc["balanced_accuracy", "estimate"] <= 1
+    assert diagnosis.loc["permutation_p_value", "estimate"] == metrics["PermutationPValue"]
+    assert 0 <= diagnosis.loc["balanced_accuracy", "baseline_estimate"] <= 1
+    from pipeline.classify.persistence import load_model
+
+    model, model_meta = load_model(group / "desc-diagnosis_model.skops")  # its own sidecar
+    assert model_meta["target"] == "diagnosis" and len(model_meta["model_sha256"]) == 64
     per_site = pd.read_csv(group / "desc-diagnosispersite_metrics.tsv", sep="\t")
     assert list(per_site.columns[:2]) == ["site", "n"]
 
@@ -84,3 +90,39 @@ def test_deleted_derivative_is_rewritten_on_rerun(processed):
     table.unlink()
     assert run([str(bids), str(out), "group", "-w", str(work)]) == ExitCode.OK
     assert table.is_file()
+
+
+def test_classifier_on_connectivity_kinds_of_network_time_courses(processed, tmp_path):
+    """The group classifier node on tangent and correlation kinds of the time courses."""
+    import os
+
+    from pipeline.classify.persistence import load_model
+    from workflows.group import collect_participant_outputs, derivatives_layout
+    from workflows.interfaces.classify import ClassifyTarget
+
+    bids, out, _ = processed
+    layout = derivatives_layout(out)
+    node = ClassifyTarget(
+        participants_file=str(bids / "participants.tsv"), target="diagnosis",
+        connectivity=["tangent", "correlation"], n_permutations=0, random_state=0,
+        timeseries_files=collect_participant_outputs(layout, suffix="timeseries", desc="ica",
+                                                     extension=".tsv"),
+        relmat_files=collect_participant_outputs(layout, suffix="relmat", desc="multiscale",
+                                                 extension=".tsv"))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        result = node.run()
+    finally:
+        os.chdir(cwd)
+    meta = result.outputs.meta
+    assert set(meta["Connectivity"]) == {"tangent", "correlation"}
+    assert meta["ChanceTested"] is False and meta["PermutationPValue"] is None
+    assert "stacking of the kinds" in meta["ModelMenu"]
+    metrics = pd.read_csv(result.outputs.metrics_file, sep="\t", index_col="metric")
+    assert metrics.loc["permutation_p_value", "note"].startswith("chance has not been tested")
+    biomarkers = pd.read_csv(result.outputs.biomarkers_file, sep="\t")
+    assert set(biomarkers["kind"]) <= {"tangent", "correlation"}
+    model, model_meta = load_model(result.outputs.model_file)
+    assert model_meta["kinds"] == ["tangent", "correlation"]
+    assert len(model_meta["feature_names"]) == 14 * 15 // 2  # covariances of 14 networks

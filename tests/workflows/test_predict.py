@@ -45,7 +45,7 @@ def trained(tmp_path):
     table, _ = read_fnc_features(relmats)
     outcome = classify_target(table, participants, "diagnosis", confounds=(),
                               random_state=0, n_bootstrap=10)
-    model = tmp_path / "desc-diagnosis_model.joblib"
+    model = tmp_path / "desc-diagnosis_model.skops"
     save_model(outcome.final_model, model, feature_names=outcome.feature_names,
                target="diagnosis", X=outcome.X, y=outcome.target.y.to_numpy())
     new_ids = [f"sub-{i:02d}" for i in range(30, 36)]
@@ -92,6 +92,70 @@ def test_predict_refuses_other_version(trained, capsys):
 
 def test_predict_missing_model(trained, tmp_path, capsys):
     _, bids, out, _ = trained
-    code = run(["predict", str(bids), str(out), "--model", str(tmp_path / "nope.joblib")])
+    code = run(["predict", str(bids), str(out), "--model", str(tmp_path / "nope.skops")])
     assert code == ExitCode.NO_INPUT
-    assert "nope.joblib" in capsys.readouterr().err
+    assert "nope.skops" in capsys.readouterr().err
+
+
+class _Payload:
+    """Unpickling this creates ``marker`` (what a malicious joblib model would do)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (type(self.marker).touch, (self.marker,))
+
+
+@pytest.mark.parametrize("name", ["desc-diagnosis_model.joblib", "desc-diagnosis_model.skops"])
+def test_predict_refuses_malicious_model_and_runs_nothing(trained, tmp_path, capsys, name):
+    import pickle
+
+    from pipeline.classify.persistence import file_hash
+
+    model, bids, out, _ = trained
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil" / name
+    evil.parent.mkdir()
+    evil.write_bytes(pickle.dumps(_Payload(marker)))  # a model "received from another site"
+    meta = json.loads(model.with_suffix(".json").read_text())
+    meta["model_sha256"] = file_hash(evil)  # a forged sidecar that matches
+    evil.with_suffix(".json").write_text(json.dumps(meta))
+    assert run(["predict", str(bids), str(out), "--model", str(evil)]) == ExitCode.DATA
+    err = capsys.readouterr().err
+    assert "not a msica model file" in err and "can run code" in err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("msica: error:")]) == 1
+    assert not marker.exists()
+    assert not (out / "group").exists()  # nothing written
+
+
+def test_predict_harmonized_model_on_a_new_site(tmp_path):
+    rng = np.random.default_rng(RANDOM_STATE)
+    ids = [f"sub-{i:02d}" for i in range(1, 41)]
+    dx = ["patient", "control"] * 20
+    participants = pd.DataFrame({"participant_id": ids, "diagnosis": dx,
+                                 "site": ["a"] * 20 + ["b"] * 20})
+    train_out = tmp_path / "train"
+    _write_relmats(train_out, ids, dx, rng)
+    table, _ = read_fnc_features(sorted(str(p) for p in train_out.rglob("*_relmat.tsv")))
+    outcome = classify_target(table, participants, "diagnosis", confounds=(),
+                              harmonize="combat", n_splits=2, inner_cv=2, random_state=0,
+                              n_bootstrap=10, baseline=False)
+    model = tmp_path / "desc-diagnosis_model.skops"
+    save_model(outcome.final_model, model, feature_names=outcome.feature_names,
+               target="diagnosis", X=outcome.X, y=outcome.target.y.to_numpy(),
+               sites=outcome.sites)
+    new_ids = [f"sub-{i:02d}" for i in range(50, 62)]
+    new_dx = ["patient", "control"] * 6
+    bids = tmp_path / "newbids"
+    bids.mkdir()
+    pd.DataFrame({"participant_id": new_ids, "diagnosis": new_dx, "site": "c"}).to_csv(
+        bids / "participants.tsv", sep="\t", index=False)
+    out = tmp_path / "new"
+    _write_relmats(out, new_ids, new_dx, rng)
+    assert run(["predict", str(bids), str(out), "--model", str(model)]) == ExitCode.OK
+    scored = pd.read_csv(out / "group" / "desc-diagnosisscored_predictions.tsv", sep="\t",
+                         index_col="participant_id")
+    assert (scored["site"] == "c").all() and not scored["site_seen_in_training"].any()
+    assert (scored["prediction"] == pd.Series(dict(zip(new_ids, new_dx)))).mean() >= 0.75

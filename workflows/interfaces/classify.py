@@ -1,67 +1,159 @@
-"""Group-level interface: classify one participants.tsv target from the FNC feature table."""
+"""Group-level interface: classify one participants.tsv target from connectivity features."""
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
+    InputMultiObject,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
-__all__ = ["ClassifyTarget"]
+__all__ = ["TRANSFER_MODELS", "ClassifyTarget", "read_network_covariances"]
+
+#: The model menu of the group level (the inner folds choose among them).
+TRANSFER_MODELS = ("logistic_l2", "elasticnet", "linear_svm")
+
+
+def read_network_covariances(timeseries_files, relmat_files) -> pd.DataFrame:
+    """Covariance table of the participants' multi-scale network time courses.
+
+    Each run's time courses (every scale, coarse first) are post-processed as
+    the participant level did before its FNC (detrending, despiking and
+    low-pass from the run's FNC sidecar; motion was regressed from the BOLD by
+    denoising), then reduced to a Ledoit-Wolf covariance
+    (:func:`pipeline.classify.connectivity.network_covariances`).
+
+    Raises
+    ------
+    InputDataError
+        If a run has no FNC sidecar or the runs do not all have the same networks.
+    """
+    from pipeline.classify.connectivity import network_covariances
+    from pipeline.exceptions import InputDataError
+    from pipeline.fnc.static import network_labels
+    from pipeline.fnc.timecourse import postprocess
+    from workflows.derivatives import scale_of, source_entities
+
+    def run_key(path):
+        return tuple(sorted(source_entities(path).items()))
+
+    sidecars = {run_key(p): Path(p).with_suffix(".json") for p in relmat_files}
+    scales_of_run: dict[tuple, dict[int, str]] = defaultdict(dict)
+    for path in timeseries_files:
+        scales_of_run[run_key(path)][scale_of(path)] = path
+    runs, labels = [], None
+    for key in sorted(scales_of_run):
+        files = scales_of_run[key]
+        first = files[min(files)]
+        try:
+            meta = json.loads(sidecars[key].read_text())
+            t_r, post = float(meta["RepetitionTime"]), meta.get("PostProcessing", {})
+        except (KeyError, OSError, ValueError, TypeError) as exc:
+            raise InputDataError(f"{first} has no readable FNC sidecar with RepetitionTime "
+                                 f"({exc!r}); rerun the participant level for this run.") from exc
+        tables = [(scale, pd.read_csv(files[scale], sep="\t")) for scale in sorted(files)]
+        run_labels = [lab for scale, t in tables
+                      for lab in network_labels(scale, t.shape[1], list(t.columns))]
+        if labels is None:
+            labels = run_labels
+        elif run_labels != labels:
+            raise InputDataError(f"{first} has other networks than the first run; rerun the "
+                                 "participant level with the same templates for everyone.")
+        tcs = np.hstack([postprocess(t.to_numpy(dtype=float), t_r,
+                                     detrend_order=post.get("DetrendOrder", 3),
+                                     despike=post.get("Despike", True),
+                                     lowpass_hz=post.get("LowPassHz", 0.15))
+                         for _, t in tables])
+        runs.append((f"sub-{source_entities(first)['subject']}", tcs))
+    return network_covariances(runs, labels)
 
 
 class _ClassifyTargetInputSpec(BaseInterfaceInputSpec):
-    features_file = File(exists=True, mandatory=True, desc="group FNC feature table (TSV)")
+    features_file = File(exists=True, desc="group FNC feature table (TSV; connectivity fnc)")
+    timeseries_files = InputMultiObject(File(exists=True),
+                                        desc="network time courses (connectivity kinds)")
+    relmat_files = InputMultiObject(File(exists=True),
+                                    desc="the runs' FNC (sidecars give TR and post-processing)")
     participants_file = File(exists=True, mandatory=True, desc="participants.tsv")
     target = traits.Str(mandatory=True, desc="participants.tsv column to predict")
-    confounds = traits.List(traits.Str, desc="columns regressed out inside training folds")
+    confounds = traits.List(traits.Str, usedefault=True,
+                            desc="columns regressed out inside training folds")
+    protect = traits.List(traits.Str, usedefault=True, desc="covariates kept by harmonization")
+    site_column = traits.Str("auto", usedefault=True,
+                             desc="site column ('auto': 'site' when present)")
+    harmonize = traits.Enum("none", "combat", usedefault=True)
+    connectivity = traits.List(traits.Str, value=["fnc"], usedefault=True,
+                               desc="'fnc' or connectivity kinds")
     n_permutations = traits.Int(100, usedefault=True, desc="label permutations (0: none)")
+    n_jobs = traits.Int(1, usedefault=True, desc="processes for folds and permutations")
     random_state = traits.Int(0, usedefault=True, desc="seed of every random step")
-    device = traits.Str("cpu", usedefault=True, desc="torch device (MLP)")
+    device = traits.Str("cpu", usedefault=True, desc="torch device (tangent space, MLP)")
 
 
 class _ClassifyTargetOutputSpec(TraitedSpec):
-    metrics_file = File(exists=True, desc="overall metrics with bootstrap CIs")
-    site_metrics_file = File(exists=True, desc="metrics per site")
+    metrics_file = File(exists=True, desc="metrics with bootstrap CIs, baseline, permutation p")
+    site_metrics_file = File(exists=True, desc="metrics per site with CIs, baseline beside")
     predictions_file = File(exists=True, desc="out-of-fold predictions")
     biomarkers_file = File(exists=True, desc="selected edges, scales, domains, stability")
-    model_file = File(exists=True, desc="final model refitted on everyone (joblib)")
+    model_file = File(exists=True, desc="final model refitted on everyone (skops)")
+    model_meta = traits.Dict(desc="the model's sidecar (versions, SHA-256, features, sites)")
     calibration_file = File(exists=True, desc="calibration curve (binary targets; else empty)")
     figure_file = File(exists=True, desc="top connections of the biomarker report (SVG)")
     meta = traits.Dict(desc="sidecar content")
 
 
 class ClassifyTarget(SimpleInterface):
-    """Site-aware nested CV, permutation test, biomarkers and final model for one target."""
+    """Site-aware nested CV beside a baseline, permutation test, biomarkers and final model."""
 
     input_spec = _ClassifyTargetInputSpec
     output_spec = _ClassifyTargetOutputSpec
 
     def _run_interface(self, runtime):
-        from pipeline.classify.analysis import classify_target
+        from pipeline.classify.analysis import classify_target, metrics_table
         from pipeline.classify.biomarkers import plot_top_connections
-        from pipeline.classify.persistence import save_model
+        from pipeline.classify.connectivity import CONNECTIVITY_KINDS
+        from pipeline.classify.harmonize import HARMONIZERS
+        from pipeline.classify.persistence import MODEL_EXTENSION, save_model
+        from pipeline.fnc.static import EDGE_SEP
+        from workflows.reports.figures import savefig_reproducible
 
         inputs = self.inputs
-        table = pd.read_csv(inputs.features_file, sep="\t", index_col=0, na_values="n/a")
-        features = table[[c for c in table.columns if "__" in c]]
+        kinds = None if list(inputs.connectivity) == ["fnc"] else list(inputs.connectivity)
+        if kinds is None:
+            table = pd.read_csv(inputs.features_file, sep="\t", index_col=0, na_values="n/a")
+            features = table[[c for c in table.columns if EDGE_SEP in c]]
+        else:
+            features = read_network_covariances(inputs.timeseries_files, inputs.relmat_files)
         participants = pd.read_csv(inputs.participants_file, sep="\t", na_values="n/a",
                                    keep_default_na=False)
         confounds = [c for c in inputs.confounds if c in participants.columns]
+        protect = [c for c in inputs.protect if c in participants.columns
+                   and c != inputs.target] if inputs.harmonize != "none" else []
         outcome = classify_target(
             features, participants, inputs.target, confounds=tuple(confounds),
-            n_permutations=inputs.n_permutations, random_state=inputs.random_state,
-            device=inputs.device)
+            protect=tuple(protect), site_column=inputs.site_column, kinds=kinds,
+            harmonize=inputs.harmonize, stack=kinds is not None and len(kinds) > 1,
+            models=TRANSFER_MODELS, n_permutations=inputs.n_permutations,
+            random_state=inputs.random_state, device=inputs.device,
+            n_jobs=inputs.n_jobs if inputs.n_jobs > 1 else None)
         cwd = Path(runtime.cwd)
+        per_site = outcome.cv.per_site
+        if outcome.baseline is not None:
+            base = outcome.baseline.per_site.drop(columns="n").set_index("site")
+            per_site = per_site.join(base.add_prefix("baseline_"), on="site")
         outputs = {
-            "metrics_file": (outcome.cv.metrics, "metrics.tsv", True),
-            "site_metrics_file": (outcome.cv.per_site, "site_metrics.tsv", False),
+            "metrics_file": (metrics_table(outcome), "metrics.tsv", True),
+            "site_metrics_file": (per_site, "site_metrics.tsv", False),
             "predictions_file": (outcome.cv.predictions, "predictions.tsv", False),
             "biomarkers_file": (outcome.biomarkers, "biomarkers.tsv", False),
             "calibration_file": (
@@ -74,26 +166,54 @@ class ClassifyTarget(SimpleInterface):
             self._results[key] = str(cwd / name)
         figure = plot_top_connections(outcome.biomarkers,
                                       title=f"{inputs.target}: top connections")
-        from workflows.reports.figures import savefig_reproducible
-
         savefig_reproducible(figure, cwd / "biomarkers.svg", format="svg")
         self._results["figure_file"] = str(cwd / "biomarkers.svg")
-        model_file = cwd / "model.joblib"
-        save_model(outcome.final_model, model_file, feature_names=outcome.feature_names,
-                   target=inputs.target, X=outcome.X, y=outcome.target.y.to_numpy(),
-                   confounds=outcome.confounds, confound_categories=outcome.confound_categories)
-        self._results["model_file"] = str(model_file)
         perm = outcome.permutation
-        self._results["meta"] = {
+        folds = outcome.cv.folds
+        choices = [c for c in folds.columns if c in ("kind", "model", "k", "C", "l1_ratio",
+                                                      "members")]
+        meta = {
             "Target": inputs.target,
             "Classes": [str(c) for c in outcome.target.classes],
             "NumberOfParticipants": int(len(outcome.target.y)),
+            "ParticipantsWithoutFeatures": outcome.dropped,
             "Confounds": confounds,
+            "SiteColumn": None if outcome.sites is None else (
+                "site" if inputs.site_column == "auto" else inputs.site_column),
+            "Validation": outcome.validation,
+            "Connectivity": "fnc (participant-level multi-scale FNC edges)" if kinds is None
+            else {k: CONNECTIVITY_KINDS[k].description for k in kinds},
+            "Harmonization": HARMONIZERS[inputs.harmonize]["description"],
+            "ProtectedCovariates": protect,
+            "ModelMenu": list(TRANSFER_MODELS) + (["stacking of the kinds"]
+                                                  if kinds and len(kinds) > 1 else []),
+            "ChosenPerFold": folds[["test_sites", *choices]].to_dict(orient="records"),
             "BalancedAccuracy": outcome.cv.balanced_accuracy,
             "ROCAUC": outcome.cv.roc_auc,
+            "Baseline": "correlation features, standardized L2 logistic regression (C by the "
+                        "same inner folds), same outer folds",
+            "BaselineBalancedAccuracy": None if outcome.baseline is None
+            else outcome.baseline.balanced_accuracy,
+            "BaselineROCAUC": None if outcome.baseline is None else outcome.baseline.roc_auc,
             "NumberOfPermutations": inputs.n_permutations,
             "PermutationPValue": None if perm is None else float(perm.p_value),
+            "ChanceTested": perm is not None,
             "RandomSeed": inputs.random_state,
-            "Validation": "nested cross-validation, outer splits keep sites apart",
         }
+        model_file = cwd / f"model{MODEL_EXTENSION}"
+        model_meta = save_model(outcome.final_model, model_file, feature_names=outcome.feature_names,
+                   target=inputs.target, X=outcome.X, y=outcome.target.y.to_numpy(),
+                   confounds=outcome.confounds, protect=outcome.protect,
+                   confound_categories=outcome.confound_categories, sites=outcome.sites,
+                   extra={"connectivity": list(inputs.connectivity),
+                          "validation": outcome.validation})
+        self._results["model_file"] = str(model_file)
+        self._results["model_meta"] = json.loads(json.dumps(model_meta, default=_plain))
+        self._results["meta"] = json.loads(json.dumps(meta, default=_plain))
         return runtime
+
+
+def _plain(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return str(value)

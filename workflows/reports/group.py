@@ -205,10 +205,25 @@ def _classifier_section(files: _GroupFiles) -> tuple[str, str]:
                      f"{meta.get('NumberOfParticipants', '?')} participants, "
                      f"{html.escape(str(meta.get('Validation', '')))}; permutation p = {p_text} "
                      f"({meta.get('NumberOfPermutations', 0)} permutations).</p>")
+        if not meta.get("ChanceTested", isinstance(p_value, (int, float))):
+            parts.append(note(f"{target}: chance has not been tested (no label permutations; "
+                              "run with --n-permutations 100 or more). The metrics alone do "
+                              "not show that the classifier beats chance.", css="error"))
+        dropped = meta.get("ParticipantsWithoutFeatures") or []
+        if dropped:
+            parts.append(note(f"{len(dropped)} participant(s) of participants.tsv had no "
+                              f"features and were left out: {', '.join(map(str, dropped))}."))
+        harmonization = meta.get("Harmonization")
+        if harmonization:
+            protected = ", ".join(meta.get("ProtectedCovariates") or []) or "none"
+            parts.append(f"<p>Harmonization: {html.escape(str(harmonization))} (protected "
+                         f"covariates: {html.escape(protected)}). Baseline beside msica: "
+                         f"{html.escape(str(meta.get('Baseline', 'none')))}.</p>")
         parts.append(table(files.read(tag, "metrics", index_col=0), index=True))
         per_site = files.read(f"{tag}persite", "metrics")
         if per_site is not None:
-            parts.append(table(per_site))
+            parts.append("<p>Per test site (bootstrap 95% CIs; baseline_* columns: the plain "
+                         "baseline on the same folds).</p>" + table(per_site))
         calibration = files.read(f"{tag}calibration", "metrics")
         if calibration is not None and not calibration.empty:
             parts.append(files.save(fig.plot_calibration(calibration, target),

@@ -87,3 +87,39 @@ def fast_grid() -> dict:
     """Small search settings for FastSearchClassifier in tests."""
     return {"k_grid": (3, 10, "all"), "param_grids": {"logistic_l2": {"C": [0.01, 1.0]}},
             "inner_cv": 3}
+
+
+def make_timeseries_cohort(n_per_site=30, n_sites=3, n_nodes=6, n_volumes=120, effect=0.6,
+                           random_state=RANDOM_STATE):
+    """Participants' covariances (a covariance table) with a planted coupling and site effects.
+
+    Patients have nodes 0 and 1 coupled (``effect``); each site scales every
+    node by its own gains and adds its own coupling between nodes 2 and 3 (no
+    label information), as scanners and sites do.
+
+    Returns
+    -------
+    features : pandas.DataFrame
+        :func:`~pipeline.classify.connectivity.covariance_table` of the participants.
+    participants : pandas.DataFrame
+    """
+    from pipeline.classify.connectivity import covariance_table, participant_covariances
+
+    rng = np.random.RandomState(random_state)
+    n = n_per_site * n_sites
+    site = np.repeat([f"site{i + 1}" for i in range(n_sites)], n_per_site)
+    diagnosis = np.tile(["patient", "control"], n // 2 + 1)[:n]
+    gains = {s: np.exp(0.5 * rng.randn(n_nodes)) for s in np.unique(site)}
+    site_coupling = {s: 0.8 * rng.rand() for s in np.unique(site)}
+    series = []
+    for i in range(n):
+        mixing = np.eye(n_nodes) + 0.2 * rng.randn(n_nodes, n_nodes)
+        if diagnosis[i] == "patient":
+            mixing[1, 0] += effect
+        mixing[3, 2] += site_coupling[site[i]]
+        series.append(rng.randn(n_volumes, n_nodes) @ mixing.T * gains[site[i]])
+    ids = [f"sub-{i + 1:03d}" for i in range(n)]
+    participants = pd.DataFrame({"participant_id": ids, "site": site, "diagnosis": diagnosis,
+                                 "age": rng.uniform(20, 60, n).round(1)})
+    labels = [f"s{n_nodes}-N{j + 1}" for j in range(n_nodes)]
+    return covariance_table(participant_covariances(series), labels, ids), participants

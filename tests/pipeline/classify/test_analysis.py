@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.classify.analysis import classify_target
+from pipeline.classify.analysis import classify_target, metrics_table
 from pipeline.classify.persistence import load_model, predict_table, save_model
 
 simulate = pytest.importorskip("pipeline.simulate", reason="simulator not available")
@@ -62,7 +62,12 @@ def test_final_model_saved_and_reapplied(sim, tmp_path):
     out = classify_target(feats, participants, "diagnosis", k_grid=(3,), n_splits=3, inner_cv=2,
                           n_bootstrap=0, n_permutations=3, random_state=0)
     assert out.permutation.p_value == pytest.approx(0.25)  # best possible with 3 permutations
-    path = tmp_path / "dx.joblib"
+    table = metrics_table(out)
+    assert table.loc["permutation_p_value", "estimate"] == pytest.approx(0.25)
+    assert {"baseline_estimate", "baseline_ci_low"} <= set(table.columns)
+    assert table.loc["balanced_accuracy", "baseline_estimate"] == \
+        pytest.approx(out.baseline.balanced_accuracy)
+    path = tmp_path / "dx.skops"
     save_model(out.final_model, path, feature_names=out.feature_names, target="diagnosis",
                X=out.X, y=out.target.y, confounds=out.confounds,
                confound_categories=out.confound_categories)
@@ -73,5 +78,41 @@ def test_final_model_saved_and_reapplied(sim, tmp_path):
 
 def test_site_column_error(sim):
     _, feats, participants = sim
-    with pytest.raises(ValueError, match="'site_column' 'scanner' is not a column"):
+    with pytest.raises(ValueError, match="site column 'scanner' is not a column of "
+                                         "participants.tsv"):
         classify_target(feats, participants, "diagnosis", site_column="scanner")
+    with pytest.raises(ValueError, match="cannot be a covariate protected"):
+        classify_target(feats, participants, "diagnosis", protect=("diagnosis",))
+
+
+def test_without_site_column_stratified_folds_and_untested_chance(sim, caplog):
+    _, feats, participants = sim
+    no_site = participants.drop(columns="site")
+    with pytest.raises(ValueError, match="--harmonize combat needs sites"):
+        classify_target(feats, no_site, "diagnosis", harmonize="combat")
+    with caplog.at_level("WARNING", logger="msica.classify"):
+        out = classify_target(feats, no_site, "diagnosis", confounds=(), k_grid=(3,),
+                              n_splits=3, inner_cv=2, n_bootstrap=0, random_state=0)
+    assert out.validation.startswith("stratified 3-fold") and out.sites is None
+    assert out.cv.predictions["group"].eq("all").all() and len(out.cv.folds) == 3
+    assert "chance has not been tested" in caplog.text
+    table = metrics_table(out)
+    assert np.isnan(table.loc["permutation_p_value", "estimate"])
+    assert table.loc["permutation_p_value", "note"].startswith("chance has not been tested")
+
+
+def test_participants_without_features_are_reported_and_left_out(sim, caplog):
+    _, feats, participants = sim
+    with caplog.at_level("WARNING", logger="msica.classify"):
+        out = classify_target(feats.iloc[3:], participants, "diagnosis", confounds=(),
+                              k_grid=(3,), n_splits=3, inner_cv=2, n_bootstrap=0,
+                              baseline=False, random_state=0)
+    missing = list(feats.index[:3])
+    assert out.dropped == missing and out.baseline is None
+    assert f"3 participant(s) of participants.tsv have no features" in caplog.text
+    assert all(pid in caplog.text for pid in missing)
+    assert len(out.target.y) == len(feats) - 3
+    from pipeline.exceptions import InputDataError
+
+    with pytest.raises(InputDataError, match="every class needs at least 2"):
+        classify_target(feats.iloc[:3], participants, "diagnosis")

@@ -60,3 +60,17 @@ def test_align_features(cohort):
     assert list(aligned.index) == list(tgt.participant_ids)
     with pytest.raises(InputDataError, match="have no feature row"):
         align_features(cohort.features.iloc[5:], tgt)
+
+
+def test_check_participants_columns_before_group_work(cohort):
+    from pipeline.classify.targets import check_participants_columns
+    from pipeline.exceptions import InputDataError
+
+    table = cohort.participants
+    check_participants_columns(table, targets=["diagnosis"], site_column="site",
+                               covariates=["age"])
+    with pytest.raises(InputDataError, match=r"^/data/participants.tsv has no column for "
+                                             r"--targets dx, --site-column scanner, "
+                                             r"--harmonize-protect iq \(its columns: "):
+        check_participants_columns(table, targets=["diagnosis", "dx"], site_column="scanner",
+                                   covariates=["age", "iq"], source="/data/participants.tsv")

@@ -22,9 +22,9 @@ from .conftest import make_cohort
 def _xy(cohort, target="diagnosis", confounds=("age", "sex", "site", "mean_fd")):
     table = cohort.participants.set_index("participant_id")
     keep = table.index[table[target] != "n/a"]
-    X, _ = design_matrix(cohort.features.loc[keep], table, confounds)
-    return X, table.loc[keep, target].to_numpy(), table.loc[keep, "site"].to_numpy(), \
-        X.shape[1] - cohort.features.shape[1]
+    design = design_matrix(cohort.features.loc[keep], table, confounds)
+    return design.X, table.loc[keep, target].to_numpy(), table.loc[keep, "site"].to_numpy(), \
+        design.n_confounds
 
 
 def test_planted_signal_detected_and_sites_kept_apart(cohort, fast_grid):
@@ -46,7 +46,10 @@ def test_planted_signal_detected_and_sites_kept_apart(cohort, fast_grid):
     assert res.calibration is not None and res.calibration["prob_pred"].between(0, 1).all()
     planted = [list(cohort.features.columns).index(p) for p in cohort.planted]
     for sel in res.selected:  # the planted edges are kept in every fold
-        assert set(planted) <= set(sel.tolist())
+        assert set(planted) <= set(sel["features"].tolist())
+    site_ci = res.per_site  # per-site metrics carry bootstrap CIs
+    assert (site_ci["roc_auc_ci_low"] <= site_ci["roc_auc"]).all()
+    assert (site_ci["roc_auc"] <= site_ci["roc_auc_ci_high"]).all()
 
 
 @pytest.mark.parametrize("kind", ["shuffled", "noise"])
