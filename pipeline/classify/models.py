@@ -167,8 +167,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
     max_epochs : int, default=200
     class_weight : {"balanced", None} or dict, default="balanced"
     n_threads : int or None, default=1
-        CPU threads torch uses during ``fit`` and prediction (set for the call
-        and restored afterwards). Small networks are fastest on one thread,
+        CPU threads torch uses during ``fit`` (set for the call and restored
+        afterwards; prediction runs in numpy). Small networks are fastest on one thread,
         especially on a busy machine; None keeps torch's setting.
     %(random_state)s
     %(device)s

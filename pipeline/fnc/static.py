@@ -157,7 +157,7 @@ class StaticFNC(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    kind : {"correlation", "partial_correlation"}, default="correlation"
+    kind : {"correlation", "partial correlation"}, default="correlation"
         Connectivity measure before the Fisher z-transform.
     shrinkage : bool, default=False
         Estimate the covariance with Ledoit-Wolf shrinkage (through nilearn's
@@ -229,7 +229,7 @@ class StaticFNC(TransformerMixin, BaseEstimator):
         -------
         self
         """
-        check_in_allowed("kind", self.kind, ["correlation", "partial_correlation"])
+        check_in_allowed("kind", self.kind, ["correlation", "partial correlation"])
         check_type("shrinkage", self.shrinkage, (bool, np.bool_))
         subjects, _ = self._as_list(X)
         first = subjects[0]

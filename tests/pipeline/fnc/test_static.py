@@ -65,7 +65,7 @@ def test_static_estimator_multiscale_blocks(rng):
 
 def test_static_estimator_partial_correlation_matches_precision(rng):
     tcs = _two_scales(rng, n=500)
-    mat = StaticFNC(kind="partial_correlation").fit_transform(tcs)
+    mat = StaticFNC(kind="partial correlation").fit_transform(tcs)
     x = np.hstack([tcs[2], tcs[3]])
     prec = np.linalg.inv(np.cov(x, rowvar=False, bias=True))
     d = np.sqrt(np.diag(prec))
