@@ -23,7 +23,8 @@ from pipeline.exceptions import InputDataError
 from pipeline.templates import read_template_labels
 from workflows.exit_codes import check_writable_dir
 
-__all__ = ["TemplateInfo", "check_directories", "check_run", "check_templates"]
+__all__ = ["TemplateInfo", "check_directories", "check_participants_table", "check_run",
+           "check_templates"]
 
 
 class TemplateInfo:
@@ -148,3 +149,30 @@ def check_run(run: Mapping[str, Any], *, strategy: str, templates: Sequence[Temp
                 f"of {Path(run['mask']).name} ({mask.shape[:3]}); pass --resample-template or "
                 "resample the template to the data grid."
             )
+
+
+def check_participants_table(path: str | os.PathLike, *, targets: Sequence[str],
+                             site_column: str | None) -> None:
+    """The group level's participants.tsv has every column ``--targets`` and ``--site-column`` name.
+
+    Nothing is required without targets. Raises before any group work, with a one-line
+    message naming the file, the missing columns and the fix.
+
+    Raises
+    ------
+    FileNotFoundError
+        If targets are given and the table does not exist.
+    InputDataError
+        If a column is missing.
+    """
+    from pipeline.classify.targets import check_participants_columns
+
+    if not targets:
+        return
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--targets {' '.join(targets)} needs {path} (participant_id and "
+                                "the target columns); add it to the BIDS dataset.")
+    table = pd.read_csv(path, sep="\t", dtype=str, nrows=0)
+    check_participants_columns(table, targets=targets, site_column=site_column,
+                               source=str(path))

@@ -436,7 +436,10 @@ def _write_citation(workflow, output_dir: Path, level: str) -> None:
 
 def _run_group_level(settings: Settings) -> dict[str, BaseException]:
     from workflows.group import build_group_wf
+    from workflows.preflight import check_participants_table
 
+    check_participants_table(settings.bids_dir / "participants.tsv", targets=settings.targets,
+                             site_column=settings.site_column)
     failures: dict[str, BaseException] = {}
     if settings.model_orders:
         failures.update(_run_group_ica(settings))
@@ -449,6 +452,11 @@ def _run_group_level(settings: Settings) -> dict[str, BaseException]:
         targets=list(settings.targets),
         confounds=list(settings.confounds),
         n_permutations=settings.n_permutations,
+        site_column=settings.site_column,
+        harmonize=settings.harmonize,
+        harmonize_protect=list(settings.harmonize_protect),
+        connectivity=list(settings.connectivity),
+        nprocs=settings.nprocs,
         introspect=settings.introspect,
         device=settings.device,
         seed=settings.seed,

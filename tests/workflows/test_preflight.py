@@ -108,3 +108,18 @@ def test_confound_columns_checked_before_work(tmp_path):
     check_run(run_inputs, strategy="simple", templates=[], resample_template=False)
     with pytest.raises(InputDataError, match=r"It supports: simple, none"):
         check_run(run_inputs, strategy="scrubbing", templates=[], resample_template=False)
+
+
+def test_participants_table_checked_for_targets_and_site(tmp_path):
+    from workflows.preflight import check_participants_table
+
+    table = tmp_path / "participants.tsv"
+    check_participants_table(table, targets=(), site_column=None)  # nothing needed
+    with pytest.raises(FileNotFoundError, match=r"--targets diagnosis needs .*participants.tsv"):
+        check_participants_table(table, targets=["diagnosis"], site_column=None)
+    table.write_text("participant_id\tdiagnosis\tscanner\nsub-01\tpatient\tA\n")
+    check_participants_table(table, targets=["diagnosis"], site_column="scanner")
+    with pytest.raises(InputDataError, match=r"participants.tsv has no column for --targets "
+                                             r"response, --site-column site \(its columns: "
+                                             r"participant_id, diagnosis, scanner\)"):
+        check_participants_table(table, targets=["diagnosis", "response"], site_column="site")
