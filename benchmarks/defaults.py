@@ -617,7 +617,7 @@ def _canica(cohort: Cohort) -> dict:
 
     from pipeline.ica._matching import match_components
 
-    masker = NiftiMasker(mask_img=cohort.mask).fit()
+    masker = NiftiMasker(mask_img=cohort.mask, standardize=None).fit()
     out = {}
     for name, maps in cohort.scales.items():
         t0 = time.perf_counter()
