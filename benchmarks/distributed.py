@@ -176,7 +176,6 @@ def main() -> None:
     parser.add_argument("--acc-seeds", type=int, default=3)
     parser.add_argument("--lr", type=float, default=0.05)
     opts = parser.parse_args()
-    import tempfile
 
     print(f"device=cpu (gloo, local FileStore rendezvous), dtype=float32, sites={opts.sites}, rank r={opts.rank}, "
           f"torch {torch.__version__}, {opts.threads} thread(s) per site; timings on a shared, "
@@ -222,7 +221,7 @@ def _accuracy(opts) -> None:
 
     from sklearn.model_selection import train_test_split
 
-    from workflows.distributed import simulated_sites
+    from workflows.cli.sites import simulated_sites
     table_sim = simulated_sites(opts.acc_subjects, opts.acc_sites, effect_size=opts.acc_effect,
                                 random_state=RANDOM_STATE)
     edges = [c for c in table_sim.columns if "__" in c]

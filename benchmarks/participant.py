@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 from nilearn.maskers import NiftiMasker
 
-from workflows.simulate import truth_templates
+from workflows.bids.simulated import truth_templates
 
 
 def make_data(root: Path, n_subjects: int, n_volumes: int, grid_mm: float) -> Path:
     """Simulate a BIDS dataset (with the truth template) under ``root``."""
-    from workflows.simulate import run_simulate
+    from workflows.bids.simulated import run_simulate
 
     return run_simulate(root / "bids", n_subjects=n_subjects, n_sites=2, n_volumes=n_volumes,
                         tr=2.0, grid_mm=grid_mm, seed=0)

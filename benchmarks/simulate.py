@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 from pipeline.simulate import simulate_cohort
-from workflows.simulate import write_bids_dataset
+from workflows.bids.simulated import write_bids_dataset
 
 
 def make_data(n_subjects: int, n_volumes: int, grid_mm: float):

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from pipeline import __version__
-from workflows.cli import ExitCode, exit_code_for, parse_args, run
+from workflows.exit_codes import ExitCode, exit_code_for
+from workflows.cli.bids_app import parse_args
+from workflows.cli import run
 from workflows.config import Settings
 
 
@@ -208,7 +210,7 @@ def test_sites_is_dispatched(capsys):
 
 def test_classifier_options_parse_into_settings(tmp_path):
     """--harmonize, --harmonize-protect, --site-column and --connectivity reach the settings."""
-    from workflows.cli import parse_args
+    from workflows.cli.bids_app import parse_args
 
     bids = tmp_path / "bids"
     bids.mkdir()

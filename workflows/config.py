@@ -1,7 +1,8 @@
 """The frozen settings of one msica run, and their TOML round trip.
 
-The settings object is built once by :func:`workflows.cli.parse_args` and read
-only by the top-level builders in :mod:`workflows.base`; everything below gets
+The settings object is built once by :func:`workflows.cli.bids_app.parse_args` and read
+only by the top-level builders (:mod:`workflows.participant.base`, the level runners of
+:mod:`workflows.execution.levels`); everything below gets
 plain keyword arguments. Each run writes its settings to a run-specific file,
 ``<output_dir>/logs/msica-<run_uuid>.toml``, never to a shared path.
 """

@@ -1,6 +1,6 @@
 """SimTB-like simulator of multi-site, multi-scale resting-state fMRI with known ground truth.
 
-``simulate_cohort`` returns arrays only; ``workflows.simulate`` writes them as a
+``simulate_cohort`` returns arrays only; ``workflows.bids.simulated`` writes them as a
 BIDS dataset with fMRIPrep-style derivatives and the truth.
 """
 

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflows.cli import ExitCode, run
+from workflows.exit_codes import ExitCode
+from workflows.cli import run
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +72,7 @@ def _break(root: Path) -> dict[str, str]:
 
 def _template_options(root: Path) -> list[str]:
     """``--template`` options of the simulator's truth (template mode)."""
-    from workflows.simulate import truth_templates
+    from workflows.bids.simulated import truth_templates
 
     return [option for template, labels in truth_templates(root)
             for option in ("--template", str(template), "--template-labels", str(labels))]
@@ -79,7 +80,7 @@ def _template_options(root: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def broken_dataset(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    from workflows.simulate import run_simulate
+    from workflows.bids.simulated import run_simulate
 
     root = tmp_path_factory.mktemp("bad") / "bids"
     run_simulate(root, n_subjects=N_SUBJECTS, n_sites=1, n_volumes=60, tr=2.0, grid_mm=10.0,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from workflows.base import init_participant_wf
+from workflows.participant.base import init_participant_wf
 
 
 @pytest.fixture

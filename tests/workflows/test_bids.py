@@ -1,4 +1,4 @@
-"""Tests for workflows.bids (layout, selection, queries) and workflows.derivatives (naming, writing)."""
+"""Tests for workflows.bids: layout, selection and queries; naming, atomic writes, provenance."""
 
 from __future__ import annotations
 
@@ -11,27 +11,31 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-import workflows.bids
-import workflows.derivatives
+import workflows.bids.atomic
+import workflows.bids.layout
+import workflows.bids.naming
+import workflows.bids.provenance
+import workflows.bids.sink
 from pipeline import __version__
 from pipeline.exceptions import InputDataError
-from workflows.bids import (
-    DerivativesDataSink,
-    atomic_write,
-    build_derivative_path,
+from workflows.bids.sink import DerivativesDataSink
+from workflows.bids.atomic import atomic_write
+from workflows.bids.naming import build_derivative_path
+from workflows.bids.layout import (
     build_layout,
     collect_participants,
     collect_runs,
     get_repetition_time,
     load_bids_filter_file,
-    source_uri,
-    write_dataset_description,
 )
+from workflows.bids.provenance import source_uri, write_dataset_description
 
 MNI = "MNI152NLin2009cAsym"
 
 
-@pytest.mark.parametrize("module", [workflows.bids, workflows.derivatives])
+@pytest.mark.parametrize("module", [workflows.bids.atomic, workflows.bids.layout,
+                                    workflows.bids.naming, workflows.bids.provenance,
+                                    workflows.bids.sink])
 def test_doctests(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
@@ -211,7 +215,7 @@ def test_runs_sessions_ds114(bids_examples, work_dir):
 
 def test_runs_synthetic_confounds_without_desc(synthetic):
     """A table msica cannot find is no error when collecting: only strategies that need it fail."""
-    from workflows.preflight import check_run
+    from workflows.execution.preflight import check_run
 
     runs = collect_runs(synthetic, "01", session="01", task="nback")
     assert runs and all(r["confounds"] is None for r in runs)

@@ -16,8 +16,8 @@ from boutiques import bosh
 from boutiques.validator import DescriptorValidationError, validate_descriptor
 
 from bids_templates import template_path
-from workflows.boutiques import boutiques_command, boutiques_descriptor, write_boutiques
-from workflows.cli import build_parser, parse_args
+from workflows.cli.boutiques import boutiques_command, boutiques_descriptor, write_boutiques
+from workflows.cli.bids_app import build_parser, parse_args
 
 
 def test_descriptor_passes_bosh_validate():

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from pipeline.ica._matching import match_components
-from workflows.cli import ExitCode, run
+from workflows.exit_codes import ExitCode
+from workflows.cli import run
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +19,7 @@ ORDERS = ("4", "10")
 
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory) -> tuple[Path, Path, Path]:
-    from workflows.simulate import run_simulate
+    from workflows.bids.simulated import run_simulate
 
     root = tmp_path_factory.mktemp("datadriven")
     bids = run_simulate(root / "bids", n_subjects=8, n_sites=2, n_volumes=120, tr=2.0,
@@ -116,7 +117,7 @@ def test_template_and_model_orders_exclude_each_other(tmp_path, processed):
 
 
 def test_group_folder_is_a_template_for_template_mode(processed):
-    from workflows.cli import parse_args
+    from workflows.cli.bids_app import parse_args
 
     bids, out, _ = processed
     settings = parse_args([str(bids), str(out / "new"), "participant", "--template",

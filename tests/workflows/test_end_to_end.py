@@ -7,14 +7,15 @@ import nibabel as nb
 import pandas as pd
 import pytest
 
-from workflows.cli import ExitCode, run
+from workflows.exit_codes import ExitCode
+from workflows.cli import run
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory) -> tuple[Path, Path, Path]:
-    from workflows.simulate import run_simulate, truth_templates
+    from workflows.bids.simulated import run_simulate, truth_templates
 
     root = tmp_path_factory.mktemp("e2e")
     bids = run_simulate(root / "bids", n_subjects=12, n_sites=2, n_volumes=80, tr=2.0,
@@ -97,7 +98,7 @@ def test_classifier_on_connectivity_kinds_of_network_time_courses(processed, tmp
     import os
 
     from pipeline.classify.persistence import load_model
-    from workflows.group import collect_participant_outputs, derivatives_layout
+    from workflows.bids.derivatives import collect_participant_outputs, derivatives_layout
     from workflows.interfaces.classify import ClassifyTarget
 
     bids, out, _ = processed

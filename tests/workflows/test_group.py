@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from workflows.group import build_group_wf
+from workflows.group.base import build_group_wf
 
 
 def _derivatives(root, trs: dict[str, float]):

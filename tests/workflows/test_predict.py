@@ -9,7 +9,8 @@ import pytest
 
 from pipeline.classify.analysis import classify_target
 from pipeline.classify.persistence import save_model
-from workflows.cli import ExitCode, run
+from workflows.exit_codes import ExitCode
+from workflows.cli import run
 from workflows.interfaces.features import read_fnc_features
 
 RANDOM_STATE = 42

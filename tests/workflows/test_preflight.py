@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 
 from pipeline.exceptions import InputDataError
-from workflows.cli import ExitCode, run
+from workflows.exit_codes import ExitCode
+from workflows.cli import run
 from workflows.exit_codes import CannotWriteError
-from workflows.preflight import check_directories, check_run, check_templates
+from workflows.execution.preflight import check_directories, check_run, check_templates
 
 
 def _image(path, shape, affine=None):
@@ -111,7 +112,7 @@ def test_confound_columns_checked_before_work(tmp_path):
 
 
 def test_participants_table_checked_for_targets_and_site(tmp_path):
-    from workflows.preflight import check_participants_table
+    from workflows.execution.preflight import check_participants_table
 
     table = tmp_path / "participants.tsv"
     check_participants_table(table, targets=(), site_column=None)  # nothing needed

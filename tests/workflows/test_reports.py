@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline.exceptions import ConvergenceWarning
-from workflows.cli import ExitCode, run
+from workflows.exit_codes import ExitCode
+from workflows.cli import run
 from workflows.reports import write_reports
 from workflows.reports.html import Section, broken_links, figure, write_page
 
@@ -28,7 +29,7 @@ def _no_network(sock, address):
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory) -> Path:
     """Both levels on 12 simulated participants (the fewest the site-aware classifier takes)."""
-    from workflows.simulate import run_simulate, truth_templates
+    from workflows.bids.simulated import run_simulate, truth_templates
 
     root = tmp_path_factory.mktemp("reports")
     bids = run_simulate(root / "bids", n_subjects=12, n_sites=2, n_volumes=60, tr=2.0,
@@ -115,7 +116,7 @@ def test_reports_of_both_levels(reported, tmp_path):
 def test_failed_participant_gets_a_short_report_and_a_broken_report_fails_nothing(
         tmp_path, caplog, monkeypatch):
     import workflows.reports.participant as participant
-    from workflows.derivatives import write_dataset_description
+    from workflows.bids.provenance import write_dataset_description
 
     def broken(*args, **kwargs):
         raise ValueError("cannot draw")

@@ -93,7 +93,7 @@ sys.addaudithook(_hook)
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    from workflows.simulate import run_simulate
+    from workflows.bids.simulated import run_simulate
 
     return run_simulate(tmp_path_factory.mktemp("robust") / "bids", n_subjects=len(LABELS),
                         n_sites=2, n_volumes=60, tr=2.0, grid_mm=10.0, seed=1)
@@ -208,7 +208,7 @@ def concurrent_run(dataset, sandbox, tmp_path_factory):
 def test_concurrent_participant_jobs_share_one_output_dir(concurrent_run, dataset, sandbox,
                                                           tmp_path):
     from workflows.config import Settings
-    from workflows.derivatives import write_dataset_description
+    from workflows.bids.provenance import write_dataset_description
 
     out, codes, logs = concurrent_run
     assert codes == dict.fromkeys(LABELS, 0), logs
@@ -311,7 +311,7 @@ def _crashing_workflow(base_dir: Path):
     from nipype.interfaces import utility as niu
     from nipype.pipeline import engine as pe
 
-    from workflows.engine import Workflow
+    from workflows.execution.engine import Workflow
 
     def _fail(value):
         raise ValueError(f"run too short: {value} volumes")
@@ -335,7 +335,8 @@ def _crashing_workflow(base_dir: Path):
 def test_failed_node_gets_a_readable_crash_file(tmp_path, caplog, monkeypatch):
     monkeypatch.setenv("NIPYPE_NO_ET", "1")  # no online version check from Nipype interfaces
     from workflows.config import Settings
-    from workflows.run import _PARTICIPANT_OF_CRASH, _run_workflow
+    from workflows.execution.crashes import PARTICIPANT_OF_CRASH as _PARTICIPANT_OF_CRASH
+    from workflows.execution.levels import _run_workflow
 
     settings = Settings(bids_dir=tmp_path, output_dir=tmp_path / "out",
                         analysis_level="participant", work_dir=tmp_path / "work",
@@ -365,7 +366,7 @@ class _Terminal(io.StringIO):
 
 def test_progress_bar_on_a_terminal(tmp_path, monkeypatch):
     monkeypatch.setenv("NIPYPE_NO_ET", "1")
-    from workflows.run import _Progress
+    from workflows.execution.progress import Progress as _Progress
 
     stream = _Terminal()
     progress = _Progress(_crashing_workflow(tmp_path), stream=stream)
@@ -383,7 +384,7 @@ def test_progress_bar_on_a_terminal(tmp_path, monkeypatch):
 
 
 def test_simulate_writes_nothing_on_error(tmp_path, monkeypatch):
-    from workflows import simulate
+    from workflows.bids import simulated as simulate
 
     out = tmp_path / "bids"
     kwargs = dict(n_subjects=4, n_sites=1, n_volumes=30, grid_mm=12.0, seed=0)

@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 
 from pipeline.ica.scica import moo_icar
-from workflows.cli import ExitCode, run
+from workflows.exit_codes import ExitCode
+from workflows.cli import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.realdata]
 

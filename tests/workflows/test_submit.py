@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from workflows.submit import SubmitPlan, participant_status, submit_command
+from workflows.execution.slurm import SubmitPlan, participant_status
+from workflows.cli.submit import submit_command
 
 LOCAL_SLURM = Path(os.environ.get("LOCAL_SLURM_TOOL", "/work/shared/tools/local-slurm"))
 WAIT_S = 240  # bound on any wait for the scheduler
@@ -31,7 +32,7 @@ MSICA = Path(sys.executable).parent / "msica"
 
 @pytest.fixture(scope="module")
 def bids_dir(tmp_path_factory) -> Path:
-    from workflows.simulate import run_simulate
+    from workflows.bids.simulated import run_simulate
 
     root = tmp_path_factory.mktemp("submit_bids") / "bids"
     run_simulate(root, n_subjects=N_SUBJECTS, n_sites=1, n_volumes=60, tr=2.0, grid_mm=10.0,
@@ -72,7 +73,7 @@ def test_dry_run_writes_array_and_group_scripts(bids_dir, tmp_path):
     assert "--denoise-strategy scrubbing --fd-threshold 0.3" in script
     assert str(MSICA) in script
     group = (run_dir / "group.sbatch").read_text()
-    assert f"-m workflows.submit finalize {run_dir}" in group
+    assert f"msica submit --finalize {run_dir}" in group
     for path in (run_dir / "participant.sbatch", run_dir / "group.sbatch"):
         assert subprocess.run(["bash", "-n", str(path)], check=False).returncode == 0
     plan = SubmitPlan.load(run_dir)
@@ -180,7 +181,7 @@ def test_sbatch_output_without_job_id_exit_1(bids_dir, tmp_path, monkeypatch, ca
 
 
 def test_msica_executable_missing(monkeypatch, tmp_path):
-    from workflows import submit
+    from workflows.execution import slurm as submit
 
     monkeypatch.setattr(submit.sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -189,7 +190,7 @@ def test_msica_executable_missing(monkeypatch, tmp_path):
 
 
 def test_finalize_without_successes_exits_66(bids_dir, tmp_path, capsys):
-    from workflows.submit import _main, finalize_group
+    from workflows.execution.slurm import _main, finalize_group
 
     _, run_dir = _dry(bids_dir, tmp_path)
     assert finalize_group(run_dir) == 66
@@ -363,7 +364,7 @@ def test_nipype_slurm_plugin_args_reach_sbatch(slurm, tmp_path):
     """nipype_slurm_plugin_args: each node job gets the CPUs and memory asked for."""
     from nipype import Function, Node, Workflow
 
-    from workflows.submit import nipype_slurm_plugin_args
+    from workflows.execution.slurm import nipype_slurm_plugin_args
 
     node = Node(Function(input_names=["threads"], output_names=["out"], function=_cpus),
                 name="cpus")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from workflows.cli import BIDSValidationError, ExitCode, exit_code_for
-from workflows.validation import validate_bids
+from workflows.exit_codes import BIDSValidationError, ExitCode, exit_code_for
+from workflows.bids.validation import validate_bids
 
 
 def _dataset(tmp_path):

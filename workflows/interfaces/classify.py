@@ -42,7 +42,7 @@ def read_network_covariances(timeseries_files, relmat_files) -> pd.DataFrame:
     from pipeline.exceptions import InputDataError
     from pipeline.fnc.static import network_labels
     from pipeline.fnc.timecourse import postprocess
-    from workflows.derivatives import scale_of, source_entities
+    from workflows.bids.naming import scale_of, source_entities
 
     def run_key(path):
         return tuple(sorted(source_entities(path).items()))

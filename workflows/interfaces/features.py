@@ -35,7 +35,7 @@ def participant_of(path: str) -> str:
     >>> participant_of("/out/sub-07/func/sub-07_task-rest_desc-multiscale_relmat.tsv")
     'sub-07'
     """
-    from workflows.derivatives import source_entities
+    from workflows.bids.naming import source_entities
 
     return f"sub-{source_entities(path)['subject']}"
 
@@ -182,7 +182,7 @@ def read_timecourse_features(
     from pipeline.features import join_participants, timecourse_table
     from pipeline.fnc.static import network_labels
     from pipeline.fnc.timecourse import detrend
-    from workflows.derivatives import scale_of, source_entities
+    from workflows.bids.naming import scale_of, source_entities
 
     def run_key(path: str) -> tuple:
         return tuple(sorted(source_entities(path).items()))

@@ -111,7 +111,7 @@ class SubjectPCA(SimpleInterface):
         from pipeline.exceptions import InputDataError
         from pipeline.ica.group import default_subject_components
         from pipeline.ica.pca import preprocess_subject, subject_pca
-        from workflows.derivatives import atomic_path, atomic_write
+        from workflows.bids.atomic import atomic_path, atomic_write
         from workflows.interfaces.denoise import load_denoised
 
         inputs = self.inputs

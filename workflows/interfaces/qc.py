@@ -35,7 +35,7 @@ class GatherQC(SimpleInterface):
     output_spec = _GatherQCOutputSpec
 
     def _run_interface(self, runtime):
-        from workflows.derivatives import source_entities
+        from workflows.bids.naming import source_entities
 
         rows = []
         for qc_file in self.inputs.qc_files:

@@ -67,7 +67,7 @@ def _builders(settings, failures: Mapping[str, BaseException]):
         if not settings.model_orders:
             return
         # data-driven mode: the group level wrote the participants' networks; refresh their pages
-    from workflows.group import derivatives_layout
+    from workflows.bids.derivatives import derivatives_layout
     from workflows.reports.participant import failed_participant_report, participant_report
 
     failed = {where.removeprefix("sub-"): exc for where, exc in failures.items()

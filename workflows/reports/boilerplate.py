@@ -1,6 +1,6 @@
 """Methods section of the reports: the workflows' own text, references and package versions.
 
-The text is what :meth:`workflows.engine.Workflow.visit_desc` wrote to
+The text is what :meth:`workflows.execution.engine.Workflow.visit_desc` wrote to
 ``logs/CITATION.md`` (participant level) and ``logs/CITATION-group.md`` (group level);
 its ``@key`` citations become numbered references here.
 """

@@ -49,7 +49,7 @@ def _figure(width: float, height: float, layout: str | None = "constrained") -> 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 90) -> Path:
     """Write ``fig`` atomically to ``path`` (SVG or PNG, from its extension); return the path."""
-    from workflows.derivatives import atomic_path
+    from workflows.bids.atomic import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:

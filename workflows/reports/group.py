@@ -19,8 +19,8 @@ from workflows.reports.inputs import (
     node_groups,
     read_sidecar,
 )
-from workflows.derivatives import scale_of
-from workflows.group import mixed_repetition_times
+from workflows.bids.naming import scale_of
+from workflows.group.base import mixed_repetition_times
 
 __all__ = ["group_report"]
 
@@ -32,7 +32,7 @@ class _GroupFiles:
         self.output_dir = output_dir
 
     def path(self, desc: str, suffix: str, extension: str = ".tsv", **entities) -> Path:
-        from workflows.derivatives import build_derivative_path
+        from workflows.bids.naming import build_derivative_path
 
         return self.output_dir / build_derivative_path(
             {**entities, "desc": desc, "suffix": suffix, "extension": extension})
@@ -180,7 +180,7 @@ def _dfnc_section(files: _GroupFiles, groups: list[str] | None) -> str:
 
 def _targets(files: _GroupFiles) -> list[tuple[str, str]]:
     """``(tag, target)`` of every classified target (its metrics sidecar names it)."""
-    from workflows.group import target_tag
+    from workflows.bids.naming import target_tag
 
     found = []
     for sidecar in sorted((files.output_dir / "group").glob("desc-*_metrics.json")):
@@ -269,7 +269,7 @@ def group_report(output_dir: str | Path,
     FileNotFoundError
         If ``output_dir`` holds no msica derivatives.
     """
-    from workflows.group import derivatives_layout
+    from workflows.bids.derivatives import derivatives_layout
 
     output_dir = Path(output_dir)
     files = _GroupFiles(output_dir)

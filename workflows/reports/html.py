@@ -85,7 +85,7 @@ def render_page(title: str, subtitle: str, sections: list[Section]) -> str:
 
 def write_page(path: str | Path, title: str, subtitle: str, sections: list[Section]) -> Path:
     """Render the page and write it atomically to ``path``."""
-    from workflows.derivatives import atomic_write
+    from workflows.bids.atomic import atomic_write
 
     with atomic_write(path) as handle:
         handle.write(render_page(title, subtitle, sections))

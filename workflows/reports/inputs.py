@@ -1,7 +1,7 @@
 """Read what the reports show back from the derivatives on disk.
 
-Files are found with :func:`workflows.group.derivatives_layout` (participant outputs), by
-:func:`workflows.derivatives.build_derivative_path` names (group outputs), and through the
+Files are found with :func:`workflows.bids.derivatives.derivatives_layout` (participant outputs), by
+:func:`workflows.bids.naming.build_derivative_path` names (group outputs), and through the
 ``Sources`` BIDS URIs of the sidecars resolved with ``DatasetLinks`` (the fMRIPrep inputs).
 """
 
@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
-from workflows.derivatives import scale_of
+from workflows.bids.naming import scale_of
 
 __all__ = [
     "edges_to_matrix",

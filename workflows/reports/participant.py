@@ -18,7 +18,7 @@ from workflows.reports.inputs import (
     read_sidecar,
     resolve_uri,
 )
-from workflows.derivatives import scale_of
+from workflows.bids.naming import scale_of
 
 __all__ = ["failed_participant_report", "participant_report"]
 
@@ -41,7 +41,7 @@ class _RunFigures:
     """Builds the figures of one run under ``sub-<label>/figures/`` and their HTML."""
 
     def __init__(self, output_dir: Path, qc_file: str) -> None:
-        from workflows.derivatives import source_entities
+        from workflows.bids.naming import source_entities
 
         self.output_dir = output_dir
         self.entities = source_entities(qc_file)
@@ -49,7 +49,7 @@ class _RunFigures:
 
     def save(self, figure_obj, desc: str, suffix: str, extension: str, caption: str,
              **entities) -> str:
-        from workflows.derivatives import build_derivative_path
+        from workflows.bids.naming import build_derivative_path
 
         relative = build_derivative_path({**self.entities, **entities, "datatype": "figures",
                                           "desc": desc, "suffix": suffix,
@@ -148,7 +148,7 @@ def participant_report(output_dir: str | Path, label: str, *, layout=None,
     label : str
         Participant label (without ``sub-``).
     layout : bids.BIDSLayout, optional
-        From :func:`workflows.group.derivatives_layout` (built when omitted).
+        From :func:`workflows.bids.derivatives.derivatives_layout` (built when omitted).
     fd_threshold : float, optional
         Censoring threshold drawn on the FD trace of runs denoised with scrubbing.
 
@@ -162,7 +162,7 @@ def participant_report(output_dir: str | Path, label: str, *, layout=None,
     FileNotFoundError
         If the participant has no QC table: its participant level did not finish.
     """
-    from workflows.group import collect_participant_outputs, derivatives_layout
+    from workflows.bids.derivatives import collect_participant_outputs, derivatives_layout
 
     output_dir = Path(output_dir)
     layout = layout or derivatives_layout(output_dir)

@@ -1,4 +1,4 @@
-"""``run_sites_command`` (the ``msica sites`` entry point) end to end, small."""
+"""``sites_command`` (the ``msica sites`` entry point) end to end, small."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflows.distributed import load_feature_table, run_sites_command, split_sites
+from workflows.cli.sites import load_feature_table, sites_command, split_sites
 
 
 def test_sites_command_from_feature_table(tmp_path, capsys):
@@ -22,7 +22,7 @@ def test_sites_command_from_feature_table(tmp_path, capsys):
     path = tmp_path / "desc-fnc_features.tsv"
     table.to_csv(path, sep="\t", index=False)
     out = tmp_path / "summary.tsv"
-    rc = run_sites_command(["--features", str(path), "--epochs", "15", "--batch-size", "4",
+    rc = sites_command(["--features", str(path), "--epochs", "15", "--batch-size", "4",
                             "--lr", "0.3",
                             "--hidden", "8", "--rank", "1", "--out", str(out), "--timeout", "120"])
     assert rc == 0
@@ -38,7 +38,7 @@ def test_sites_command_from_feature_table(tmp_path, capsys):
 
 
 def test_sites_command_reports_missing_file(tmp_path, capsys):
-    assert run_sites_command(["--features", str(tmp_path / "none.tsv")]) == 66
+    assert sites_command(["--features", str(tmp_path / "none.tsv")]) == 66
     assert "no file at" in capsys.readouterr().err
 
 

@@ -22,92 +22,32 @@ Everything of one submission lives in ``OUTPUT_DIR/logs/slurm/<run id>/``::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-import re
 import shlex
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
-from workflows.cli_base import MsicaParser
 from workflows.exit_codes import ExitCode
 
 __all__ = [
+    "QC_PATTERN",
     "SubmitPlan",
     "finalize_group",
     "msica_executable",
     "nipype_slurm_plugin_args",
     "participant_status",
-    "submit_command",
+    "submit_jobs",
     "write_scripts",
 ]
 
 LOGGER = logging.getLogger("msica.submit")
 
-_TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
-_PARTITION = re.compile(r"^[A-Za-z0-9_.,-]+$")
-_RESERVED = ("--participant-label", "--participant_label", "-w", "--work-dir", "--work_dir",
-             "--nprocs", "--n-cpus", "--n_cpus", "--mem", "--pca-dir", "--pca_dir")
 QC_PATTERN = "sub-{label}/**/sub-{label}_*desc-denoise_qc.tsv"
-
-
-def _slurm_time(value: str) -> str:
-    if not _TIME.match(value):
-        raise argparse.ArgumentTypeError(
-            f"--time must be [D-]HH:MM:SS, MM:SS or minutes (SLURM syntax); got {value!r}"
-        )
-    return value
-
-
-def _partition(value: str) -> str:
-    if not _PARTITION.match(value):
-        raise argparse.ArgumentTypeError(
-            f"--slurm-partition must be a SLURM partition name (letters, digits, _ . , -); "
-            f"got {value!r}"
-        )
-    return value
-
-
-def _build_parser() -> MsicaParser:
-    from workflows import cli_validators as val
-
-    parser = MsicaParser(
-        prog="msica submit",
-        description="Submit the participant level as a SLURM job array (one task per "
-        "participant) and the group level as a job that runs after it. Options after '--' "
-        "are passed to every participant task.",
-    )
-    parser.add_argument("bids_dir", type=lambda p: Path(p).expanduser().absolute())
-    parser.add_argument("output_dir", type=lambda p: Path(p).expanduser().absolute())
-    parser.add_argument("--slurm-partition", "--slurm_partition", dest="partition",
-                        type=_partition, required=True, help="SLURM partition (sbatch -p)")
-    parser.add_argument("--participant-label", "--participant_label", dest="participant_label",
-                        nargs="+", default=[], type=val.drop_sub_prefix,
-                        help="participants to submit (default: all)")
-    parser.add_argument("--nprocs", type=val.positive_int, default=1,
-                        help="CPUs per participant task (--cpus-per-task)")
-    parser.add_argument("--mem", dest="mem_gb", type=val.positive_float, default=None,
-                        help="memory per participant task in GB (default: the partition's)")
-    parser.add_argument("--time", type=_slurm_time, default=None,
-                        help="time limit per task, [D-]HH:MM:SS (default: the partition's)")
-    parser.add_argument("-w", "--work-dir", "--work_dir", dest="work_dir",
-                        type=lambda p: Path(p).expanduser().absolute(),
-                        default=Path("work").absolute(),
-                        help="work directory; each task uses WORK/<label>, the group WORK/group")
-    parser.add_argument("--run-id", dest="run_id", default=None,
-                        help="folder name under OUTPUT_DIR/logs/slurm (default: time + uuid)")
-    parser.add_argument("--dry-run", dest="dry_run", action="store_true",
-                        help="write the scripts, do not submit them")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more logging")
-    return parser
 
 
 class SubmitPlan:
@@ -127,8 +67,6 @@ class SubmitPlan:
     run_id : str
     msica : Path
         The ``msica`` executable the jobs run.
-    python : Path
-        The Python interpreter that runs the group step.
 
     Attributes
     ----------
@@ -141,7 +79,7 @@ class SubmitPlan:
     def __init__(self, *, bids_dir: Path, output_dir: Path, work_dir: Path, labels: list[str],
                  partition: str, nprocs: int = 1, mem_gb: float | None = None,
                  time: str | None = None, extra: Sequence[str] = (), run_id: str,
-                 msica: Path, python: Path) -> None:
+                 msica: Path) -> None:
         self.bids_dir = Path(bids_dir)
         self.output_dir = Path(output_dir)
         self.work_dir = Path(work_dir)
@@ -153,7 +91,6 @@ class SubmitPlan:
         self.extra = list(extra)
         self.run_id = run_id
         self.msica = Path(msica)
-        self.python = Path(python)
         self.array_job_id: str | None = None
         self.group_job_id: str | None = None
 
@@ -179,7 +116,7 @@ class SubmitPlan:
         return plan
 
     def save(self) -> Path:
-        from workflows.derivatives import atomic_write
+        from workflows.bids.atomic import atomic_write
 
         path = self.run_dir / "run.json"
         with atomic_write(path) as handle:
@@ -306,7 +243,7 @@ def _group_script(plan: SubmitPlan) -> str:
         "# Submitted with --dependency=afterany:<participant array job id>.",
         "set -u",
         'export LOGNAME="${LOGNAME:-$(id -un)}"',
-        f"{q(str(plan.python))} -m workflows.submit finalize {q(str(plan.run_dir))}",
+        f"{q(str(plan.msica))} submit --finalize {q(str(plan.run_dir))}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -318,7 +255,7 @@ def write_scripts(plan: SubmitPlan) -> tuple[Path, Path]:
     -------
     participant_script, group_script : Path
     """
-    from workflows.derivatives import atomic_write
+    from workflows.bids.atomic import atomic_write
 
     (plan.run_dir / "log").mkdir(parents=True, exist_ok=True)
     (plan.run_dir / "status").mkdir(parents=True, exist_ok=True)
@@ -349,6 +286,28 @@ def _sbatch(args: list[str]) -> str:
     if not job_id.isdigit():
         raise RuntimeError(f"sbatch printed {proc.stdout.strip()!r}, not a job id.")
     return job_id
+
+
+def submit_jobs(plan: SubmitPlan) -> None:
+    """Submit the array job, then the group job after it (``afterany``); record the job ids.
+
+    Raises
+    ------
+    RuntimeError
+        If ``sbatch`` fails; the message says which job was already submitted and how to
+        submit the group job by hand.
+    """
+    try:
+        plan.array_job_id = _sbatch([str(plan.run_dir / "participant.sbatch")])
+        plan.save()
+        plan.group_job_id = _sbatch([f"--dependency=afterany:{plan.array_job_id}",
+                                     str(plan.run_dir / "group.sbatch")])
+    except RuntimeError as exc:
+        where = (f" The participant array job {plan.array_job_id} was submitted; run the "
+                 f"group level by hand with 'sbatch {plan.run_dir / 'group.sbatch'}'."
+                 if plan.array_job_id else "")
+        raise RuntimeError(f"{exc}{where}") from exc
+    plan.save()
 
 
 def participant_status(plan: SubmitPlan) -> dict[str, str | None]:
@@ -386,7 +345,7 @@ def finalize_group(run_dir: str | Path) -> int:
         The group level's exit code; 66 when no participant succeeded.
     """
     from workflows.cli import run
-    from workflows.derivatives import atomic_write
+    from workflows.bids.atomic import atomic_write
 
     plan = SubmitPlan.load(Path(run_dir))
     status = participant_status(plan)
@@ -411,92 +370,3 @@ def finalize_group(run_dir: str | Path) -> int:
     with atomic_write(plan.run_dir / "group.exit") as handle:
         handle.write(f"{code}\n")
     return int(code)
-
-
-def _split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    argv = list(argv)
-    if "--" in argv:
-        i = argv.index("--")
-        return argv[:i], argv[i + 1:]
-    return argv, []
-
-
-def submit_command(argv: Sequence[str]) -> int:
-    """``msica submit BIDS_DIR OUTPUT_DIR --slurm-partition P [...] [-- participant options]``.
-
-    Returns
-    -------
-    int
-        0 submitted (or scripts written with ``--dry-run``), 64 usage error,
-        66 missing BIDS_DIR or participants, 1 when ``sbatch`` fails.
-    """
-    own, extra = _split_passthrough(argv)
-    parser = _build_parser()
-    try:
-        opts = parser.parse_args(own)
-        reserved = [a for a in extra if a.split("=")[0] in _RESERVED]
-        if reserved:
-            parser.error(f"{', '.join(reserved)} after '--' is set by msica submit per task; "
-                         "give it before '--'.")
-        if opts.work_dir == opts.output_dir or opts.work_dir in opts.output_dir.parents:
-            parser.error(f"the work directory {opts.work_dir} must not contain the output "
-                         "folder; use -w with another path.")
-        # Check the passed-through options now, not in every array task.
-        from workflows.cli import parse_args
-
-        parse_args([str(opts.bids_dir), str(opts.output_dir), "participant", *extra])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    logging.basicConfig(level=logging.DEBUG if opts.verbose else logging.WARNING,
-                        format="%(name)s %(levelname)s: %(message)s")
-    try:
-        from pipeline.exceptions import InputDataError
-        from workflows.bids import build_layout, collect_participants
-
-        layout = build_layout(opts.bids_dir, work_dir=opts.work_dir,
-                              database_dir=opts.work_dir / "bids_db" / "submit",
-                              reset_database=True)
-        labels = collect_participants(layout, opts.participant_label or None)
-        msica = msica_executable()
-    except (FileNotFoundError, InputDataError) as exc:
-        print(f"msica submit: error: {exc}", file=sys.stderr)
-        return int(ExitCode.NO_INPUT)
-
-    run_id = opts.run_id or (datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-                             + "_" + uuid.uuid4().hex[:8])
-    plan = SubmitPlan(bids_dir=opts.bids_dir, output_dir=opts.output_dir, work_dir=opts.work_dir,
-                      labels=labels, partition=opts.partition, nprocs=opts.nprocs,
-                      mem_gb=opts.mem_gb, time=opts.time, extra=extra, run_id=run_id,
-                      msica=msica, python=Path(sys.executable))
-    participant_script, group_script = write_scripts(plan)
-    if opts.dry_run:
-        print(f"msica submit: dry run, {len(labels)} participant(s); scripts in {plan.run_dir}")
-        return int(ExitCode.OK)
-    try:
-        plan.array_job_id = _sbatch([str(participant_script)])
-        plan.save()
-        plan.group_job_id = _sbatch([f"--dependency=afterany:{plan.array_job_id}",
-                                     str(group_script)])
-    except RuntimeError as exc:
-        where = (f" The participant array job {plan.array_job_id} was submitted; run the "
-                 f"group level by hand with 'sbatch {group_script}'."
-                 if plan.array_job_id else "")
-        print(f"msica submit: error: {exc}{where}", file=sys.stderr)
-        return int(ExitCode.ERROR)
-    plan.save()
-    print(f"msica submit: participant array job {plan.array_job_id} ({len(labels)} task(s)), "
-          f"group job {plan.group_job_id}; scripts and logs in {plan.run_dir}")
-    return int(ExitCode.OK)
-
-
-def _main(argv: Sequence[str]) -> int:
-    if len(argv) == 2 and argv[0] == "finalize":
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: "
-                            "%(message)s", datefmt="%H:%M:%S")
-        return finalize_group(argv[1])
-    print("usage: python -m workflows.submit finalize RUN_DIR", file=sys.stderr)
-    return int(ExitCode.USAGE)
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

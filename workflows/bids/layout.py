@@ -1,9 +1,7 @@
-"""BIDS input: the pybids layout, participant and run selection, filter files.
+"""The input dataset: the pybids layout, participant and run selection, filter files, TRs.
 
 Queries are data (``bids_templates/io_spec.yaml``, XCP-D style); a
-``--bids-filter-file`` is merged on top of them. Output naming lives in
-:mod:`workflows.derivatives` and is re-exported here, so that
-``from workflows.bids import DerivativesDataSink`` works.
+``--bids-filter-file`` is merged on top of them.
 """
 
 from __future__ import annotations
@@ -25,33 +23,17 @@ from bids.layout import BIDSLayoutIndexer, Query
 
 from bids_templates import template_path
 from pipeline.exceptions import InputDataError
-from workflows.derivatives import (
-    DerivativesDataSink,
-    atomic_path,
-    atomic_write,
-    build_derivative_path,
-    make_sidecar,
-    source_uri,
-    write_dataset_description,
-)
 
 __all__ = [
-    "DerivativesDataSink",
-    "atomic_path",
-    "atomic_write",
-    "build_derivative_path",
     "build_layout",
     "collect_participants",
     "collect_runs",
     "get_repetition_time",
     "load_bids_filter_file",
-    "make_sidecar",
-    "scale_templates",
-    "source_uri",
-    "write_dataset_description",
 ]
 
 LOGGER = logging.getLogger("msica.workflows")
+
 
 #: Paths pybids need not index (regular expressions are matched against the
 #: path relative to the dataset root).
@@ -456,27 +438,3 @@ def collect_runs(
         }
         runs.append(run)
     return runs
-
-
-def scale_templates(folder: Path, desc: str = "*") -> list[tuple[Path, Path]]:
-    """Multi-scale template files in ``folder``, coarse to fine.
-
-    Parameters
-    ----------
-    folder : Path
-        Holds ``scale-<N>_desc-<desc>_components.nii.gz`` files (the simulator's
-        truth, or the ``group/`` folder of a data-driven run).
-    desc : str, default="*"
-        ``desc`` label to match (a glob pattern).
-
-    Returns
-    -------
-    list of (Path, Path)
-        Each 4-D template and its ``..._labels.tsv`` (which may not exist),
-        sorted by scale; empty when there is none.
-    """
-    pairs = []
-    for maps in Path(folder).glob(f"scale-*_desc-{desc}_components.nii.gz"):
-        labels = maps.with_name(maps.name.replace("_components.nii.gz", "_labels.tsv"))
-        pairs.append((int(maps.name.split("_")[0].removeprefix("scale-")), maps, labels))
-    return [(maps, labels) for _, maps, labels in sorted(pairs)]

@@ -18,8 +18,8 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from workflows.derivatives import sink_factory
-from workflows.engine import Workflow
+from workflows.bids.sink import sink_factory
+from workflows.execution.engine import Workflow
 
 __all__ = ["collect_subject_pcas", "init_group_ica_wf"]
 
@@ -86,7 +86,7 @@ def init_group_ica_wf(
     -------
     Workflow
     """
-    from workflows.base import connect_networks_fnc
+    from workflows.participant.networks import connect_networks_fnc
     from workflows.interfaces.groupica import GICABackReconstruct, MultiscaleGroupICA
 
     metas = [json.loads(Path(f).with_suffix(".json").read_text()) for f in pca_files]

@@ -1,42 +1,32 @@
-"""The ``msica`` command line (BIDS-App conventions).
-
-``msica BIDS_DIR OUTPUT_DIR {participant,group} [options]`` runs a level;
-``msica simulate OUT_DIR`` writes a simulated BIDS dataset with ground truth;
-``msica demo [OUT_DIR]`` simulates and runs both levels on it.
-
-Exit codes follow BIDS-App practice: 0 success, 1 error, 16 BIDS validation
-failed, 64 usage error, 65 bad input data, 66 missing input.
-"""
+"""``msica BIDS_DIR OUTPUT_DIR {participant,group} [options]``: the BIDS-App command."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
 from pipeline import __version__
-from workflows import cli_validators as val
-from workflows.cli_base import MsicaParser, both, guarded, setup_logging
-from workflows.exit_codes import BIDSValidationError, ExitCode, exit_code_for
+from workflows.cli import validators as val
+from workflows.cli.base import MsicaParser, both, guarded, setup_logging
 from workflows.config import (
     BACKRECON_METHODS,
-    DENOISE_DEFAULTS,
     CONNECTIVITY,
+    DENOISE_DEFAULTS,
     DENOISE_STRATEGIES,
-    HARMONIZERS,
     DEVICES,
+    HARMONIZERS,
     PLUGINS,
     Settings,
     load_config_file,
 )
 
-__all__ = ["BIDSValidationError", "ExitCode", "build_parser", "exit_code_for", "main", "parse_args",
-           "run"]
+__all__ = ["bids_app_command", "build_parser", "parse_args"]
 
 LOGGER = logging.getLogger("msica.cli")
+
 
 #: Marks a denoising option the user did not give (its default depends on the strategy).
 _UNSET = object()
@@ -319,125 +309,14 @@ def parse_args(argv: Sequence[str]) -> Settings:
     )
 
 
-def _build_simulate_parser(prog: str, description: str, *, n_subjects: int,
-                           default_out: str | None = None) -> MsicaParser:
-    parser = MsicaParser(prog=prog, description=description)
-    parser.add_argument("out_dir", type=lambda p: Path(p).expanduser().absolute(),
-                        nargs="?" if default_out else None,
-                        default=Path(default_out).absolute() if default_out else None)
-    parser.add_argument(*both("--n-subjects"), dest="n_subjects", type=val.positive_int,
-                        default=n_subjects)
-    parser.add_argument(*both("--n-sites"), dest="n_sites", type=val.positive_int, default=2)
-    parser.add_argument(*both("--n-volumes"), dest="n_volumes", type=val.positive_int, default=150)
-    parser.add_argument("--tr", type=val.positive_float, default=2.0, help="repetition time (s)")
-    parser.add_argument(*both("--grid-mm"), dest="grid_mm", type=val.positive_float, default=6.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("-v", "--verbose", action="count", default=0)
-    return parser
-
-
-def _simulate_command(argv: Sequence[str]) -> int:
-    opts = _build_simulate_parser(
-        "msica simulate", "Write a simulated BIDS dataset with known ground truth.", n_subjects=24
-    ).parse_args(argv)
-    setup_logging(opts.verbose)
-
-    def _go() -> int:
-        from workflows.simulate import run_simulate
-
-        out = run_simulate(opts.out_dir, n_subjects=opts.n_subjects, n_sites=opts.n_sites,
-                           n_volumes=opts.n_volumes, tr=opts.tr, grid_mm=opts.grid_mm,
-                           seed=opts.seed)
-        LOGGER.info("Simulated BIDS dataset written to %s", out)
-        return ExitCode.OK
-
-    return guarded(_go, verbose=opts.verbose)
-
-
-def _demo_command(argv: Sequence[str]) -> int:
-    parser = _build_simulate_parser(
-        "msica demo",
-        "Simulate a BIDS dataset, then run the participant and group levels on it.",
-        n_subjects=24,
-        default_out="msica_demo",
-    )
-    parser.add_argument("--nprocs", type=val.positive_int, default=2)
-    opts = parser.parse_args(argv)
-    setup_logging(opts.verbose)
-
-    def _go() -> int:
-        from workflows.simulate import run_simulate, truth_templates
-
-        bids_dir = opts.out_dir / "bids"
-        if not (bids_dir / "dataset_description.json").exists():
-            run_simulate(bids_dir, n_subjects=opts.n_subjects, n_sites=opts.n_sites,
-                         n_volumes=opts.n_volumes, tr=opts.tr, grid_mm=opts.grid_mm, seed=opts.seed)
-        common = [str(bids_dir), str(opts.out_dir / "derivatives" / "msica")]
-        extra = ["-w", str(opts.out_dir / "work"), "--nprocs", str(opts.nprocs),
-                 "--seed", str(opts.seed)] + ["-v"] * opts.verbose
-        templates = []
-        for template, labels in truth_templates(bids_dir):
-            templates += ["--template", str(template), "--template-labels", str(labels)]
-        group_options = ["--targets", "diagnosis", "medication", "response",
-                         "--n-permutations", "20", "--introspect"]
-        for level in ("participant", "group"):
-            code = run([*common, level, *extra,
-                        *(templates if level == "participant" else group_options)])
-            if code != ExitCode.OK:
-                return code
-        LOGGER.info("Demo finished: derivatives in %s", opts.out_dir / "derivatives" / "msica")
-        return ExitCode.OK
-
-    return guarded(_go, verbose=opts.verbose)
-
-
-def _submit_command(argv: Sequence[str]) -> int:
-    from workflows.submit import submit_command
-
-    return submit_command(argv)
-
-
-def _predict_command(argv: Sequence[str]) -> int:
-    from workflows.predict import predict_command
-
-    return predict_command(argv)
-
-
-def _sites_command(argv: Sequence[str]) -> int:
-    from workflows.distributed import run_sites_command
-
-    return run_sites_command(argv)
-
-
-_SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
-    "simulate": _simulate_command,
-    "demo": _demo_command,
-    "submit": _submit_command,
-    "sites": _sites_command,
-    "predict": _predict_command,
-}
-
-
-def run(argv: Sequence[str] | None = None) -> int:
-    """Run msica with command-line arguments ``argv``; return the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "--boutiques":  # not a parser option: it is no descriptor input
-        from workflows.boutiques import boutiques_command
-
-        return boutiques_command(argv[1:])
-    if argv and argv[0] in _SUBCOMMANDS:
-        return _SUBCOMMANDS[argv[0]](argv[1:])
+def bids_app_command(argv: Sequence[str]) -> int:
+    """Run the level ``argv`` asks for; return the exit code."""
     settings = parse_args(argv)
     setup_logging(settings.verbose)
 
     def _go() -> int:
-        from workflows.run import run_level
+        from workflows.execution.levels import run_level
 
         return run_level(settings)
 
     return guarded(_go, verbose=settings.verbose)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    sys.exit(run())

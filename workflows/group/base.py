@@ -9,100 +9,14 @@ import pandas as pd
 from nipype.pipeline import engine as pe
 
 from pipeline.classify.persistence import MODEL_EXTENSION
-from workflows.derivatives import sink_factory
-from workflows.engine import Workflow
+from workflows.bids.derivatives import collect_participant_outputs, derivatives_layout
+from workflows.bids.naming import target_tag
+from workflows.bids.sink import sink_factory
+from workflows.execution.engine import Workflow
 
-__all__ = [
-    "build_group_wf",
-    "classifier_methods",
-    "collect_participant_outputs",
-    "derivatives_layout",
-    "init_group_wf",
-    "mixed_repetition_times",
-    "target_tag",
-]
+__all__ = ["build_group_wf", "classifier_methods", "init_group_wf", "mixed_repetition_times"]
 
 LOGGER = logging.getLogger("msica.workflows")
-
-def derivatives_layout(output_dir: Path):
-    """Index msica's own derivatives with pybids (msica's entities included).
-
-    The index is built in memory each time: a cached database would miss the
-    outputs of participant jobs that finished since.
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``output_dir`` holds no msica derivatives: the participant level has not been run.
-    """
-    from bids import BIDSLayout, BIDSLayoutIndexer
-
-    from bids_templates import template_path
-
-    if not (Path(output_dir) / "dataset_description.json").is_file():
-        raise FileNotFoundError(
-            f"{output_dir} holds no msica derivatives (no dataset_description.json); "
-            "run the participant level first."
-        )
-    return BIDSLayout(
-        output_dir,
-        validate=False,
-        is_derivative=True,
-        config=[str(template_path("msica_bids_config.json"))],
-        indexer=BIDSLayoutIndexer(validate=False, ignore=["logs", "figures", "group"]),
-    )
-
-
-def collect_participant_outputs(
-    layout,
-    *,
-    participant_label: list[str] | None = None,
-    required: bool = True,
-    **query,
-) -> list[str]:
-    """Find participant-level derivatives with a pybids query.
-
-    Parameters
-    ----------
-    layout : bids.BIDSLayout
-        From :func:`derivatives_layout`.
-    participant_label : list of str, optional
-        Restrict to these participants.
-    required : bool, default=True
-        Raise when nothing matches (otherwise return an empty list).
-    **query
-        Entities, e.g. ``suffix="qc", desc="denoise", extension=".tsv"``.
-
-    Returns
-    -------
-    list of str
-        Sorted file paths.
-
-    Raises
-    ------
-    FileNotFoundError
-        If nothing matches and ``required``: the participant level has not been run.
-    """
-    if participant_label:
-        query["subject"] = participant_label
-    files = sorted(layout.get(return_type="file", **query))
-    if not files and required:
-        raise FileNotFoundError(
-            f"No participant derivatives matching {query} in {layout.root}; "
-            "run the participant level first (or check --participant-label)."
-        )
-    return files
-
-
-def target_tag(target: str) -> str:
-    """The ``desc`` value of a target's outputs (BIDS labels are alphanumeric).
-
-    Examples
-    --------
-    >>> target_tag("treatment_response")
-    'treatmentresponse'
-    """
-    return "".join(ch for ch in target if ch.isalnum())
 
 
 def _run_tr(qc_file: str) -> float:

@@ -44,7 +44,7 @@ def expand_template_dirs(
     When no ``--template-labels`` are given and every template came from a
     folder with a ``_labels.tsv`` beside each map, those labels are used.
     """
-    from workflows.bids import scale_templates
+    from workflows.bids.derivatives import scale_templates
 
     pairs: list[tuple[Path, Path | None]] = []
     for template in templates:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline.exceptions import InputDataError
 
-__all__ = ["predict_command", "predict_participants"]
+__all__ = ["predict_participants"]
 
 LOGGER = logging.getLogger("msica.predict")
 
@@ -46,8 +45,9 @@ def predict_participants(
         If the features or software versions do not match the saved model.
     """
     from pipeline.classify.persistence import load_model, predict_table
-    from workflows.derivatives import DerivativesDataSink
-    from workflows.group import collect_participant_outputs, derivatives_layout, target_tag
+    from workflows.bids.sink import DerivativesDataSink
+    from workflows.bids.derivatives import collect_participant_outputs, derivatives_layout
+    from workflows.bids.naming import target_tag
     from workflows.interfaces.classify import read_network_covariances
     from workflows.interfaces.features import read_fnc_features
 
@@ -89,37 +89,3 @@ def predict_participants(
         out_file = sink.run().outputs.out_file
     LOGGER.info("Scored %d participant(s) for %s: %s", len(scored), meta["target"], out_file)
     return Path(out_file)
-
-
-def predict_command(argv: Sequence[str]) -> int:
-    """Entry point of ``msica predict``; returns the exit code."""
-    from workflows.cli_base import MsicaParser, guarded, setup_logging
-
-    parser = MsicaParser(prog="msica predict", description=__doc__.splitlines()[0].replace("`", ""))
-    parser.add_argument("bids_dir", type=lambda p: Path(p).expanduser().absolute(),
-                        help="BIDS dataset of the new participants (for participants.tsv)")
-    parser.add_argument("output_dir", type=lambda p: Path(p).expanduser().absolute(),
-                        help="msica derivatives of the new participants (participant level run)")
-    parser.add_argument("--model", required=True, type=lambda p: Path(p).expanduser().absolute(),
-                        help="saved model (group/desc-<target>_model.skops of a training run, "
-                        "its .json sidecar beside it)")
-    parser.add_argument("--participant-label", "--participant_label", dest="participant_label",
-                        nargs="+", default=[], type=lambda s: s.removeprefix("sub-"),
-                        help="participants to score, with or without 'sub-' (default: all)")
-    parser.add_argument("--site-column", "--site_column", dest="site_column", default=None,
-                        help="participants.tsv column of the new participants' sites, for a "
-                        "harmonized model (default: 'site' when present; else all are one new "
-                        "site)")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more logging; tracebacks for errors")
-    opts = parser.parse_args(argv)
-    setup_logging(opts.verbose)
-
-    def _go() -> int:
-        predict_participants(opts.output_dir, opts.model,
-                             participants_file=opts.bids_dir / "participants.tsv",
-                             participant_label=opts.participant_label or None,
-                             site_column=opts.site_column)
-        return 0
-
-    return guarded(_go, verbose=opts.verbose)

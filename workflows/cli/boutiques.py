@@ -3,7 +3,7 @@
 `Boutiques <https://boutiques.github.io>`_ describes a command-line tool in
 JSON (inputs, command-line template, container image, outputs) so that
 platforms such as CBRAIN can run it. The descriptor is generated from
-:func:`workflows.cli.build_parser` so it cannot drift from the real command
+:func:`workflows.cli.bids_app.build_parser` so it cannot drift from the real command
 line; the shipped copy is ``bids_templates/msica.boutiques.json``
 (``msica --boutiques bids_templates/msica.boutiques.json`` regenerates it).
 """
@@ -130,7 +130,7 @@ def boutiques_descriptor() -> dict[str, Any]:
     ('0.5', ['msica', '[BIDS_DIR]', '[OUTPUT_DIR]', '[ANALYSIS_LEVEL]'])
     """
     from pipeline import __version__
-    from workflows.cli import build_parser
+    from workflows.cli.bids_app import build_parser
     from workflows.exit_codes import ExitCode
 
     parser = build_parser()
@@ -170,14 +170,14 @@ def boutiques_descriptor() -> dict[str, Any]:
         ],
         "suggested-resources": {"cpu-cores": 1, "ram": 4, "walltime-estimate": 3600},
         "tags": {"domain": ["neuroinformatics", "fmri", "bids-app"]},
-        "custom": {"generated-by": "workflows.boutiques.boutiques_descriptor"},
+        "custom": {"generated-by": "workflows.cli.boutiques.boutiques_descriptor"},
     }
     return descriptor
 
 
 def write_boutiques(path: str | Path) -> Path:
     """Write :func:`boutiques_descriptor` as indented JSON to ``path`` (atomically); return it."""
-    from workflows.derivatives import atomic_write
+    from workflows.bids.atomic import atomic_write
 
     path = Path(path)
     with atomic_write(path) as handle:

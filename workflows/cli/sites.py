@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.exceptions import InputDataError
-from workflows.cli_base import MsicaParser
+from workflows.cli.base import MsicaParser
 
-__all__ = ["load_feature_table", "run_sites_command", "simulated_sites", "split_sites"]
+__all__ = ["load_feature_table", "sites_command", "simulated_sites", "split_sites"]
 
 LOGGER = logging.getLogger("msica.workflows")
 
@@ -121,7 +121,7 @@ def _parser() -> MsicaParser:
     return p
 
 
-def run_sites_command(argv: Sequence[str] | None = None) -> int:
+def sites_command(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``msica sites``; returns the process exit code.
 
     Examples
@@ -173,4 +173,4 @@ def run_sites_command(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(run_sites_command())
+    raise SystemExit(sites_command())

@@ -335,7 +335,7 @@ def run_simulate(out_dir, *, n_subjects: int = 24, n_sites: int = 2, n_volumes: 
 
 def truth_templates(bids_dir: Path) -> list[tuple[Path, Path]]:
     """The simulator's multi-scale template (4-D maps and labels per scale), coarse to fine."""
-    from workflows.bids import scale_templates
+    from workflows.bids.derivatives import scale_templates
 
     truth = bids_dir / "derivatives" / "truth"
     pairs = scale_templates(truth, desc="truth")

@@ -1,0 +1,140 @@
+"""The Nipype sink: store a file under its BIDS-derivative name, with a JSON sidecar."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    DynamicTraitedSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+from nipype.interfaces.io import add_traits
+
+from workflows.bids.atomic import atomic_copy, atomic_save_nifti
+from workflows.bids.naming import ENTITIES, build_derivative_path, source_entities
+from workflows.bids.provenance import make_sidecar, source_uri, write_sidecar
+
+__all__ = ["DerivativesDataSink", "sink_factory"]
+
+class _DerivativesDataSinkInputSpec(DynamicTraitedSpec, BaseInterfaceInputSpec):
+    base_directory = traits.Directory(mandatory=True, desc="msica output directory")
+    in_file = File(exists=True, mandatory=True, desc="file to store")
+    source_file = traits.Str(desc="input file whose entities the output inherits")
+    meta_dict = traits.Dict(traits.Str, desc="sidecar content (parameters)")
+    dataset_links = traits.Dict(
+        traits.Str, desc="dataset name -> root, to express Sources as BIDS URIs"
+    )
+    sources = traits.List(traits.Str, desc="further source paths or URIs for the sidecar")
+
+
+class _DerivativesDataSinkOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="written derivative")
+    out_meta = File(exists=True, desc="its JSON sidecar")
+
+
+class DerivativesDataSink(SimpleInterface):
+    """Store a file under its BIDS-derivative name, with a JSON sidecar.
+
+    Entities are taken from ``source_file`` (see ``SOURCE_ENTITIES``) and
+    overridden by the entity inputs (``desc``, ``suffix``, ``scale``,
+    ``atlas``, ``space``, ``extension``...; any name in :data:`ENTITIES`).
+    The extension defaults to that of ``in_file``. The file is copied (or,
+    for a ``.nii`` -> ``.nii.gz`` change, re-saved by nibabel) atomically.
+
+    The sidecar holds ``meta_dict``, ``SoftwareName``/``SoftwareVersion`` and
+    ``Sources``: the ``source_file`` and ``sources`` as BIDS URIs.
+
+    Examples
+    --------
+    >>> ds = DerivativesDataSink(desc="ica", suffix="components", scale=10)
+    >>> ds.inputs.scale
+    10
+    """
+
+    input_spec = _DerivativesDataSinkInputSpec
+    output_spec = _DerivativesDataSinkOutputSpec
+    # Always rerun: a cached sink would not rewrite a derivative deleted since the last run.
+    _always_run = True
+
+    def __init__(self, **inputs: Any) -> None:
+        static = set(self.input_spec().copyable_trait_names())
+        unknown = sorted(set(inputs) - static - set(ENTITIES))
+        if unknown:
+            raise ValueError(
+                f"DerivativesDataSink got unknown inputs {unknown}; entity inputs must be "
+                f"among {list(ENTITIES)} (put parameters in meta_dict)."
+            )
+        entity_inputs = {k: inputs.pop(k) for k in list(inputs) if k in ENTITIES}
+        super().__init__(**inputs)
+        add_traits(self.inputs, list(ENTITIES))
+        for key, value in entity_inputs.items():
+            setattr(self.inputs, key, value)
+
+    def _run_interface(self, runtime):
+        in_file = Path(self.inputs.in_file)
+        entities: dict[str, Any] = {}
+        if isdefined(self.inputs.source_file):
+            entities.update(source_entities(self.inputs.source_file))
+        for key in ENTITIES:
+            value = getattr(self.inputs, key)
+            if isdefined(value):
+                entities[key] = value
+        if "extension" not in entities:
+            entities["extension"] = "".join(in_file.suffixes[-2:] if in_file.name.endswith(".gz")
+                                            else in_file.suffixes[-1:])
+        base = Path(self.inputs.base_directory)
+        out_file = base / build_derivative_path(entities)
+        out_meta = base / build_derivative_path({**entities, "extension": ".json"})
+
+        nifti_exts = (".nii", ".nii.gz")
+        src_ext = ".nii.gz" if in_file.name.endswith(".nii.gz") else in_file.suffix
+        if src_ext in nifti_exts and entities["extension"] in nifti_exts and src_ext != entities[
+            "extension"
+        ]:
+            atomic_save_nifti(in_file, out_file)
+        else:
+            atomic_copy(in_file, out_file)
+
+        links = self.inputs.dataset_links if isdefined(self.inputs.dataset_links) else {}
+        sources = []
+        if isdefined(self.inputs.source_file):
+            sources.append(self.inputs.source_file)
+        if isdefined(self.inputs.sources):
+            sources.extend(self.inputs.sources)
+        uris = [s if s.startswith(("bids:", "file:")) else source_uri(s, links, base)
+                for s in sources]
+        meta = self.inputs.meta_dict if isdefined(self.inputs.meta_dict) else {}
+        write_sidecar(out_meta, make_sidecar(meta, sources=uris))
+        self._results["out_file"] = str(out_file)
+        self._results["out_meta"] = str(out_meta)
+        return runtime
+
+
+def sink_factory(output_dir, *, source_file: str | None = None,
+                 dataset_links: Mapping[str, str] | None = None):
+    """Return ``sink(name, sources=None, **entities) -> Node`` making DerivativesDataSink nodes.
+
+    Every sink of a workflow shares the output root, the source file whose
+    entities outputs inherit (none at the group level) and the dataset links
+    for the ``Sources`` URIs; sinks run in the scheduler's process.
+    """
+    from nipype.pipeline import engine as pe
+
+    def sink(name: str, sources: list[str] | None = None, **entities: Any):
+        interface = DerivativesDataSink(base_directory=str(output_dir), **entities)
+        if source_file is not None:
+            interface.inputs.source_file = source_file
+        if sources:
+            interface.inputs.sources = list(sources)
+        if dataset_links:
+            interface.inputs.dataset_links = dict(dataset_links)
+        return pe.Node(interface, name=name, run_without_submitting=True)
+
+    return sink

@@ -1,0 +1,192 @@
+"""The participant workflow: the only builder that reads :class:`~workflows.config.Settings`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nipype.pipeline import engine as pe
+
+from workflows.config import Settings
+from workflows.execution.engine import Workflow
+from workflows.participant.denoise import init_denoise_wf
+from workflows.participant.networks import init_networks_wf
+
+__all__ = ["dataset_links", "init_msica_participant_wf", "init_participant_wf",
+           "participant_wf_name"]
+
+def participant_wf_name(subject_label: str) -> str:
+    """Return the name of a participant's workflow.
+
+    Examples
+    --------
+    >>> participant_wf_name("01")
+    'sub_01_wf'
+    """
+    return f"sub_{subject_label}_wf"
+
+
+def init_msica_participant_wf(
+    settings: Settings, subject_label: str, runs: list[dict[str, Any]]
+) -> Workflow:
+    """Build one participant's workflow from the run settings."""
+    return init_participant_wf(
+        subject_label=subject_label,
+        runs=runs,
+        output_dir=settings.output_dir,
+        strategy=settings.denoise_strategy,
+        high_pass=settings.high_pass,
+        low_pass=settings.low_pass,
+        detrend=settings.detrend,
+        standardize=settings.standardize,
+        fd_threshold=settings.fd_threshold,
+        min_volumes=settings.min_volumes,
+        save_denoised=settings.save_denoised,
+        templates=list(zip(settings.templates, _labels_or_none(settings))),
+        backrecon_method=settings.backrecon_method,
+        gift_compatible=settings.gift_compatible,
+        resample_template=settings.resample_template,
+        device=settings.device,
+        dfnc_window=settings.dfnc_window,
+        model_orders=settings.model_orders,
+        pca_dir=settings.subject_pca_dir,
+        dataset_links=dataset_links(settings),
+    )
+
+
+def dataset_links(settings: Settings) -> dict[str, str]:
+    """Names of the input datasets for BIDS URIs (``bids:<name>:<path>``) in sidecars."""
+    links = {"raw": str(settings.bids_dir)}
+    links.update({Path(d).name: str(d) for d in settings.derivatives})
+    return links
+
+
+def _labels_or_none(settings: Settings) -> list[Path | None]:
+    if settings.template_labels:
+        return list(settings.template_labels)
+    return [None] * len(settings.templates)
+
+
+def init_participant_wf(
+    *,
+    subject_label: str,
+    runs: list[dict[str, Any]],
+    output_dir: Path,
+    strategy: str = "simple",
+    high_pass: float | None = 0.01,
+    low_pass: float | None = None,
+    detrend: bool = True,
+    standardize: bool = True,
+    fd_threshold: float = 0.5,
+    min_volumes: int = 50,
+    save_denoised: bool = False,
+    templates: list[tuple[Path, Path | None]] | None = None,
+    backrecon_method: str = "moo-icar",
+    gift_compatible: bool = False,
+    resample_template: bool = False,
+    device: str = "auto",
+    dfnc_window: int = 30,
+    model_orders: tuple[int, ...] = (),
+    pca_dir: Path | None = None,
+    dataset_links: dict[str, str] | None = None,
+    name: str | None = None,
+) -> Workflow:
+    """Build the participant-level workflow: one sub-workflow per BOLD run.
+
+    Each run is denoised and QC'd. With ``templates`` (template mode), its
+    networks are back-reconstructed at every scale and static and dynamic FNC
+    are computed across scales; with ``model_orders`` (data-driven mode), it
+    is reduced by subject PCA into ``pca_dir`` for the group ICA.
+
+    Parameters
+    ----------
+    subject_label : str
+        Participant label without ``sub-``.
+    runs : list of dict
+        Inputs of each run, as returned by :func:`workflows.bids.collect_runs`
+        (keys ``bold``, ``mask``, ``confounds``, ``t_r``, ``entities``).
+    output_dir : Path
+        Root of the msica derivatives.
+    strategy, high_pass, low_pass, detrend, standardize, fd_threshold, min_volumes, save_denoised
+        Denoising options, see :func:`init_denoise_wf`.
+    templates : list of (Path, Path or None), optional
+        4-D template and its labels TSV, one pair per scale.
+    backrecon_method, gift_compatible, resample_template, device, dfnc_window
+        Network options, see :func:`init_networks_wf`.
+    model_orders : tuple of int
+        Group ICA model orders (data-driven mode, used when no ``templates``).
+    pca_dir : Path, optional
+        Where subject PCAs are written (data-driven mode).
+    dataset_links : dict, optional
+        Input dataset names and roots, for the ``Sources`` URIs of sidecars.
+    name : str, optional
+        Workflow name (default ``sub_<label>_wf``).
+
+    Returns
+    -------
+    Workflow
+    """
+    workflow = Workflow(name=name or participant_wf_name(subject_label))
+    for index, run in enumerate(runs):
+        run_wf = init_denoise_wf(
+            bold_file=run["bold"],
+            mask_file=run["mask"],
+            confounds_file=run["confounds"],
+            t_r=run["t_r"],
+            output_dir=output_dir,
+            strategy=strategy,
+            high_pass=high_pass,
+            low_pass=low_pass,
+            detrend=detrend,
+            standardize=standardize,
+            fd_threshold=fd_threshold,
+            min_volumes=min_volumes,
+            save_denoised=save_denoised,
+            dataset_links=dataset_links,
+            name=f"run_{index:02d}_wf",
+        )
+        if not templates and model_orders:
+            _add_subject_pca(workflow, run_wf, run, subject_label, index,
+                             n_components=max(model_orders), pca_dir=pca_dir)
+            continue
+        if not templates:
+            workflow.add_nodes([run_wf])
+            continue
+        networks_wf = init_networks_wf(
+            bold_file=run["bold"],
+            mask_file=run["mask"],
+            confounds_file=run["confounds"],
+            t_r=run["t_r"],
+            output_dir=output_dir,
+            templates=templates,
+            method=backrecon_method,
+            gift_compatible=gift_compatible,
+            resample_template=resample_template,
+            device=device,
+            dfnc_window=dfnc_window,
+            dataset_links=dataset_links,
+            name=f"run_{index:02d}_networks_wf",
+        )
+        workflow.connect([
+            (run_wf, networks_wf, [("outputnode.denoised_file", "inputnode.denoised_file"),
+                                   ("outputnode.sample_mask", "inputnode.sample_mask")]),
+        ])  # fmt:skip
+    return workflow
+
+
+def _add_subject_pca(workflow: Workflow, run_wf: Workflow, run: dict[str, Any], subject_label: str,
+                     index: int, *, n_components: int, pca_dir: Path | None) -> None:
+    """Reduce a denoised run by subject PCA for the group ICA (data-driven mode)."""
+    from workflows.interfaces.groupica import SubjectPCA
+
+    if pca_dir is None:
+        raise ValueError("'pca_dir' is needed with model orders (data-driven mode).")
+    meta = {"Subject": subject_label, "SourceFile": str(run["bold"]),
+            "MaskFile": str(run["mask"]), "ConfoundsFile": str(run["confounds"]),
+            "RepetitionTime": float(run["t_r"])}
+    pca = pe.Node(SubjectPCA(mask_file=run["mask"], n_components=n_components,
+                             out_dir=str(pca_dir), meta=meta), name=f"run_{index:02d}_pca")
+    workflow.connect([
+        (run_wf, pca, [("outputnode.denoised_file", "bold_file"),
+                       ("outputnode.sample_mask", "sample_mask")]),
+    ])  # fmt:skip
