@@ -101,7 +101,8 @@ def test_config_file_unknown_key(bids_dir, tmp_path, capsys):
     assert "unknown option(s) ['denoise_strategi']" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra", [("--low-pass", "0.1", "--seed", "7"),
+@pytest.mark.parametrize("extra", [("--denoise-strategy", "simple", "--low-pass", "0.1",
+                                    "--seed", "7"),
                                    ("--high-pass", "none", "--no-standardize"),
                                    ("--denoise-strategy", "none", "--gift-compatible")])
 def test_settings_toml_round_trip(participant, tmp_path, extra):
@@ -112,14 +113,16 @@ def test_settings_toml_round_trip(participant, tmp_path, extra):
     assert Settings.from_toml(path) == settings
 
 
-def test_denoise_options_follow_the_strategy(participant):
+def test_denoise_defaults_leave_the_data_as_they_are(participant):
+    """Chosen by measurement (docs/defaults.md): no regression, filtering or scaling."""
     default = parse_args(participant())
-    assert (default.high_pass, default.detrend, default.standardize) == (0.01, True, True)
-    given = parse_args(participant("--high-pass", "none", "--no-detrend"))
-    assert (given.high_pass, given.detrend, given.standardize) == (None, False, True)
-    none = parse_args(participant("--denoise-strategy", "none", "--no-standardize"))
-    assert (none.high_pass, none.low_pass, none.detrend, none.standardize) == (
-        None, None, False, False)
+    assert (default.denoise_strategy, default.high_pass, default.low_pass, default.detrend,
+            default.standardize) == ("none", None, None, False, False)
+    given = parse_args(participant("--denoise-strategy", "simple", "--high-pass", "0.01",
+                                   "--detrend"))
+    assert (given.high_pass, given.detrend, given.standardize) == (0.01, True, False)
+    off = parse_args(participant("--high-pass", "none", "--no-standardize"))
+    assert (off.high_pass, off.standardize) == (None, False)
 
 
 @pytest.mark.parametrize(("extra", "message"), [

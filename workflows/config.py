@@ -28,9 +28,13 @@ else:  # pragma: no cover
 __all__ = ["DENOISE_DEFAULTS", "Settings", "load_config_file", "new_run_uuid"]
 
 DENOISE_STRATEGIES = ("simple", "scrubbing", "compcor", "none")
-#: Filtering and scaling of a confound strategy when the command line does not say
-#: (``--denoise-strategy none`` turns all of them off).
-DENOISE_DEFAULTS = {"high_pass": 0.01, "low_pass": None, "detrend": True, "standardize": True}
+#: Denoising defaults, chosen by measurement (benchmarks/defaults.py, docs/defaults.md):
+#: on real SPM runs and on simulated truth, confound regression, high-pass filtering,
+#: detrending and above all per-voxel z-scoring moved network maps away from GIFT's and
+#: from the planted networks. Network time courses are still motion-regressed, detrended,
+#: despiked and low-passed before FNC, as in GIFT.
+DENOISE_DEFAULTS = {"denoise_strategy": "none", "high_pass": None, "low_pass": None,
+                    "detrend": False, "standardize": False}
 PLUGINS = ("MultiProc", "Linear", "SLURM")
 BACKRECON_METHODS = ("moo-icar", "dual-regression")
 DEVICES = ("auto", "cpu", "cuda")
@@ -61,11 +65,11 @@ class Settings:
     bids_filters: dict[str, Any] = field(default_factory=dict)
     validate: bool = False
     # science
-    denoise_strategy: str = "simple"
-    high_pass: float = 0.01
+    denoise_strategy: str = DENOISE_DEFAULTS["denoise_strategy"]
+    high_pass: float | None = DENOISE_DEFAULTS["high_pass"]
     low_pass: float | None = None
-    detrend: bool = True
-    standardize: bool = True
+    detrend: bool = DENOISE_DEFAULTS["detrend"]
+    standardize: bool = DENOISE_DEFAULTS["standardize"]
     fd_threshold: float = 0.5
     min_volumes: int = 50
     save_denoised: bool = False

@@ -87,15 +87,15 @@ def test_rendered_invocation_parses_back(tmp_path):
         "bids_dir": bids, "output_dir": tmp_path / "out", "analysis_level": "participant",
         "participant_label": ["01", "sub-02"], "templates": templates, "nprocs": 3,
         "high_pass": "0.02", "save_denoised": True, "plugin": "Linear", "work_dir": tmp_path / "w",
-        "detrend": "--no-detrend",
+        "detrend": "--detrend", "denoise_strategy": "compcor",
     })
     assert argv[0] == "msica"
     settings = parse_args(argv[1:])
     assert settings.participant_label == ("01", "02")
     assert tuple(map(str, settings.templates)) == tuple(map(str, templates))
-    assert settings.nprocs == 3 and settings.high_pass == 0.02 and settings.detrend is False
+    assert settings.nprocs == 3 and settings.high_pass == 0.02 and settings.detrend is True
     assert settings.save_denoised is True and settings.plugin == "Linear"
-    assert settings.denoise_strategy == "simple"  # default-value substituted
+    assert settings.denoise_strategy == "compcor" and settings.min_volumes == 50
 
 
 def test_committed_descriptor_is_fresh():

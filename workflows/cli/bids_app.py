@@ -28,31 +28,20 @@ __all__ = ["bids_app_command", "build_parser", "parse_args"]
 LOGGER = logging.getLogger("msica.cli")
 
 
-#: Marks a denoising option the user did not give (its default depends on the strategy).
-_UNSET = object()
-
-
-def _on_off(flag: bool) -> str:
-    return "on" if flag else "off"
-
-
 def _denoise_options(opts: argparse.Namespace, parser: MsicaParser) -> dict:
-    """Filter, detrend and standardization settings, resolved against the strategy.
+    """Filter, detrend and standardization settings, checked against the strategy.
 
-    With a confound strategy, options not given take :data:`DENOISE_DEFAULTS`;
-    with ``--denoise-strategy none`` the data are left as they are, so an option
+    With ``--denoise-strategy none`` the data are left as they are, so an option
     that would change them is a usage error.
     """
     names = ("high_pass", "low_pass", "detrend", "standardize")
-    given = {name: getattr(opts, name) for name in names if getattr(opts, name) is not _UNSET}
-    if opts.denoise_strategy != "none":
-        return {**{name: DENOISE_DEFAULTS[name] for name in names}, **given}
-    active = sorted(name for name, value in given.items() if value not in (None, False))
-    if active:
+    values = {name: getattr(opts, name) for name in names}
+    active = sorted(name for name, value in values.items() if value not in (None, False))
+    if opts.denoise_strategy == "none" and active:
         flags = ", ".join("--" + name.replace("_", "-") for name in active)
         parser.error(f"--denoise-strategy none leaves the data as they are; drop {flags} or "
                      "choose a confound strategy (simple, scrubbing, compcor).")
-    return {"high_pass": None, "low_pass": None, "detrend": False, "standardize": False}
+    return values
 
 
 def build_parser() -> MsicaParser:
@@ -100,23 +89,23 @@ def build_parser() -> MsicaParser:
 
     g_sci = parser.add_argument_group("Options for the analysis")
     g_sci.add_argument(*both("--denoise-strategy"), dest="denoise_strategy",
-                       choices=DENOISE_STRATEGIES, default="simple",
-                       help="confound regression: a nilearn fMRIPrep strategy "
-                       "(load_confounds_strategy; needs the confounds table), or 'none' for data "
-                       "already cleaned elsewhere (e.g. SPM): no confounds table, no regression, "
-                       "no filtering, no detrending, no standardization")
+                       choices=DENOISE_STRATEGIES, default=DENOISE_DEFAULTS["denoise_strategy"],
+                       help="confound regression: 'none' uses the runs as preprocessed (no "
+                       "confounds table needed; chosen by measurement, see docs/defaults.md), or a "
+                       "nilearn fMRIPrep strategy (load_confounds_strategy; needs the confounds "
+                       "table)")
     g_sci.add_argument(*both("--high-pass"), dest="high_pass", type=val.cutoff_or_none,
-                       default=_UNSET, help="high-pass cut-off in Hz, or 'none' (default: "
-                       f"{DENOISE_DEFAULTS['high_pass']} with a confound strategy)")
+                       default=DENOISE_DEFAULTS["high_pass"],
+                       help="high-pass cut-off in Hz, or 'none' (default: none)")
     g_sci.add_argument(*both("--low-pass"), dest="low_pass", type=val.cutoff_or_none,
-                       default=_UNSET, help="low-pass cut-off in Hz, or 'none' (default: "
-                       f"{DENOISE_DEFAULTS['low_pass']} with a confound strategy)")
-    g_sci.add_argument("--detrend", action=argparse.BooleanOptionalAction, default=_UNSET,
-                       help="remove each voxel's linear trend while denoising (default: "
-                       f"{_on_off(DENOISE_DEFAULTS['detrend'])} with a confound strategy)")
-    g_sci.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=_UNSET,
-                       help="z-score each voxel's time series after denoising (default: "
-                       f"{_on_off(DENOISE_DEFAULTS['standardize'])} with a confound strategy)")
+                       default=DENOISE_DEFAULTS["low_pass"],
+                       help="low-pass cut-off in Hz, or 'none' (default: none)")
+    g_sci.add_argument("--detrend", action=argparse.BooleanOptionalAction,
+                       default=DENOISE_DEFAULTS["detrend"],
+                       help="remove each voxel's linear trend while denoising (default: off)")
+    g_sci.add_argument("--standardize", action=argparse.BooleanOptionalAction,
+                       default=DENOISE_DEFAULTS["standardize"],
+                       help="z-score each voxel's time series after denoising (default: off)")
     g_sci.add_argument(*both("--fd-threshold"), dest="fd_threshold", type=val.positive_float,
                        default=0.5, help="framewise displacement (mm) above which volumes are "
                        "scrubbed (strategy 'scrubbing')")

@@ -71,11 +71,11 @@ class _DenoiseBoldInputSpec(BaseInterfaceInputSpec):
     confounds_file = File(exists=True, desc="confounds TSV (fMRIPrep's, or the six rigid-body "
                                             "parameters); undefined: none (strategy 'none')")
     t_r = traits.Float(mandatory=True, desc="repetition time (s)")
-    strategy = traits.Enum("simple", "scrubbing", "compcor", "none", usedefault=True)
+    strategy = traits.Enum("none", "simple", "scrubbing", "compcor", usedefault=True)
     high_pass = traits.Float(desc="high-pass cut-off (Hz); undefined for none")
     low_pass = traits.Float(desc="low-pass cut-off (Hz); undefined for none")
-    detrend = traits.Bool(True, usedefault=True, desc="remove each voxel's linear trend")
-    standardize = traits.Bool(True, usedefault=True, desc="z-score each voxel")
+    detrend = traits.Bool(False, usedefault=True, desc="remove each voxel's linear trend")
+    standardize = traits.Bool(False, usedefault=True, desc="z-score each voxel")
     fd_threshold = traits.Float(0.5, usedefault=True, desc="FD threshold for scrubbing (mm)")
     min_volumes = traits.Int(50, usedefault=True, desc="fewest volumes accepted")
     save_nifti = traits.Bool(False, usedefault=True,
