@@ -262,13 +262,18 @@ class MultiscaleGroupICA(SimpleInterface):
                                "Passes": result.group_pca["n_passes"],
                                "Iterations": result.group_pca["n_iter"],
                                "Converged": result.group_pca["converged"],
-                               "RelativeEigenvalueChange": result.group_pca["relative_change"]},
+                               "RelativeEigenvalueChange": _finite_or_none(
+                                   result.group_pca["relative_change"])},
                   "SelectionCriteria": json.loads(json.dumps(result.thresholds, default=float)),
                   "KeptNetworks": {str(o): int(np.sum(labels[labels["scale"] == o]["keep"]))
                                    for o in result.model_orders},
                   "SoftwareVersion": __version__},
         )
         return runtime
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None  # JSON has no NaN
 
 
 def _read_reduced(pca_files: list[str], voxels: np.ndarray, index: int) -> np.ndarray:
