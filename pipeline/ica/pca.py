@@ -89,7 +89,8 @@ class GroupPCAResult(NamedTuple):
         Per-block part of the group whitening: ``reduced = sum_i whitening[i] @ Y_i``
         (``dewhitening[i].T / eigenvalues``, computed on access).
     dewhitening : sequence of ndarray of shape (p_i, n_components)
-        Per-block part of the group dewhitening: ``Y_i ~= dewhitening[i] @ reduced``.
+        Per-block part of the group dewhitening: ``Y_i ~= dewhitening[i] @ reduced``
+        (float32 for float32 blocks on the iterative path).
     n_iter : int
         Number of subspace iterations (1 for the exact path).
     converged : bool
@@ -386,11 +387,11 @@ def group_pca(
     read once to start, once per iteration and once more at the end for its
     coordinates ``Y_i V`` (``n_passes`` in the result). Memory is about three
     ``(n_voxels, l)`` float64 arrays plus one block, and a ``(p_i, k)``
-    dewhitening block per subject. Float32 blocks (subject PCAs as msica
-    writes them) are multiplied and summed in float32, twice as fast as float64
-    (relative eigenvalue error ~1e-8 against an exact eigendecomposition on
-    simulated 3 mm data); the Rayleigh-Ritz matrix, the QR and the final pass
-    are float64. The iterations are in float64; the
+    dewhitening block per subject (one contiguous array). Float32 blocks
+    (subject PCAs as msica writes them) are multiplied and summed in float32,
+    twice as fast as float64 (relative eigenvalue error ~1e-8 against an exact
+    eigendecomposition on simulated 3 mm data), and their dewhitening blocks
+    are float32; the Rayleigh-Ritz matrix and the QR are float64. The iterations are in float64; the
     exact path works in the blocks' dtype (float32 blocks: float32 products,
     float64 eigendecomposition) and returns ``reduced`` in that dtype.
     ``converged=False`` is returned (without a warning) when ``"mpowit"``
@@ -458,11 +459,12 @@ def group_pca(
 
     # Start (one pass, which also counts the stacked rows): Q = Y.T G, G Gaussian.
     basis = torch.zeros((n_voxels, size), dtype=compute, device=dev)
-    n_rows = 0
+    rows = []
     for blk in blocks_iter(compute):
         gauss = torch.as_tensor(rng.standard_normal((blk.shape[0], size)), device=dev)
         basis.addmm_(blk.T, gauss.to(compute))
-        n_rows += blk.shape[0]
+        rows.append(blk.shape[0])
+    n_rows = sum(rows)
     if not 1 <= n_components <= min(n_rows, n_voxels):
         raise ValueError(
             f"'n_components' must be an int in [1, min(stacked rows={n_rows}, "
@@ -507,8 +509,16 @@ def group_pca(
     vectors = basis @ rot[:, :n_components]  # (n_voxels, k), orthonormal columns
     del basis
     eigvals = (theta[:n_components] / (n_voxels - 1)).cpu().numpy()
-    # Final pass: each block's coordinates on the principal axes, Y_i V / sqrt(n_voxels - 1)
-    dewhitening = [(blk @ vectors / scale).cpu().numpy() for blk in blocks_iter()]
+    # Final pass: each block's coordinates on the principal axes, Y_i V / sqrt(n_voxels - 1),
+    # in the blocks' precision, into one (sum p_i, k) array (views per block)
+    coords = np.empty((n_rows, n_components), dtype=np.float32 if compute == torch.float32
+                      else np.float64)
+    right = (vectors / scale).to(compute)
+    offsets = np.cumsum([0] + rows)
+    for start, blk in zip(offsets, blocks_iter(compute)):
+        coords[start:start + blk.shape[0]] = (blk @ right).cpu().numpy()
+    del right
+    dewhitening = [coords[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
     reduced = (vectors.T * scale).cpu().numpy()
     if not converged:
         LOGGER.info("group_pca (mpowit) stopped at n_iter=%d before tol=%g (change %.3g).",
