@@ -72,8 +72,14 @@ def _cpu_s() -> float:
 
 
 def _peak_kib() -> int:
-    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    """Peak resident size of this process (``VmHWM``) and of any child it waited for.
+
+    Not ``ru_maxrss`` of ``RUSAGE_SELF``: Linux carries a process's high-water mark
+    across ``exec``, so a case started by a large parent would report the parent's size.
+    """
+    with open("/proc/self/status") as f:
+        own = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
 
 def _pin_threads(n: int) -> None:
