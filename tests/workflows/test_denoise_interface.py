@@ -128,3 +128,27 @@ def test_group_ica_streams_subject_pcas_and_records_passes(tmp_path):
         np.testing.assert_allclose(model["unmixing_3"], eager.estimators[3].unmixing_)
         np.testing.assert_allclose(model["gd_3_2"], eager.estimators[3].group_dewhitening_[2])
         np.testing.assert_allclose(model["gw_2_1"], eager.estimators[2].group_whitening_[1])
+
+
+def test_subject_pca_stored_as_float16_read_as_float32(tmp_path):
+    from workflows.interfaces.groupica import SubjectPCA, _subject_pcas
+
+    rng = np.random.RandomState(RANDOM_STATE)
+    mask = np.ones((6, 6, 5), bool)
+    mask_file = tmp_path / "mask.nii.gz"
+    nib.Nifti1Image(mask.astype(np.uint8), AFFINE).to_filename(mask_file)
+    npy = tmp_path / "run.npy"
+    np.save(npy, (rng.randn(40, 4) @ rng.randn(4, 180) + rng.randn(40, 180)).astype(np.float32))
+    files = {}
+    for dtype in ("float32", "float16"):
+        node = SubjectPCA(bold_file=str(npy), mask_file=str(mask_file), n_components=4,
+                          out_dir=str(tmp_path / dtype), reduced_dtype=dtype,
+                          meta={"SourceFile": "/d/sub-01_task-rest_desc-preproc_bold.nii.gz"})
+        files[dtype] = node.run(cwd=_dir(tmp_path / f"node_{dtype}")).outputs.pca_file
+    with np.load(files["float16"]) as npz:
+        assert npz["reduced"].dtype == np.float16
+    voxels = np.arange(180)
+    half = _subject_pcas([files["float16"]], voxels)["reduced"][0]
+    full = _subject_pcas([files["float32"]], voxels)["reduced"][0]
+    assert half.dtype == np.float32
+    np.testing.assert_allclose(half, full, rtol=2**-10, atol=1e-3)
