@@ -163,9 +163,11 @@ def check_participants_table(path: str | os.PathLike, *, targets: Sequence[str],
     FileNotFoundError
         If targets are given and the table does not exist.
     InputDataError
-        If a column is missing.
+        If a column is missing, or the table has no participant_id column or repeats one
+        (see :func:`workflows.bids.participants.read_participants`).
     """
     from pipeline.classify.targets import check_participants_columns
+    from workflows.bids.participants import read_participants
 
     if not targets:
         return
@@ -173,6 +175,5 @@ def check_participants_table(path: str | os.PathLike, *, targets: Sequence[str],
     if not path.is_file():
         raise FileNotFoundError(f"--targets {' '.join(targets)} needs {path} (participant_id and "
                                 "the target columns); add it to the BIDS dataset.")
-    table = pd.read_csv(path, sep="\t", dtype=str, nrows=0)
-    check_participants_columns(table, targets=targets, site_column=site_column,
+    check_participants_columns(read_participants(path), targets=targets, site_column=site_column,
                                source=str(path))

@@ -41,9 +41,9 @@ def participant_of(path: str) -> str:
 
 
 def _read_participants(path) -> pd.DataFrame | None:
-    if not path:
-        return None
-    return pd.read_csv(path, sep="\t", dtype=str, na_values="n/a", keep_default_na=False)
+    from workflows.bids.participants import read_participants
+
+    return read_participants(path) if path else None
 
 
 def read_fnc_features(relmat_files, participants_file=None) -> tuple[pd.DataFrame, list[str]]:
