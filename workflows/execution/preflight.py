@@ -23,8 +23,8 @@ from pipeline.exceptions import InputDataError
 from pipeline.templates import read_template_labels
 from workflows.exit_codes import check_writable_dir
 
-__all__ = ["TemplateInfo", "check_directories", "check_participants_table", "check_run",
-           "check_templates"]
+__all__ = ["TemplateInfo", "check_device", "check_directories", "check_participants_table",
+           "check_run", "check_templates"]
 
 
 class TemplateInfo:
@@ -56,6 +56,26 @@ def check_directories(output_dir: str | os.PathLike, work_dir: str | os.PathLike
     """
     check_writable_dir(output_dir, "output directory", "OUTPUT_DIR")
     check_writable_dir(work_dir, "work directory", "-w/--work-dir")
+
+
+def check_device(device: str) -> None:
+    """``--device`` names a device torch can use here (``cuda`` needs a GPU).
+
+    The same rule as every torch step (:func:`pipeline._validation.resolve_device`),
+    checked before any work.
+
+    Raises
+    ------
+    ValueError
+        One line naming the option and the fix (exit code 64).
+    """
+    from pipeline._validation import resolve_device
+
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise ValueError(f"--device {device} cannot be used on this machine ({exc}); use "
+                         "--device auto (CUDA when present, else CPU) or --device cpu.") from exc
 
 
 def check_templates(templates: Sequence[str | os.PathLike],
