@@ -37,3 +37,25 @@ def test_one_repetition_time_is_not_warned(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="msica.workflows"):
         build_group_wf(output_dir=out, bids_dir=tmp_path / "bids", participant_label=["01"])
     assert not caplog.records
+
+
+def test_dfnc_states_sidecar_records_the_state_count_rule(tmp_path):
+    import numpy as np
+
+    from workflows.interfaces.features import DFNCStates
+
+    rng = np.random.default_rng(0)
+    files = []
+    for label in ("01", "02", "03"):  # 3 x 40 windows: the rule caps candidates at 120 // 20
+        path = tmp_path / f"sub-{label}_task-rest_desc-dfnc_timeseries.tsv"
+        pd.DataFrame(rng.standard_normal((40, 6)),
+                     columns=[f"s4-N{i}__s4-N{i + 1}" for i in range(6)]).to_csv(
+            path, sep="\t", index=False)
+        files.append(str(path))
+    (tmp_path / "node").mkdir()
+    meta = DFNCStates(dfnc_files=files).run(cwd=str(tmp_path / "node")).outputs.meta
+    assert meta["StatesChosenBy"] == "elbow" and meta["MaxStates"] == 8
+    assert meta["MinWindowsPerState"] == 20 and meta["CandidateStates"] == [2, 3, 4, 5, 6]
+    assert meta["NumberOfStates"] in meta["CandidateStates"]
+    given = DFNCStates(dfnc_files=files, n_states=2).run(cwd=str(tmp_path / "node")).outputs.meta
+    assert given["StatesChosenBy"] == "given" and "CandidateStates" not in given

@@ -267,7 +267,9 @@ class _DFNCStatesInputSpec(BaseInterfaceInputSpec):
                                   desc="participants' sliding-window FNC (TSV)")
     participants_file = File(exists=True, desc="participants.tsv to join")
     n_states = traits.Int(desc="number of states; chosen by the elbow criterion when undefined")
-    max_states = traits.Int(8, usedefault=True, desc="largest number of states tried")
+    max_states = traits.Int(8, usedefault=True,
+                            desc="largest number of states tried (fewer for few windows: "
+                                 "DynamicFNC's min_windows_per_state)")
     random_state = traits.Int(0, usedefault=True, desc="seed of k-means")
 
 
@@ -290,9 +292,8 @@ class DFNCStates(SimpleInterface):
         frames = [pd.read_csv(path, sep="\t") for path in self.inputs.dfnc_files]
         ids = [participant_of(path) for path in self.inputs.dfnc_files]
         n_states = self.inputs.n_states if isdefined(self.inputs.n_states) else None
-        max_states = min(self.inputs.max_states, max(3, sum(len(f) for f in frames) // 20))
-        est = DynamicFNC(n_states=n_states, max_states=max_states, precomputed=True,
-                         random_state=self.inputs.random_state)
+        est = DynamicFNC(n_states=n_states, max_states=self.inputs.max_states,
+                         precomputed=True, random_state=self.inputs.random_state)
         est.fit([frame.to_numpy() for frame in frames])
         cwd = Path(runtime.cwd)
         states_file = cwd / "states.tsv"
@@ -312,6 +313,10 @@ class DFNCStates(SimpleInterface):
                           "windows (GIFT icatb_post_process_dfnc)",
                 "NumberOfStates": int(est.n_states_),
                 "StatesChosenBy": "given" if n_states else "elbow",
+                **({} if n_states else {
+                    "MaxStates": self.inputs.max_states,
+                    "MinWindowsPerState": est.min_windows_per_state,
+                    "CandidateStates": sorted(int(k) for k in est.selection_scores_)}),
                 "RandomSeed": self.inputs.random_state,
                 "NumberOfParticipants": len(ids),
             },
