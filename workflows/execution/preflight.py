@@ -62,7 +62,8 @@ def check_device(device: str) -> None:
     """``--device`` names a device torch can use here (``cuda`` needs a GPU).
 
     The same rule as every torch step (:func:`pipeline._validation.resolve_device`),
-    checked before any work.
+    checked before any work. ``auto`` and ``cpu`` always resolve, so torch is only
+    imported here for ``cuda``.
 
     Raises
     ------
@@ -71,6 +72,8 @@ def check_device(device: str) -> None:
     """
     from pipeline._validation import resolve_device
 
+    if device in ("auto", "cpu"):
+        return
     try:
         resolve_device(device)
     except ValueError as exc:
