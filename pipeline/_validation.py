@@ -18,6 +18,7 @@ __all__ = [
     "check_type",
     "derive_seeds",
     "resolve_device",
+    "uses_cuda",
 ]
 
 LOGGER = logging.getLogger("msica.pipeline")
@@ -136,7 +137,11 @@ def _log_cpu_fallback() -> None:
 
 
 def resolve_device(device: Any = "auto"):
-    """Return the :class:`torch.device` to compute on.
+    """Return the :class:`torch.device` to compute on (msica's one device policy).
+
+    Every torch step (MOO-ICAR, Infomax/FastICA, group PCA, introspection, the
+    classifiers' torch models) resolves its ``device`` here, so they all fall
+    back and fail the same way.
 
     Parameters
     ----------
@@ -148,6 +153,14 @@ def resolve_device(device: Any = "auto"):
     Returns
     -------
     torch.device
+
+    Raises
+    ------
+    ValueError
+        If CUDA is asked for and not available, or ``device`` names no CPU or
+        CUDA device.
+    TypeError
+        If ``device`` is neither a str nor a torch.device.
     """
     import torch
 
@@ -175,3 +188,16 @@ def resolve_device(device: Any = "auto"):
     if requested.type not in ("cpu", "cuda"):
         raise ValueError(f"'device' must be a CPU or CUDA device. Got {str(requested)!r}.")
     return requested
+
+
+def uses_cuda(device: Any = "auto") -> bool:
+    """Whether ``device`` resolves to a CUDA device (:func:`resolve_device`'s policy).
+
+    Workflow builders use it to schedule torch nodes on GPU slots.
+
+    Examples
+    --------
+    >>> uses_cuda("cpu")
+    False
+    """
+    return resolve_device(device).type == "cuda"

@@ -11,22 +11,27 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipeline._validation import check_array_2d
-from pipeline.fnc.static import EDGE_SEP, NODE_PATTERN
-from pipeline.fnc.timecourse import spectra, spectral_stats
+from pipeline.exceptions import InputDataError
+from pipeline.fnc.static import EDGE_SEP, NODE_PATTERN, network_labels
+from pipeline.fnc.timecourse import detrend, spectra, spectral_stats
 
 __all__ = [
+    "RunTimecourses",
     "dfnc_metrics_table",
     "edge_labels",
     "edge_scale_pairs",
     "join_participants",
     "static_fnc_table",
+    "timecourse_features",
     "timecourse_table",
 ]
 
@@ -326,3 +331,104 @@ def timecourse_table(
         + [f"dynamic_range__{lab}" for lab in labels]
     )
     return join_participants(pd.DataFrame(values, index=ids, columns=cols), participants)
+
+
+@dataclass(frozen=True)
+class RunTimecourses:
+    """One run's network time courses at every scale, with how the participant level treated them.
+
+    Attributes
+    ----------
+    participant_id : str
+        ``sub-<label>`` of the run.
+    t_r : float
+        Repetition time (s).
+    timecourses : mapping of int to DataFrame of shape (n_volumes, n_networks)
+        Per scale (model order), the time courses with the networks' labels as columns.
+    detrend_order : int, default=3
+        GIFT detrending order of the run's FNC post-processing.
+    despike : bool, default=True
+    lowpass_hz : float, default=0.15
+        The rest of that post-processing (see :func:`pipeline.fnc.timecourse.postprocess`).
+    source : str, default=""
+        What to name in messages (e.g. the run's first file).
+    """
+
+    participant_id: str
+    t_r: float
+    timecourses: Mapping[int, pd.DataFrame]
+    detrend_order: int = 3
+    despike: bool = True
+    lowpass_hz: float = 0.15
+    source: str = ""
+
+    def node_labels(self) -> list[str]:
+        """Multi-scale node names of the columns, coarse scale first (``s<scale>-<label>``)."""
+        return [label for scale in sorted(self.timecourses) for label in network_labels(
+            scale, self.timecourses[scale].shape[1], list(self.timecourses[scale].columns))]
+
+
+def timecourse_features(
+    runs: Iterable[RunTimecourses],
+    *,
+    freq_limits: tuple[float, float] = (0.1, 0.15),
+    participants: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Network amplitude, fALFF and spectral dynamic range of every participant, runs averaged.
+
+    Each run's time courses (every scale, coarse first) are detrended with its
+    own order, as at the participant level (GIFT computes spectra before
+    despiking and filtering); runs are summarised with :func:`timecourse_table`
+    in groups of equal repetition time (the spectra's frequencies depend on
+    it), and the runs of one participant are averaged.
+
+    Parameters
+    ----------
+    runs : iterable of RunTimecourses
+        Read one at a time (a generator keeps one run's raw tables in memory).
+    freq_limits : (float, float), default=(0.1, 0.15)
+        Bands of GIFT's fALFF ratio.
+    participants : DataFrame, optional
+        participants.tsv; joined with :func:`join_participants`.
+
+    Returns
+    -------
+    table : DataFrame
+        Index ``participant_id`` (sorted); covariates, then
+        ``amplitude__<node>``, ``falff__<node>`` and ``dynamic_range__<node>``.
+    labels : list of str
+        Node labels (``s<scale>-<label>``).
+
+    Raises
+    ------
+    InputDataError
+        If the runs do not all have the same networks.
+    ValueError
+        If there is no run.
+    """
+    labels = None
+    by_t_r: dict[float, list[tuple[str, np.ndarray]]] = defaultdict(list)
+    for run in runs:
+        run_labels = run.node_labels()
+        if labels is None:
+            labels = run_labels
+        elif run_labels != labels:
+            raise InputDataError(
+                f"{run.source or run.participant_id} has other networks than the first run; "
+                "rerun the participant level with the same templates for everyone."
+            )
+        tcs = np.hstack([detrend(run.timecourses[scale].to_numpy(dtype=float),
+                                 order=run.detrend_order) for scale in sorted(run.timecourses)])
+        by_t_r[run.t_r].append((run.participant_id, tcs))
+    if labels is None:
+        raise ValueError("'runs' must hold at least one run's time courses. Got none.")
+    per_t_r = []
+    for t_r, items in by_t_r.items():
+        table = timecourse_table([tcs for _, tcs in items], labels,
+                                 [f"run{i}" for i in range(len(items))], t_r,
+                                 freq_limits=freq_limits)
+        table.index = pd.Index([pid for pid, _ in items], name="participant_id")
+        per_t_r.append(table)
+    table = pd.concat(per_t_r).groupby(level=0, sort=True).mean()
+    table.index.name = "participant_id"
+    return join_participants(table, participants), labels

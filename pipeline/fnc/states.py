@@ -255,6 +255,15 @@ class DynamicFNC(BaseEstimator):
         Number of states; None chooses it on the exemplars over
         ``range(min_states, max_states + 1)`` with ``selection``.
     min_states, max_states : int, default=2, 10
+    min_windows_per_state : int or None, default=20
+        The state-count rule: when ``n_states`` is None, candidates stop at
+        ``max(min_states + 1, n_windows // min_windows_per_state)`` (``n_windows``
+        pooled over participants) if that is below ``max_states``, so that a
+        small cohort is not split into more states than it has windows to
+        estimate their L1 medians from (about this many windows per state).
+        With 20, a cohort of 24 runs of 120 windows is not limited; 4 runs of
+        40 windows are (8 states at most). None tries up to ``max_states``.
+        The bound used is ``max_states_``.
     selection : {"elbow", "silhouette"}, default="elbow"
         How ``n_states=None`` is chosen on the pooled exemplars: ``"elbow"``
         takes the knee of the total L1 within-cluster distance (largest gap
@@ -282,6 +291,9 @@ class DynamicFNC(BaseEstimator):
     exemplar_indices_ : list of ndarray
         Exemplar windows of each participant.
     n_states_ : int
+    max_states_ : int or None
+        Largest candidate number of states after the state-count rule (None
+        when ``n_states`` is given).
     selection_scores_ : dict
         Score per candidate number of states (empty when ``n_states`` is given).
     cluster_centers_ : ndarray of shape (n_states, n_pairs)
@@ -319,6 +331,7 @@ class DynamicFNC(BaseEstimator):
         *,
         min_states: int = 2,
         max_states: int = 10,
+        min_windows_per_state: int | None = 20,
         selection: str = "elbow",
         window: int = 30,
         sigma: float = 3.0,
@@ -331,6 +344,7 @@ class DynamicFNC(BaseEstimator):
         self.n_states = n_states
         self.min_states = min_states
         self.max_states = max_states
+        self.min_windows_per_state = min_windows_per_state
         self.selection = selection
         self.window = window
         self.sigma = sigma
@@ -379,13 +393,22 @@ class DynamicFNC(BaseEstimator):
                 "'min_states' and 'max_states' must satisfy 2 <= min_states < max_states. "
                 f"Got {self.min_states}, {self.max_states}."
             )
+        rule = self.min_windows_per_state
+        if rule is not None and (isinstance(rule, bool) or not isinstance(rule, (int, np.integer))
+                                 or rule < 1):
+            raise ValueError(f"'min_windows_per_state' must be None or an int >= 1. Got {rule!r}.")
         rng = check_random_state(self.random_state)
         self.dfnc_ = self._dfnc(X)
         self.exemplar_indices_ = [subject_exemplars(d) for d in self.dfnc_]
         exemplars = np.vstack([d[i] for d, i in zip(self.dfnc_, self.exemplar_indices_)])
         self.selection_scores_ = {}
+        self.max_states_ = None
         if self.n_states is None:
-            ks = list(range(self.min_states, min(self.max_states, exemplars.shape[0] - 1) + 1))
+            self.max_states_ = self.max_states
+            if rule is not None:
+                n_windows = sum(d.shape[0] for d in self.dfnc_)
+                self.max_states_ = min(self.max_states, max(self.min_states + 1, n_windows // rule))
+            ks = list(range(self.min_states, min(self.max_states_, exemplars.shape[0] - 1) + 1))
             if len(ks) < 2:
                 raise ValueError(
                     f"Only {exemplars.shape[0]} exemplar windows: too few to choose the number "

@@ -3,61 +3,50 @@
 :func:`fit_multiscale` reduces every subject once (subject PCA sized for the
 largest model order), runs one group PCA at the largest order and an ICA (or
 ICASSO) on the leading rows of it at each order: the group PCA of a smaller
-order is the leading part of the larger one. Each component is then scored:
-
-- **stability**: ICASSO ``Iq`` (``n_runs >= 2``); kept when ``>= min_stability``
-  (0.8, the NeuroMark criterion);
-- **spatial**: ``edge_fraction``, the share of the map's supra-threshold energy
-  (``z^2`` where ``|z| > 2``) on the brain-mask edge (mask minus its binary
-  erosion); artefacts at the brain edge are rejected when
-  ``> max_edge_fraction`` (0.5). The mask's own edge share is recorded as
-  ``mask_edge_fraction`` for reference;
-- **temporal**: ``power_ratio``, the median over subjects of the GICA time
-  course power below 0.1 Hz over power in 0.15-0.25 Hz (NeuroMark's
-  low/high-frequency criterion; white noise gives about 1); kept when
-  ``>= min_power_ratio`` (1.5).
+order is the leading part of the larger one. Each component is then scored
+and selected with NeuroMark's criteria (:mod:`pipeline.ica.selection`:
+stability, brain-edge energy, low/high-frequency power ratio).
 
 Every threshold is stored in ``MultiscaleResult.thresholds`` and each score
-in the ``labels`` table. Networks at each finer scale are assigned a *parent*
+in the ``labels`` table (``passed``: met every criterion). A scale where no
+network passes keeps all of them (``keep`` true, ``selection_fallback`` of
+that scale true, a warning naming the scale and the criteria), so that every
+scale has a template. Networks at each finer scale are assigned a *parent*
 at the next coarser scale by maximal ``|r|`` with the kept coarser networks.
+
+:func:`fit_multiscale_subject_pcas` fits on the participant level's subject-PCA
+files (:mod:`pipeline.ica.persistence`) inside GIFT's group mask
+(:func:`group_mask`: the voxels inside every run's mask).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage, signal
 
 from pipeline._docs import fill_doc
 from pipeline._validation import check_array_2d, check_type, derive_seeds
+from pipeline.exceptions import InputDataError
 from pipeline.ica._matching import abs_correlation, match_components
 from pipeline.ica.group import GroupICA, reduce_subjects
 from pipeline.ica.pca import group_pca
+from pipeline.ica.persistence import GroupMask, read_subject_pcas, subject_pca_grid
+from pipeline.ica.selection import DEFAULT_THRESHOLDS, edge_fraction, power_ratio, select_networks
 
 __all__ = [
     "MultiscaleResult",
     "assign_parents",
-    "edge_fraction",
     "export_template",
     "fit_multiscale",
+    "fit_multiscale_subject_pcas",
+    "group_mask",
     "match_to_template",
-    "power_ratio",
 ]
-
-DEFAULT_THRESHOLDS = {
-    "min_stability": 0.8,
-    "max_edge_fraction": 0.5,
-    "min_power_ratio": 1.5,
-    "z_threshold": 2.0,
-    "low_band_hz": (0.0, 0.1),
-    "high_band_hz": (0.15, 0.25),
-    "n_erosions": 1,
-}
-
 
 @dataclass
 class MultiscaleResult:
@@ -75,14 +64,19 @@ class MultiscaleResult:
         One row per component: ``index`` (1-based, global), ``scale``,
         ``component`` (0-based within scale), ``label`` (``N<component + 1>``;
         FNC node names add the scale, ``s<scale>-N<k>``), ``stability``,
-        ``edge_fraction``, ``power_ratio``, ``keep``, ``parent`` (label at the
-        next coarser scale, or ``"n/a"``), ``parent_r``.
+        ``edge_fraction``, ``power_ratio``, ``passed`` (met every criterion),
+        ``keep`` (in the template), ``parent`` (label at the next coarser
+        scale, or ``"n/a"``), ``parent_r``.
     thresholds : dict
         The criteria used (see the module docstring).
     group_pca : dict
         How the group PCA (at the largest order) ran: ``method``, ``n_iter``,
         ``n_passes`` (reads of every subject's data), ``converged``,
         ``relative_change``.
+    selection_fallback : dict of int to bool
+        Per order, whether no network passed and all were kept.
+    group_mask : GroupMask or None
+        The voxels of the maps (set by :func:`fit_multiscale_subject_pcas`).
     """
 
     model_orders: tuple
@@ -91,95 +85,20 @@ class MultiscaleResult:
     labels: pd.DataFrame
     thresholds: dict = field(default_factory=dict)
     group_pca: dict = field(default_factory=dict)
+    selection_fallback: dict = field(default_factory=dict)
+    group_mask: GroupMask | None = None
 
+    def kept(self, order: int) -> np.ndarray:
+        """0-based components of ``order`` in the template."""
+        rows = self.labels[(self.labels["scale"] == order) & self.labels["keep"]]
+        return rows["component"].to_numpy()
 
-def edge_fraction(
-    maps: np.ndarray, mask: np.ndarray, *, n_erosions: int = 1, z_threshold: float = 2.0
-) -> tuple[np.ndarray, float]:
-    """Share of each map's supra-threshold energy on the brain-mask edge.
-
-    Parameters
-    ----------
-    maps : ndarray of shape (n_maps, n_voxels)
-        Maps on the in-mask voxels (C order of ``np.flatnonzero(mask)``).
-    mask : ndarray of shape (nx, ny, nz), bool
-    n_erosions : int, default=1
-        Edge = mask minus its binary erosion repeated this many times.
-    z_threshold : float, default=2.0
-        Only voxels with ``|z| > z_threshold`` of the z-scored map count.
-
-    Returns
-    -------
-    fractions : ndarray of shape (n_maps,)
-        In [0, 1]; 0 for a map without supra-threshold voxels.
-    mask_edge_fraction : float
-        Share of mask voxels on the edge (the value for a map spread evenly).
-
-    Raises
-    ------
-    ValueError
-        If the number of map columns differs from the mask's voxel count.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    maps = check_array_2d("maps", maps)
-    if maps.shape[1] != int(mask.sum()):
-        raise ValueError(
-            f"'maps' must have one column per in-mask voxel ({int(mask.sum())}). "
-            f"Got {maps.shape[1]}; pass the mask the maps were made with."
-        )
-    core = ndimage.binary_erosion(mask, iterations=n_erosions)
-    edge = (mask & ~core)[mask]
-    z = maps - maps.mean(axis=1, keepdims=True)
-    std = z.std(axis=1, keepdims=True)
-    std[std == 0] = 1.0
-    z = z / std
-    energy = np.where(np.abs(z) > z_threshold, z**2, 0.0)
-    total = energy.sum(axis=1)
-    frac = np.divide(energy[:, edge].sum(axis=1), total, out=np.zeros_like(total),
-                     where=total > 0)
-    return frac, float(edge.mean())
-
-
-def power_ratio(
-    timecourses: np.ndarray,
-    t_r: float,
-    *,
-    low_band: tuple = (0.0, 0.1),
-    high_band: tuple = (0.15, 0.25),
-) -> np.ndarray:
-    """Low- over high-frequency power of each time course (NeuroMark criterion).
-
-    Parameters
-    ----------
-    timecourses : array-like of shape (n_volumes, n_networks)
-        One column per network.
-    t_r : float
-        Repetition time in seconds.
-    low_band, high_band : tuple of float
-        Frequency bands in Hz; the low band excludes 0 Hz.
-
-    Returns
-    -------
-    ndarray of shape (n_networks,)
-        ``sum P(low) / sum P(high)`` of the linearly detrended periodogram.
-
-    Raises
-    ------
-    ValueError
-        If the high band has no frequency bin below Nyquist (``t_r`` too long).
-    """
-    tc = check_array_2d("timecourses", timecourses, min_rows=4)
-    freqs, psd = signal.periodogram(signal.detrend(tc, axis=0), fs=1.0 / t_r, axis=0)
-    low = (freqs > low_band[0]) & (freqs <= low_band[1])
-    high = (freqs >= high_band[0]) & (freqs <= high_band[1])
-    if not high.any() or not low.any():
-        raise ValueError(
-            f"'t_r'={t_r} s with {tc.shape[0]} volumes leaves no frequency bin in "
-            f"{low_band} or {high_band} Hz (Nyquist {0.5 / t_r:.3f} Hz). Set "
-            "min_power_ratio=None to skip the temporal criterion."
-        )
-    hi = psd[high].sum(axis=0)
-    return psd[low].sum(axis=0) / np.where(hi > 0, hi, np.finfo(float).tiny)
+    def scale_labels(self, order: int) -> pd.DataFrame:
+        """The ``labels`` rows of the template of ``order``, ``index`` renumbered from 1."""
+        rows = self.labels[(self.labels["scale"] == order) & self.labels["keep"]]
+        table = rows.drop(columns=["index"]).reset_index(drop=True)
+        table.insert(0, "index", np.arange(1, len(table) + 1))
+        return table
 
 
 def assign_parents(
@@ -294,7 +213,7 @@ def fit_multiscale(
                                n_subject_components=n_subject_components, preprocess=preprocess)
     seeds = derive_seeds(random_state, 1 + len(orders))
     gpca = group_pca(subj["reduced"], orders[-1], random_state=int(seeds[0]), device=device)
-    estimators, components, rows = {}, {}, []
+    estimators, components, rows, fallback = {}, {}, [], {}
     edge_share = None
     for order, seed in zip(orders, seeds[1:]):
         est = GroupICA(order, algorithm=algorithm, n_runs=n_runs, ica_params=ica_params,
@@ -311,17 +230,15 @@ def fit_multiscale(
             ratio = np.median([power_ratio(tc, t_r, low_band=thr["low_band_hz"],
                                            high_band=thr["high_band_hz"])
                                for tc in est.subject_mixing_], axis=0)
-        keep = np.ones(order, dtype=bool)
-        if n_runs >= 2 and thr["min_stability"] is not None:
-            keep &= stab >= thr["min_stability"]
-        if not np.all(np.isnan(edge)):
-            keep &= edge <= thr["max_edge_fraction"]
-        if not np.all(np.isnan(ratio)):
-            keep &= ratio >= thr["min_power_ratio"]
+        selection = select_networks(order, stability=stab, edge=edge, ratio=ratio,
+                                    thresholds=thr)
+        fallback[order] = selection.fallback
+        passed, keep = selection.passed, selection.keep
         for j in range(order):
             rows.append({"scale": order, "component": j, "label": f"N{j + 1}",
                          "stability": stab[j], "edge_fraction": edge[j],
-                         "power_ratio": ratio[j], "keep": bool(keep[j])})
+                         "power_ratio": ratio[j], "passed": bool(passed[j]),
+                         "keep": bool(keep[j])})
     labels = pd.DataFrame(rows)
     labels.insert(0, "index", np.arange(1, len(labels) + 1))
     labels["parent"] = "n/a"
@@ -335,7 +252,103 @@ def fit_multiscale(
         labels.loc[f_idx, "parent_r"] = r
     thr["mask_edge_fraction"] = edge_share
     return MultiscaleResult(orders, components, estimators, labels, thr,
-                            estimators[orders[-1]].group_pca_)
+                            estimators[orders[-1]].group_pca_, fallback)
+
+
+def group_mask(grids: Iterable[tuple[str, GroupMask]]) -> GroupMask:
+    """GIFT's group mask: the voxels inside every run's mask, all on one grid.
+
+    Parameters
+    ----------
+    grids : iterable of (str, GroupMask)
+        Each run's name (for messages) and mask, read one at a time.
+
+    Returns
+    -------
+    GroupMask
+
+    Raises
+    ------
+    InputDataError
+        If a run is on another grid than the first, or the masks share no voxel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = GroupMask(np.array([0, 1, 2, 5]), (2, 2, 2), np.eye(4))
+    >>> b = GroupMask(np.array([1, 2, 3, 5]), (2, 2, 2), np.eye(4))
+    >>> group_mask([("a", a), ("b", b)]).voxels.tolist()
+    [1, 2, 5]
+    """
+    first = common = None
+    for name, grid in grids:
+        if first is None:
+            first, common = (name, grid), grid.voxels
+            continue
+        if grid.shape != first[1].shape or not np.allclose(grid.affine, first[1].affine,
+                                                            atol=1e-3):
+            raise InputDataError(
+                f"{name} is on grid {grid.shape}, not {first[1].shape} like {first[0]}; group "
+                "ICA needs every run in the same space (e.g. fMRIPrep's MNI152NLin2009cAsym "
+                "output)."
+            )
+        common = np.intersect1d(common, grid.voxels, assume_unique=True)
+    if first is None:
+        raise ValueError("'grids' must hold at least one run's mask. Got none.")
+    if common.size == 0:
+        raise InputDataError("The runs' brain masks share no voxel; check their space.")
+    return GroupMask(common, first[1].shape, first[1].affine)
+
+
+@fill_doc
+def fit_multiscale_subject_pcas(
+    pca_files: Sequence[str | os.PathLike],
+    model_orders: Sequence[int],
+    *,
+    algorithm: str = "infomax",
+    n_runs: int = 1,
+    t_r: float | None = None,
+    random_state: Any = None,
+    device: Any = "auto",
+) -> MultiscaleResult:
+    """:func:`fit_multiscale` on the participant level's subject PCAs, inside GIFT's group mask.
+
+    The runs' masks are read first (:func:`group_mask`); the group PCA then
+    reads each run's reduced data from its file when it needs it, so memory
+    does not grow with the number of runs.
+
+    Parameters
+    ----------
+    pca_files : sequence of path-like
+        Subject-PCA files (:func:`pipeline.ica.persistence.save_subject_pca`),
+        one per run; their order is the run index of the group model.
+    model_orders : sequence of int
+    algorithm : {"infomax", "fastica"}, default="infomax"
+    n_runs : int, default=1
+        ICASSO runs per order.
+    t_r : float or None
+        Repetition time shared by the runs (temporal criterion skipped when None).
+    %(random_state)s
+    %(device)s
+
+    Returns
+    -------
+    MultiscaleResult
+        With ``group_mask`` set; the spatial criterion uses it.
+
+    Raises
+    ------
+    InputDataError
+        If a file is not a subject PCA of this msica, the runs are on different
+        grids, or their masks share no voxel.
+    """
+    paths = [str(p) for p in pca_files]
+    grid = group_mask((path, subject_pca_grid(path)) for path in paths)
+    result = fit_multiscale(read_subject_pcas(paths, grid.voxels), model_orders,
+                            algorithm=algorithm, n_runs=n_runs, mask=grid.mask, t_r=t_r,
+                            random_state=random_state, device=device)
+    result.group_mask = grid
+    return result
 
 
 def match_to_template(

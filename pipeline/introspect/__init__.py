@@ -12,6 +12,9 @@ hooks        capture plumbing (:class:`GradientCapture`, handler registry)
 recorder     :class:`SpectrumRecorder`, tidy tables and plots
 models       :class:`FNCMLP`, :class:`TimecourseCNN`, :class:`TimecourseGRU`
 training     :func:`train_with_introspection`
+target       :func:`introspect_target`, the group level's run on one target of
+             the FNC table (imported from its module: it needs
+             :mod:`pipeline.classify`)
 """
 
 from pipeline.introspect.hooks import HANDLERS, GradientCapture

@@ -8,16 +8,19 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from pipeline.exceptions import InputDataError
 from pipeline.features import (
+    RunTimecourses,
     dfnc_metrics_table,
     edge_labels,
     edge_scale_pairs,
     join_participants,
     static_fnc_table,
+    timecourse_features,
     timecourse_table,
 )
 from pipeline.fnc.static import StaticFNC, network_labels
-from pipeline.fnc.timecourse import spectra, spectral_stats
+from pipeline.fnc.timecourse import detrend, spectra, spectral_stats
 
 RANDOM_STATE = 42
 LABELS = network_labels(4, 2) + network_labels(10, 3)  # s4-N1, s4-N2, s10-N1..N3
@@ -191,3 +194,51 @@ def test_group_table_for_1000_participants(rng):
     table = static_fnc_table(fnc, labels, ids, participants=parts)
     assert table.shape == (n_sub, 1 + 5460)
     np.testing.assert_array_equal(table.iloc[:, 1:].to_numpy(), fnc[:, iu[0], iu[1]])
+
+
+def _run(rng, pid, t_r, n_volumes, *, trend=0.0):
+    """A run with scales 10 (3 networks) and 4 (2 networks, 'DMN' and 'VIS'), finest given first."""
+    ramp = trend * np.linspace(-1, 1, n_volumes)[:, None] + 5.0 * trend
+    tables = {10: pd.DataFrame(rng.standard_normal((n_volumes, 3)) + ramp,
+                               columns=["N1", "N2", "N3"]),
+              4: pd.DataFrame(rng.standard_normal((n_volumes, 2)) + ramp, columns=["DMN", "VIS"])}
+    return RunTimecourses(pid, t_r, tables, detrend_order=3, source=f"{pid}_run.tsv")
+
+
+def test_timecourse_features_group_runs_by_tr_and_average_participants(rng):
+    runs = [_run(rng, "sub-02", 2.0, 120), _run(rng, "sub-01", 2.0, 120),
+            _run(rng, "sub-01", 2.0, 100), _run(rng, "sub-03", 2.5, 90)]
+    participants = pd.DataFrame({"participant_id": ["sub-01", "sub-02", "sub-03"],
+                                 "site": ["a", "a", "b"]})
+    table, labels = timecourse_features(iter(runs), participants=participants)
+    assert labels == ["s4-DMN", "s4-VIS", "s10-N1", "s10-N2", "s10-N3"]  # coarse scale first
+    assert list(table.index) == ["sub-01", "sub-02", "sub-03"]
+    assert list(table.columns[:2]) == ["site", "amplitude__s4-DMN"]
+
+    def by_hand(run):
+        tcs = np.hstack([detrend(run.timecourses[s].to_numpy(), order=3) for s in (4, 10)])
+        return timecourse_table([tcs], labels, ["x"], run.t_r).iloc[0]
+
+    np.testing.assert_allclose(table.loc["sub-03", table.columns[1:]], by_hand(runs[3]))
+    np.testing.assert_allclose(table.loc["sub-01", table.columns[1:]],
+                               (by_hand(runs[1]) + by_hand(runs[2])) / 2)
+
+
+def test_timecourse_features_detrend_each_run(rng):
+    """GIFT's detrending removes an offset and a linear ramp exactly: features do not move."""
+    flat = [_run(np.random.default_rng(1), "sub-01", 2.0, 120)]
+    ramped = [_run(np.random.default_rng(1), "sub-01", 2.0, 120, trend=4.0)]
+    np.testing.assert_allclose(timecourse_features(ramped)[0], timecourse_features(flat)[0],
+                               rtol=1e-9)
+    undetrended = RunTimecourses("sub-01", 2.0, ramped[0].timecourses, detrend_order=0)
+    assert not np.allclose(timecourse_features([undetrended])[0], timecourse_features(flat)[0])
+
+
+def test_timecourse_features_errors(rng):
+    other = _run(rng, "sub-02", 2.0, 120)
+    other.timecourses[4].columns = ["DMN", "AUD"]
+    with pytest.raises(InputDataError, match=r"sub-02_run.tsv has other networks than the first "
+                                             r"run; rerun the participant level"):
+        timecourse_features([_run(rng, "sub-01", 2.0, 120), other])
+    with pytest.raises(ValueError, match="'runs' must hold at least one run"):
+        timecourse_features([])

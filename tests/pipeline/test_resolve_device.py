@@ -36,3 +36,14 @@ def test_explicit_devices():
 def test_cuda_without_a_gpu_is_a_clear_error():
     with pytest.raises(ValueError, match="CUDA is not available. Use device='cpu' or 'auto'"):
         resolve_device("cuda")
+
+
+def test_uses_cuda_follows_resolve_device(monkeypatch):
+    from pipeline._validation import uses_cuda
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not uses_cuda("auto") and not uses_cuda("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        uses_cuda("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert uses_cuda("auto") and uses_cuda("cuda") and not uses_cuda("cpu")

@@ -70,6 +70,11 @@ def test_group_template_recovers_planted_networks(processed):
         assert r.mean() >= 0.8, (order, r)
         sidecar = json.loads(template.with_suffix("").with_suffix(".json").read_text())
         assert sidecar["ICASSORuns"] == 4 and sidecar["Sources"][0].startswith("bids:")
+        # the sidecar says what the template holds: kept networks, and whether all were kept
+        # because none passed the criteria
+        assert sidecar["KeptNetworks"][order] == len(scale_labels)
+        passed = scale_labels["passed"]
+        assert passed.all() if not sidecar["SelectionFallback"][order] else not passed.any()
 
 
 def test_every_participant_back_reconstructed(processed):
@@ -130,14 +135,16 @@ def test_group_folder_is_a_template_for_template_mode(processed):
 
 def test_group_ica_refuses_runs_on_different_grids(tmp_path):
     from pipeline.exceptions import InputDataError
+    from pipeline.ica.pca import SubjectPCAResult
+    from pipeline.ica.persistence import save_subject_pca
     from workflows.interfaces.groupica import MultiscaleGroupICA
 
     files = []
+    pca = SubjectPCAResult(np.zeros((3, 8)), np.zeros((3, 10)), np.zeros((10, 3)), np.ones(3))
     for name, shape in (("sub-01", (4, 4, 4)), ("sub-02", (5, 5, 5))):
         path = tmp_path / f"{name}_task-rest_desc-pca.npz"
-        np.savez(path, reduced=np.zeros((3, 8), np.float32), voxels=np.arange(8),
-                 shape=np.asarray(shape), affine=np.eye(4))
-        path.with_suffix(".json").write_text("{}")
+        save_subject_pca(path, pca, voxels=np.arange(8), shape=shape, affine=np.eye(4),
+                         sample_mask=np.arange(10))
         files.append(str(path))
     node = MultiscaleGroupICA(pca_files=files, model_orders=[2])
     with pytest.raises(InputDataError, match="sub-02_task-rest_desc-pca.npz is on grid"):

@@ -131,7 +131,8 @@ def test_group_ica_streams_subject_pcas_and_records_passes(tmp_path):
 
 
 def test_subject_pca_stored_as_float16_read_as_float32(tmp_path):
-    from workflows.interfaces.groupica import SubjectPCA, _subject_pcas
+    from pipeline.ica.persistence import read_subject_pcas
+    from workflows.interfaces.groupica import SubjectPCA
 
     rng = np.random.RandomState(RANDOM_STATE)
     mask = np.ones((6, 6, 5), bool)
@@ -148,7 +149,7 @@ def test_subject_pca_stored_as_float16_read_as_float32(tmp_path):
     with np.load(files["float16"]) as npz:
         assert npz["reduced"].dtype == np.float16
     voxels = np.arange(180)
-    half = _subject_pcas([files["float16"]], voxels)["reduced"][0]
-    full = _subject_pcas([files["float32"]], voxels)["reduced"][0]
+    half = read_subject_pcas([files["float16"]], voxels)["reduced"][0]
+    full = read_subject_pcas([files["float32"]], voxels)["reduced"][0]
     assert half.dtype == np.float32
     np.testing.assert_allclose(half, full, rtol=2**-10, atol=1e-3)

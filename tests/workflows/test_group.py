@@ -37,3 +37,61 @@ def test_one_repetition_time_is_not_warned(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="msica.workflows"):
         build_group_wf(output_dir=out, bids_dir=tmp_path / "bids", participant_label=["01"])
     assert not caplog.records
+
+
+def test_dfnc_states_sidecar_records_the_state_count_rule(tmp_path):
+    import numpy as np
+
+    from workflows.interfaces.features import DFNCStates
+
+    rng = np.random.default_rng(0)
+    files = []
+    for label in ("01", "02", "03"):  # 3 x 40 windows: the rule caps candidates at 120 // 20
+        path = tmp_path / f"sub-{label}_task-rest_desc-dfnc_timeseries.tsv"
+        pd.DataFrame(rng.standard_normal((40, 6)),
+                     columns=[f"s4-N{i}__s4-N{i + 1}" for i in range(6)]).to_csv(
+            path, sep="\t", index=False)
+        files.append(str(path))
+    (tmp_path / "node").mkdir()
+    meta = DFNCStates(dfnc_files=files).run(cwd=str(tmp_path / "node")).outputs.meta
+    assert meta["StatesChosenBy"] == "elbow" and meta["MaxStates"] == 8
+    assert meta["MinWindowsPerState"] == 20 and meta["CandidateStates"] == [2, 3, 4, 5, 6]
+    assert meta["NumberOfStates"] in meta["CandidateStates"]
+    given = DFNCStates(dfnc_files=files, n_states=2).run(cwd=str(tmp_path / "node")).outputs.meta
+    assert given["StatesChosenBy"] == "given" and "CandidateStates" not in given
+
+
+def test_run_timecourses_read_with_their_fnc_sidecars(tmp_path):
+    import numpy as np
+    import pytest
+
+    from pipeline.exceptions import InputDataError
+    from workflows.interfaces.features import read_run_timecourses
+
+    rng = np.random.default_rng(0)
+    timeseries, relmats = [], []
+    for label, t_r in (("02", 2.5), ("01", 2.0)):
+        func = tmp_path / f"sub-{label}" / "func"
+        func.mkdir(parents=True)
+        prefix = f"sub-{label}_task-rest"
+        for scale, n in ((10, 3), (4, 2)):
+            path = func / f"{prefix}_scale-{scale}_desc-ica_timeseries.tsv"
+            pd.DataFrame(rng.standard_normal((50, n)),
+                         columns=[f"N{i + 1}" for i in range(n)]).to_csv(path, sep="\t",
+                                                                         index=False)
+            timeseries.append(str(path))
+        relmat = func / f"{prefix}_desc-multiscale_relmat.tsv"
+        relmat.write_text("node\n")
+        relmat.with_suffix(".json").write_text(json.dumps(
+            {"RepetitionTime": t_r, "PostProcessing": {"DetrendOrder": 2, "Despike": False,
+                                                      "LowPassHz": 0.1}}))
+        relmats.append(str(relmat))
+    runs = list(read_run_timecourses(timeseries, relmats))
+    assert [r.participant_id for r in runs] == ["sub-01", "sub-02"]
+    assert [r.t_r for r in runs] == [2.0, 2.5] and runs[0].detrend_order == 2
+    assert runs[0].despike is False and runs[0].lowpass_hz == 0.1
+    assert runs[0].node_labels() == ["s4-N1", "s4-N2", "s10-N1", "s10-N2", "s10-N3"]
+    assert runs[0].source.endswith("sub-01_task-rest_scale-4_desc-ica_timeseries.tsv")
+    with pytest.raises(InputDataError, match=r"sub-01_task-rest_scale-10_desc-ica_timeseries.tsv "
+                                             r"has no multi-scale FNC matrix of the same run"):
+        list(read_run_timecourses(timeseries, relmats[:1]))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,17 +84,18 @@ def test_spectra_table_groups_and_rank_bounds(diagnosis_run):
         assert np.all(np.diff(part.sort_values("index")["singular_value"]) <= 1e-12)
 
 
-def test_meta_and_planted_effect_learned(diagnosis_run):
-    meta = diagnosis_run.meta
-    assert meta["Target"] == "diagnosis"
-    assert meta["Device"] == "cpu"
-    assert meta["NumberOfParticipants"] == 2 * N_PER_GROUP
-    assert meta["NumberOfFeatures"] == N_EDGES  # covariate column 'age' left out
-    assert meta["Architecture"]["Hidden"] == [8]
-    assert meta["Epochs"] == 8 and meta["BatchSize"] == 16 and meta["RandomSeed"] == 0
-    # the planted +1.5 SD shift on 6 edges is learnable on the training set
-    assert meta["FinalTrainingAccuracy"] >= 0.85
-    assert 0 < meta["FinalTrainingLoss"] < np.log(2)
+def test_meta_is_the_pipeline_run(tmp_path, diagnosis_run):
+    """The node reads its inputs, calls introspect_target once and writes what it returns."""
+    from pipeline.introspect.target import introspect_target
+    from workflows.bids.participants import read_participants
+
+    features, pfile, _ = _write_inputs(tmp_path)
+    run = introspect_target(pd.read_csv(features, sep="\t", index_col=0),
+                            read_participants(pfile), "diagnosis", epochs=8, batch_size=16,
+                            hidden=[8], lr=0.02)
+    assert diagnosis_run.meta == run.metadata
+    pd.testing.assert_frame_equal(pd.read_csv(diagnosis_run.spectra_file, sep="\t"),
+                                  run.result.spectra, check_dtype=False)
 
 
 def test_figure_written(diagnosis_run):
@@ -107,23 +106,6 @@ def test_figure_written(diagnosis_run):
     assert "<svg" in svg.read_text()[:2000]
 
 
-def test_same_seed_identical_and_gpu_fallback(tmp_path, diagnosis_run, caplog, monkeypatch):
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    ref = pd.read_csv(diagnosis_run.spectra_file, sep="\t")
-    same = _run(tmp_path, "b", target="diagnosis")
-    pd.testing.assert_frame_equal(pd.read_csv(same.spectra_file, sep="\t"), ref)
-    with caplog.at_level(logging.INFO, logger="msica.workflows"):
-        gpu = _run(tmp_path, "c", target="diagnosis", use_gpu=True)
-    assert gpu.meta["Device"] == "cpu"
-    assert "no CUDA device" in caplog.text
-    pd.testing.assert_frame_equal(pd.read_csv(gpu.spectra_file, sep="\t"), ref)
-    other = _run(tmp_path, "d", target="diagnosis", random_state=1)
-    assert not np.allclose(pd.read_csv(other.spectra_file, sep="\t")["singular_value"][:50],
-                           ref["singular_value"][:50])
-
-
 def test_use_gpu_marks_gpu_node():
     from nipype.pipeline import engine as pe
 
@@ -132,28 +114,27 @@ def test_use_gpu_marks_gpu_node():
     assert not pe.Node(IntrospectTraining(target="diagnosis"), name="cpu").is_gpu_node()
 
 
-def test_patient_only_target_drops_controls(tmp_path):
-    out = _run(tmp_path, "m", target="medication", group_column="medication")
-    assert out.meta["NumberOfParticipants"] == N_PER_GROUP
-    summary = pd.read_csv(out.summary_file, sep="\t")
-    assert set(summary["group"]) == {"all", "no", "yes"}
+def test_group_builder_schedules_introspection_by_the_device_policy(tmp_path, monkeypatch):
+    import torch
 
+    from workflows.group.base import init_group_wf
 
-def test_missing_target_column_raises(tmp_path):
-    with pytest.raises(ValueError, match="'target' must be a column of the participants table"):
-        _run(tmp_path, "x", target="response")
+    features, pfile, _ = _write_inputs(tmp_path)
+    qc = tmp_path / "sub-01_task-rest_desc-denoise_qc.tsv"
+    qc.write_text("t_r\n2.0\n")
+    relmat = tmp_path / "sub-01_task-rest_desc-multiscale_relmat.tsv"
+    relmat.write_text("node\n")
 
+    def build(device):
+        wf = init_group_wf(qc_files=[str(qc)], relmat_files=[str(relmat)], output_dir=tmp_path,
+                           targets=["diagnosis"], introspect=True, device=device,
+                           participants_file=pfile)
+        return wf.get_node("introspect_diagnosis")
 
-def test_missing_group_column_raises(tmp_path):
-    with pytest.raises(ValueError, match="'group_column' must be a column"):
-        _run(tmp_path, "y", target="diagnosis", group_column="site")
-
-
-def test_table_without_edges_raises(tmp_path):
-    _, pfile, participants = _write_inputs(tmp_path)
-    bad = tmp_path / "bad.tsv"
-    participants.set_index("participant_id")[["age"]].to_csv(bad, sep="\t")
-    node = IntrospectTraining(features_file=str(bad), participants_file=str(pfile),
-                              target="diagnosis")
-    with pytest.raises(ValueError, match="must have edge columns"):
-        node._run_interface(type("R", (), {"cwd": str(tmp_path)})())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    node = build("auto")
+    assert node.inputs.device == "auto" and not node.is_gpu_node()
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        build("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert build("auto").is_gpu_node() and build("cuda").is_gpu_node()

@@ -124,3 +124,36 @@ def test_participants_table_checked_for_targets_and_site(tmp_path):
                                              r"response, --site-column site \(its columns: "
                                              r"participant_id, diagnosis, scanner\)"):
         check_participants_table(table, targets=["diagnosis", "response"], site_column="site")
+
+
+def test_cuda_device_without_a_gpu_fails_before_any_work(tmp_path, template, capsys,
+                                                          monkeypatch):
+    import torch
+
+    from workflows.execution.preflight import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    check_device("auto")
+    check_device("cpu")
+    with pytest.raises(ValueError, match=r"--device cuda cannot be used on this machine \(.*CUDA "
+                                         r"is not available.*\); use --device auto"):
+        check_device("cuda")
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    code = run([str(bids), str(tmp_path / "out"), "participant", "--template", str(template),
+                "-w", str(tmp_path / "work"), "--device", "cuda"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE == 64
+    assert "Traceback" not in err and err.count("msica: error:") == 1
+    assert "--device cuda cannot be used on this machine" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
+
+
+def test_participants_table_without_participant_id_fails_before_group_work(tmp_path):
+    from workflows.execution.preflight import check_participants_table
+
+    table = tmp_path / "participants.tsv"
+    table.write_text("subject\tdiagnosis\nsub-01\tpatient\n")
+    with pytest.raises(InputDataError, match=r"participants.tsv has no participant_id column"):
+        check_participants_table(table, targets=["diagnosis"], site_column=None)

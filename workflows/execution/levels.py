@@ -50,8 +50,9 @@ def run_level(settings: Settings) -> int:
             f"BIDS_DIR {settings.bids_dir} does not exist; check the path "
             "(and the container's -B binds)."
         )
-    from workflows.execution.preflight import check_directories
+    from workflows.execution.preflight import check_device, check_directories
 
+    check_device(settings.device)
     check_directories(settings.output_dir, settings.work_dir)
     with run_environment(settings.work_dir, settings.verbose):
         return _run_level(settings)

@@ -23,8 +23,8 @@ from pipeline.exceptions import InputDataError
 from pipeline.templates import read_template_labels
 from workflows.exit_codes import check_writable_dir
 
-__all__ = ["TemplateInfo", "check_directories", "check_participants_table", "check_run",
-           "check_templates"]
+__all__ = ["TemplateInfo", "check_device", "check_directories", "check_participants_table",
+           "check_run", "check_templates"]
 
 
 class TemplateInfo:
@@ -56,6 +56,29 @@ def check_directories(output_dir: str | os.PathLike, work_dir: str | os.PathLike
     """
     check_writable_dir(output_dir, "output directory", "OUTPUT_DIR")
     check_writable_dir(work_dir, "work directory", "-w/--work-dir")
+
+
+def check_device(device: str) -> None:
+    """``--device`` names a device torch can use here (``cuda`` needs a GPU).
+
+    The same rule as every torch step (:func:`pipeline._validation.resolve_device`),
+    checked before any work. ``auto`` and ``cpu`` always resolve, so torch is only
+    imported here for ``cuda``.
+
+    Raises
+    ------
+    ValueError
+        One line naming the option and the fix (exit code 64).
+    """
+    from pipeline._validation import resolve_device
+
+    if device in ("auto", "cpu"):
+        return
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise ValueError(f"--device {device} cannot be used on this machine ({exc}); use "
+                         "--device auto (CUDA when present, else CPU) or --device cpu.") from exc
 
 
 def check_templates(templates: Sequence[str | os.PathLike],
@@ -163,9 +186,11 @@ def check_participants_table(path: str | os.PathLike, *, targets: Sequence[str],
     FileNotFoundError
         If targets are given and the table does not exist.
     InputDataError
-        If a column is missing.
+        If a column is missing, or the table has no participant_id column or repeats one
+        (see :func:`workflows.bids.participants.read_participants`).
     """
     from pipeline.classify.targets import check_participants_columns
+    from workflows.bids.participants import read_participants
 
     if not targets:
         return
@@ -173,6 +198,5 @@ def check_participants_table(path: str | os.PathLike, *, targets: Sequence[str],
     if not path.is_file():
         raise FileNotFoundError(f"--targets {' '.join(targets)} needs {path} (participant_id and "
                                 "the target columns); add it to the BIDS dataset.")
-    table = pd.read_csv(path, sep="\t", dtype=str, nrows=0)
-    check_participants_columns(table, targets=targets, site_column=site_column,
+    check_participants_columns(read_participants(path), targets=targets, site_column=site_column,
                                source=str(path))

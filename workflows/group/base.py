@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from nipype.pipeline import engine as pe
 
+from pipeline._validation import uses_cuda
 from pipeline.classify.persistence import MODEL_EXTENSION
 from workflows.bids.derivatives import collect_participant_outputs, derivatives_layout
 from workflows.bids.naming import target_tag
@@ -84,17 +85,6 @@ def classifier_methods(targets, *, confounds, harmonize, protect, connectivity,
     return text + " Chance has not been tested (no label permutations)."
 
 
-def _wants_gpu(device: str) -> bool:
-    """Whether a torch node should be scheduled on a GPU (MultiProc's ``n_gpu_procs``)."""
-    if str(device).startswith("cuda"):
-        return True
-    if device == "auto":
-        import torch
-
-        return torch.cuda.is_available()
-    return False
-
-
 def init_group_wf(
     *,
     qc_files: list[str],
@@ -155,7 +145,8 @@ def init_group_wf(
     introspect : bool
         Also train the torch MLP on each target with gradient-spectrum introspection.
     device : str
-        Torch device of the classifiers.
+        Torch device of the classifiers and the introspection MLP
+        (:func:`pipeline._validation.resolve_device`).
     seed : int
         Seed of the random steps (k-means).
     participants_file : Path, optional
@@ -264,7 +255,8 @@ def init_group_wf(
         if introspect:
             spectra = pe.Node(
                 IntrospectTraining(participants_file=participants, target=target,
-                                   random_state=seed, use_gpu=_wants_gpu(device)),
+                                   random_state=seed, device=device,
+                                   use_gpu=uses_cuda(device)),
                 name=f"introspect_{tag}")
             spectra_sinks = {
                 "spectra_file": sink(f"ds_{tag}_spectra", relmat_files, desc=f"{tag}introspect",

@@ -86,10 +86,11 @@ def init_group_ica_wf(
     -------
     Workflow
     """
+    from pipeline.ica.persistence import subject_pca_sidecar
     from workflows.participant.networks import connect_networks_fnc
     from workflows.interfaces.groupica import GICABackReconstruct, MultiscaleGroupICA
 
-    metas = [json.loads(Path(f).with_suffix(".json").read_text()) for f in pca_files]
+    metas = [json.loads(subject_pca_sidecar(f).read_text()) for f in pca_files]
     t_rs = {round(m["RepetitionTime"], 6) for m in metas}
     workflow = Workflow(name=name)
     workflow.__desc__ = (

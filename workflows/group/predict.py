@@ -18,8 +18,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
 from pipeline.exceptions import InputDataError
 
 __all__ = ["predict_participants"]
@@ -48,6 +46,7 @@ def predict_participants(
     from workflows.bids.sink import DerivativesDataSink
     from workflows.bids.derivatives import collect_participant_outputs, derivatives_layout
     from workflows.bids.naming import target_tag
+    from workflows.bids.participants import read_participants
     from workflows.interfaces.classify import read_network_covariances
     from workflows.interfaces.features import read_fnc_features
 
@@ -64,8 +63,8 @@ def predict_participants(
             collect_participant_outputs(layout, participant_label=participant_label,
                                         suffix="timeseries", desc="ica", extension=".tsv"),
             relmats)
-    covariates = pd.read_csv(participants, sep="\t", na_values="n/a",
-                             keep_default_na=False) if participants else None
+    covariates = read_participants(participants, numeric=[
+        *meta.get("protect", []), *meta.get("confounds", [])]) if participants else None
     if site_column is None and covariates is not None and "site" in covariates:
         site_column = "site"
     try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,12 +19,16 @@ from nipype.interfaces.base import (
     traits,
 )
 
+if TYPE_CHECKING:
+    from pipeline.features import RunTimecourses
+
 __all__ = [
     "DFNCStates",
     "FNCFeatureTable",
     "TimecourseFeatureTable",
     "participant_of",
     "read_fnc_features",
+    "read_run_timecourses",
     "read_timecourse_features",
 ]
 
@@ -41,9 +47,9 @@ def participant_of(path: str) -> str:
 
 
 def _read_participants(path) -> pd.DataFrame | None:
-    if not path:
-        return None
-    return pd.read_csv(path, sep="\t", dtype=str, na_values="n/a", keep_default_na=False)
+    from workflows.bids.participants import read_participants
+
+    return read_participants(path) if path else None
 
 
 def read_fnc_features(relmat_files, participants_file=None) -> tuple[pd.DataFrame, list[str]]:
@@ -127,7 +133,7 @@ class FNCFeatureTable(SimpleInterface):
 
 
 def _postprocessing_of(relmat_file: str) -> dict:
-    """RepetitionTime and PostProcessing of a run, from its FNC sidecar (written by ComputeFNC)."""
+    """Repetition time and post-processing of a run, from its FNC sidecar (written by ComputeFNC)."""
     import json
 
     from pipeline.exceptions import InputDataError
@@ -135,24 +141,20 @@ def _postprocessing_of(relmat_file: str) -> dict:
     sidecar = Path(relmat_file).with_suffix(".json")
     try:
         meta = json.loads(sidecar.read_text())
+        post = meta.get("PostProcessing", {})
         return {"t_r": float(meta["RepetitionTime"]),
-                "detrend_order": int(meta.get("PostProcessing", {}).get("DetrendOrder", 3))}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+                "detrend_order": int(post.get("DetrendOrder", 3)),
+                "despike": bool(post.get("Despike", True)),
+                "lowpass_hz": float(post.get("LowPassHz", 0.15))}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputDataError(
             f"{sidecar} is missing or has no RepetitionTime ({exc!r}); rerun the participant "
             "level for this run."
         ) from exc
 
 
-def read_timecourse_features(
-    timeseries_files, relmat_files, participants_file=None
-) -> tuple[pd.DataFrame, list[str]]:
-    """Network amplitude, fALFF and spectral dynamic range of every participant.
-
-    Each run's network time courses (all scales, coarse first) are detrended as
-    at the participant level (GIFT computes spectra before despiking and
-    filtering) and summarised with :func:`pipeline.features.timecourse_table`;
-    runs of one participant are averaged.
+def read_run_timecourses(timeseries_files, relmat_files) -> Iterator[RunTimecourses]:
+    """The participant level's network time courses, one run at a time (runs sorted by name).
 
     Parameters
     ----------
@@ -160,28 +162,19 @@ def read_timecourse_features(
         ``*_scale-<n>_desc-ica_timeseries.tsv`` files of the participant level.
     relmat_files : list of str
         The runs' ``*_desc-multiscale_relmat.tsv``; their sidecars give the
-        repetition time and detrending order.
-    participants_file : str, optional
-        participants.tsv whose columns are joined to the table.
+        repetition time and the post-processing.
 
-    Returns
-    -------
-    table : pandas.DataFrame
-        Index participant_id; covariates, then ``amplitude__<node>``,
-        ``falff__<node>`` and ``dynamic_range__<node>`` columns, nodes named
-        ``s<scale>-<label>`` as in the FNC table.
-    labels : list of str
-        Node labels.
+    Yields
+    ------
+    pipeline.features.RunTimecourses
 
     Raises
     ------
     InputDataError
-        If a run has no FNC sidecar or the runs do not all have the same networks.
+        If a run has no FNC matrix or its sidecar no RepetitionTime.
     """
     from pipeline.exceptions import InputDataError
-    from pipeline.features import join_participants, timecourse_table
-    from pipeline.fnc.static import network_labels
-    from pipeline.fnc.timecourse import detrend
+    from pipeline.features import RunTimecourses
     from workflows.bids.naming import scale_of, source_entities
 
     def run_key(path: str) -> tuple:
@@ -190,36 +183,43 @@ def read_timecourse_features(
     runs: dict[tuple, dict[int, str]] = defaultdict(dict)
     for path in timeseries_files:
         runs[run_key(path)][scale_of(path)] = path
-    postproc = {run_key(path): _postprocessing_of(path) for path in relmat_files}
-    labels, by_t_r = None, defaultdict(list)
+    relmat_of = {run_key(path): path for path in relmat_files}
     for key in sorted(runs):
-        if key not in postproc:
+        files = runs[key]
+        first = files[min(files)]
+        if key not in relmat_of:
             raise InputDataError(
-                f"{sorted(runs[key].values())[0]} has no multi-scale FNC matrix of the same run; "
+                f"{sorted(files.values())[0]} has no multi-scale FNC matrix of the same run; "
                 "rerun the participant level for this run."
             )
-        tables = [(scale, pd.read_csv(runs[key][scale], sep="\t")) for scale in sorted(runs[key])]
-        run_labels = [lab for scale, t in tables
-                      for lab in network_labels(scale, t.shape[1], list(t.columns))]
-        if labels is None:
-            labels = run_labels
-        elif run_labels != labels:
-            raise InputDataError(
-                f"{runs[key][tables[0][0]]} has other networks than the first run; rerun the "
-                "participant level with the same templates for everyone."
-            )
-        order = postproc[key]["detrend_order"]
-        tcs = np.hstack([detrend(t.to_numpy(dtype=float), order=order) for _, t in tables])
-        by_t_r[postproc[key]["t_r"]].append((participant_of(runs[key][tables[0][0]]), tcs))
-    per_run = []
-    for t_r, items in by_t_r.items():
-        table = timecourse_table([tcs for _, tcs in items], labels,
-                                 [f"run{i}" for i in range(len(items))], t_r)
-        table.index = pd.Index([pid for pid, _ in items], name="participant_id")
-        per_run.append(table)
-    table = pd.concat(per_run).groupby(level=0, sort=True).mean()
-    table.index.name = "participant_id"
-    return join_participants(table, _read_participants(participants_file)), labels
+        yield RunTimecourses(
+            participant_id=participant_of(first), source=first,
+            timecourses={scale: pd.read_csv(files[scale], sep="\t") for scale in sorted(files)},
+            **_postprocessing_of(relmat_of[key]))
+
+
+def read_timecourse_features(
+    timeseries_files, relmat_files, participants_file=None
+) -> tuple[pd.DataFrame, list[str]]:
+    """Network amplitude, fALFF and spectral dynamic range of every participant.
+
+    The runs of :func:`read_run_timecourses` summarised by
+    :func:`pipeline.features.timecourse_features` (detrended as at the
+    participant level, grouped by repetition time, runs of a participant
+    averaged), with participants.tsv joined.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Index participant_id; covariates, then ``amplitude__<node>``,
+        ``falff__<node>`` and ``dynamic_range__<node>`` columns.
+    labels : list of str
+        Node labels.
+    """
+    from pipeline.features import timecourse_features
+
+    return timecourse_features(read_run_timecourses(timeseries_files, relmat_files),
+                               participants=_read_participants(participants_file))
 
 
 class _TimecourseFeatureTableInputSpec(BaseInterfaceInputSpec):
@@ -267,7 +267,9 @@ class _DFNCStatesInputSpec(BaseInterfaceInputSpec):
                                   desc="participants' sliding-window FNC (TSV)")
     participants_file = File(exists=True, desc="participants.tsv to join")
     n_states = traits.Int(desc="number of states; chosen by the elbow criterion when undefined")
-    max_states = traits.Int(8, usedefault=True, desc="largest number of states tried")
+    max_states = traits.Int(8, usedefault=True,
+                            desc="largest number of states tried (fewer for few windows: "
+                                 "DynamicFNC's min_windows_per_state)")
     random_state = traits.Int(0, usedefault=True, desc="seed of k-means")
 
 
@@ -290,9 +292,8 @@ class DFNCStates(SimpleInterface):
         frames = [pd.read_csv(path, sep="\t") for path in self.inputs.dfnc_files]
         ids = [participant_of(path) for path in self.inputs.dfnc_files]
         n_states = self.inputs.n_states if isdefined(self.inputs.n_states) else None
-        max_states = min(self.inputs.max_states, max(3, sum(len(f) for f in frames) // 20))
-        est = DynamicFNC(n_states=n_states, max_states=max_states, precomputed=True,
-                         random_state=self.inputs.random_state)
+        est = DynamicFNC(n_states=n_states, max_states=self.inputs.max_states,
+                         precomputed=True, random_state=self.inputs.random_state)
         est.fit([frame.to_numpy() for frame in frames])
         cwd = Path(runtime.cwd)
         states_file = cwd / "states.tsv"
@@ -312,6 +313,10 @@ class DFNCStates(SimpleInterface):
                           "windows (GIFT icatb_post_process_dfnc)",
                 "NumberOfStates": int(est.n_states_),
                 "StatesChosenBy": "given" if n_states else "elbow",
+                **({} if n_states else {
+                    "MaxStates": self.inputs.max_states,
+                    "MinWindowsPerState": est.min_windows_per_state,
+                    "CandidateStates": sorted(int(k) for k in est.selection_scores_)}),
                 "RandomSeed": self.inputs.random_state,
                 "NumberOfParticipants": len(ids),
             },

@@ -4,14 +4,13 @@ The participant level reduces each run with :class:`SubjectPCA` and keeps the
 result in the work directory (one ``.npz`` per run, with a JSON sidecar naming
 the run's inputs). The group level fits the multi-scale group ICA on all of
 them with :class:`MultiscaleGroupICA` and back-reconstructs every run with
-:class:`GICABackReconstruct`.
+:class:`GICABackReconstruct`. Both files (subject PCA, group model) are
+written and read by :mod:`pipeline.ica.persistence` only.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from functools import partial
 from pathlib import Path
 
 import nibabel as nb
@@ -30,11 +29,8 @@ __all__ = [
     "GICABackReconstruct",
     "MultiscaleGroupICA",
     "SubjectPCA",
-    "load_subject_pca",
     "subject_pca_name",
 ]
-
-LOGGER = logging.getLogger("msica.groupica")
 
 
 def subject_pca_name(source_file: str) -> str:
@@ -52,33 +48,6 @@ def subject_pca_name(source_file: str) -> str:
     return f"{stem}_desc-pca.npz"
 
 
-def load_subject_pca(pca_file: str | Path) -> tuple[dict, dict]:
-    """Read a subject-PCA file and its sidecar.
-
-    Returns
-    -------
-    arrays : dict
-        ``reduced`` ``(p, n_voxels)``, ``whitening`` ``(p, n_volumes)``,
-        ``dewhitening`` ``(n_volumes, p)``, ``voxels`` (flat indices of the
-        participant's mask voxels in the grid), ``shape``, ``affine``,
-        ``sample_mask``.
-    meta : dict
-        The JSON sidecar (source files, repetition time, ...).
-    """
-    from pipeline.exceptions import InputDataError
-
-    pca_file = Path(pca_file)
-    sidecar = pca_file.with_suffix(".json")
-    if not sidecar.is_file():
-        raise InputDataError(
-            f"{pca_file} has no sidecar {sidecar.name}; rerun the participant level "
-            "with --model-orders."
-        )
-    with np.load(pca_file) as npz:
-        arrays = {key: npz[key] for key in npz.files}
-    return arrays, json.loads(sidecar.read_text())
-
-
 class _SubjectPCAInputSpec(BaseInterfaceInputSpec):
     bold_file = File(exists=True, mandatory=True,
                      desc="denoised run (DenoiseBold's .npy, or a 4-D NIfTI)")
@@ -94,6 +63,8 @@ class _SubjectPCAInputSpec(BaseInterfaceInputSpec):
         desc="storage of the reduced data: float16 halves the files and the group PCA's reads "
              "(eigenvalues within 1e-6 of float32 on simulated 3 mm data; GICA maps differ by "
              "float16 rounding, ~5e-4 relative)")
+    device = traits.Str("auto", usedefault=True,
+                        desc="torch device (pipeline._validation.resolve_device)")
 
 
 class _SubjectPCAOutputSpec(TraitedSpec):
@@ -116,6 +87,7 @@ class SubjectPCA(SimpleInterface):
         from pipeline.exceptions import InputDataError
         from pipeline.ica.group import default_subject_components
         from pipeline.ica.pca import preprocess_subject, subject_pca
+        from pipeline.ica.persistence import save_subject_pca, subject_pca_sidecar
         from workflows.bids.atomic import atomic_path, atomic_write
         from workflows.interfaces.denoise import load_denoised
 
@@ -131,32 +103,28 @@ class SubjectPCA(SimpleInterface):
             )
         n_pcs = default_subject_components(inputs.n_components, n_volumes)
         data = preprocess_subject(data, inputs.preprocess)
-        res = subject_pca(data, n_pcs)
+        res = subject_pca(data, n_pcs, device=inputs.device)
         voxels = np.flatnonzero(np.asarray(mask.dataobj).astype(bool).ravel())
         out = Path(inputs.out_dir) / subject_pca_name(inputs.meta["SourceFile"])
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp:
-            np.savez(tmp, reduced=res.reduced.astype(inputs.reduced_dtype),
-                     whitening=res.whitening,
-                     dewhitening=res.dewhitening, eigenvalues=res.eigenvalues,
-                     voxels=voxels, shape=np.asarray(mask.shape[:3]), affine=mask.affine,
-                     sample_mask=np.asarray(inputs.sample_mask or np.arange(n_volumes)))
+            save_subject_pca(tmp, res, voxels=voxels, shape=mask.shape[:3], affine=mask.affine,
+                             reduced_dtype=inputs.reduced_dtype,
+                             sample_mask=np.asarray(inputs.sample_mask or np.arange(n_volumes)))
         # share of the trace of the covariance subject_pca diagonalises (rows centred)
         total = float(np.var(data, axis=1, ddof=1).sum())
         meta = {**inputs.meta, "NumberOfVolumes": n_volumes, "NumberOfComponents": n_pcs,
                 "Preprocessing": inputs.preprocess, "ReducedDataType": inputs.reduced_dtype,
                 "ExplainedVariance": float(res.eigenvalues.sum()) / total if total > 0 else None}
-        with atomic_write(out.with_suffix(".json")) as handle:
+        with atomic_write(subject_pca_sidecar(out)) as handle:
             json.dump(meta, handle, indent=2, default=str)
         self._results["pca_file"] = str(out)
         return runtime
 
 
-def _mask_img(voxels: np.ndarray, shape: tuple, affine: np.ndarray) -> nb.Nifti1Image:
-    """The mask image of ``voxels`` (flat C-order indices, the order of nilearn's maskers)."""
-    mask = np.zeros(int(np.prod(shape)), dtype=np.uint8)
-    mask[voxels] = 1
-    return nb.Nifti1Image(mask.reshape(tuple(int(n) for n in shape)), affine)
+def _mask_img(grid) -> nb.Nifti1Image:
+    """The image of a :class:`~pipeline.ica.persistence.GroupMask`."""
+    return nb.Nifti1Image(grid.mask.astype(np.uint8), grid.affine)
 
 
 def _write_maps(maps: np.ndarray, mask_img: nb.Nifti1Image, path: Path) -> None:
@@ -165,28 +133,6 @@ def _write_maps(maps: np.ndarray, mask_img: nb.Nifti1Image, path: Path) -> None:
 
     masker = NiftiMasker(mask_img=mask_img, standardize=None).fit()
     masker.inverse_transform(np.asarray(maps, dtype=np.float32)).to_filename(path)
-
-
-def _group_voxels(pca_files: list[str]) -> tuple[np.ndarray, tuple, np.ndarray]:
-    """Voxels inside every run's mask (GIFT's group mask), with the grid of the runs."""
-    from pipeline.exceptions import InputDataError
-
-    common, shape, affine = None, None, None
-    for path in pca_files:
-        with np.load(path) as npz:
-            voxels, run_shape, run_affine = npz["voxels"], tuple(npz["shape"]), npz["affine"]
-        if shape is None:
-            shape, affine, common = run_shape, run_affine, voxels
-            continue
-        if run_shape != shape or not np.allclose(run_affine, affine, atol=1e-3):
-            raise InputDataError(
-                f"{path} is on grid {run_shape}, not {shape} like {pca_files[0]}; group ICA "
-                "needs every run in the same space (e.g. fMRIPrep's MNI152NLin2009cAsym output)."
-            )
-        common = np.intersect1d(common, voxels, assume_unique=True)
-    if common.size == 0:
-        raise InputDataError("The runs' brain masks share no voxel; check their space.")
-    return common, shape, affine
 
 
 class _MultiscaleGroupICAInputSpec(BaseInterfaceInputSpec):
@@ -208,48 +154,42 @@ class _MultiscaleGroupICAOutputSpec(TraitedSpec):
 
 
 class MultiscaleGroupICA(SimpleInterface):
-    """Group PCA and ICA (with ICASSO) at every model order; export the multi-scale template."""
+    """Group PCA and ICA (with ICASSO) at every model order; export the multi-scale template.
+
+    One call of :func:`pipeline.ica.multiscale.fit_multiscale_subject_pcas`; writes
+    the kept networks and labels of each scale, every component's scores, the
+    group model (:func:`pipeline.ica.persistence.save_group_model`) and a sidecar
+    with the criteria, the kept networks and the scales where none passed
+    (``SelectionFallback``).
+    """
 
     input_spec = _MultiscaleGroupICAInputSpec
     output_spec = _MultiscaleGroupICAOutputSpec
 
     def _run_interface(self, runtime):
         from pipeline import __version__
-        from pipeline.ica.multiscale import fit_multiscale
+        from pipeline.ica.multiscale import fit_multiscale_subject_pcas
+        from pipeline.ica.persistence import save_group_model
 
         inputs = self.inputs
-        voxels, shape, affine = _group_voxels(inputs.pca_files)
-        mask_img = _mask_img(voxels, shape, affine)
-        mask = np.asarray(mask_img.dataobj).astype(bool)
-        result = fit_multiscale(
-            _subject_pcas(inputs.pca_files, voxels),
-            inputs.model_orders, algorithm=inputs.algorithm, n_runs=inputs.n_runs, mask=mask,
-            t_r=inputs.t_r if isdefined(inputs.t_r) else None, random_state=inputs.random_state,
-            device=inputs.device)
+        result = fit_multiscale_subject_pcas(
+            inputs.pca_files, inputs.model_orders, algorithm=inputs.algorithm,
+            n_runs=inputs.n_runs, t_r=inputs.t_r if isdefined(inputs.t_r) else None,
+            random_state=inputs.random_state, device=inputs.device)
         cwd = Path(runtime.cwd)
-        labels = result.labels
-        template_files, labels_files, model = [], [], []
+        mask_img = _mask_img(result.group_mask)
+        template_files, labels_files = [], []
         for order in result.model_orders:
-            rows = labels[(labels["scale"] == order) & labels["keep"]]
-            if rows.empty:
-                LOGGER.warning("No network of model order %d passed the selection criteria; "
-                               "all %d are kept (see desc-groupica_labels.tsv).", order, order)
-                rows = labels[labels["scale"] == order]
-            kept = rows["component"].to_numpy()
-            est = result.estimators[order]
             path = cwd / f"scale-{order}_components.nii.gz"
-            _write_maps(est.components_[kept], mask_img, path)
-            table = rows.drop(columns=["index"]).reset_index(drop=True)
-            table.insert(0, "index", np.arange(1, len(table) + 1))
+            _write_maps(result.estimators[order].components_[result.kept(order)], mask_img, path)
             table_path = cwd / f"scale-{order}_labels.tsv"
-            table.to_csv(table_path, sep="\t", index=False, na_rep="n/a")
+            result.scale_labels(order).to_csv(table_path, sep="\t", index=False, na_rep="n/a")
             template_files.append(str(path))
             labels_files.append(str(table_path))
-            model.append((order, kept, est))
         all_labels = cwd / "labels.tsv"
-        labels.to_csv(all_labels, sep="\t", index=False, na_rep="n/a")
+        result.labels.to_csv(all_labels, sep="\t", index=False, na_rep="n/a")
         model_file = cwd / "model.npz"
-        _save_npz(model_file, _model_arrays(model, voxels, shape, affine))
+        save_group_model(model_file, result)
         self._results.update(
             template_files=template_files, labels_files=labels_files,
             all_labels_file=str(all_labels), model_file=str(model_file),
@@ -257,7 +197,8 @@ class MultiscaleGroupICA(SimpleInterface):
                             f"{inputs.algorithm}, ICASSO",
                   "ModelOrders": list(result.model_orders), "Algorithm": inputs.algorithm,
                   "ICASSORuns": inputs.n_runs, "RandomSeed": inputs.random_state,
-                  "NumberOfRuns": len(inputs.pca_files), "NumberOfVoxels": int(voxels.size),
+                  "NumberOfRuns": len(inputs.pca_files),
+                  "NumberOfVoxels": int(result.group_mask.voxels.size),
                   "GroupPCA": {"Method": result.group_pca["method"],
                                "Passes": result.group_pca["n_passes"],
                                "Iterations": result.group_pca["n_iter"],
@@ -265,8 +206,10 @@ class MultiscaleGroupICA(SimpleInterface):
                                "RelativeEigenvalueChange": _finite_or_none(
                                    result.group_pca["relative_change"])},
                   "SelectionCriteria": json.loads(json.dumps(result.thresholds, default=float)),
-                  "KeptNetworks": {str(o): int(np.sum(labels[labels["scale"] == o]["keep"]))
+                  "KeptNetworks": {str(o): int(result.kept(o).size)
                                    for o in result.model_orders},
+                  "SelectionFallback": {str(o): bool(result.selection_fallback[o])
+                                        for o in result.model_orders},
                   "SoftwareVersion": __version__},
         )
         return runtime
@@ -274,56 +217,6 @@ class MultiscaleGroupICA(SimpleInterface):
 
 def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None  # JSON has no NaN
-
-
-def _read_reduced(pca_files: list[str], voxels: np.ndarray, index: int) -> np.ndarray:
-    """Subject ``index``'s reduced data on the group voxels (read from its file)."""
-    with np.load(pca_files[index]) as npz:
-        keep = np.searchsorted(npz["voxels"], voxels)
-        return npz["reduced"][:, keep].astype(np.float32, copy=False)  # float16 files too
-
-
-def _read_array(pca_files: list[str], key: str, index: int) -> np.ndarray:
-    with np.load(pca_files[index]) as npz:
-        return npz[key]
-
-
-def _subject_pcas(pca_files: list[str], voxels: np.ndarray) -> dict:
-    """The subject PCAs as sequences that read one subject's file when indexed.
-
-    The group ICA then holds one subject at a time: its memory does not grow
-    with the number of runs.
-    """
-    from pipeline.ica._lazy import LazySequence
-
-    n = len(pca_files)
-    return {"reduced": LazySequence(n, partial(_read_reduced, pca_files, voxels)),
-            "whitening": LazySequence(n, partial(_read_array, pca_files, "whitening")),
-            "dewhitening": LazySequence(n, partial(_read_array, pca_files, "dewhitening")),
-            "n_voxels": int(voxels.size)}
-
-
-def _model_arrays(model: list, voxels: np.ndarray, shape: tuple, affine: np.ndarray):
-    """The arrays of the model file, one at a time (per-run blocks are computed as written)."""
-    yield "voxels", voxels
-    yield "shape", np.asarray(shape)
-    yield "affine", affine
-    for order, kept, est in model:
-        yield f"kept_{order}", kept
-        yield f"unmixing_{order}", est.unmixing_
-        for i in range(len(est.group_whitening_)):
-            yield f"gw_{order}_{i}", est.group_whitening_[i]
-            yield f"gd_{order}_{i}", est.group_dewhitening_[i]
-
-
-def _save_npz(path: Path, arrays) -> None:
-    """``np.savez`` for ``(name, array)`` pairs given one at a time (none is kept in memory)."""
-    import zipfile
-
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name, array in arrays:
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
-                np.lib.format.write_array(handle, np.asanyarray(array), allow_pickle=False)
 
 
 class _GICABackReconstructInputSpec(BaseInterfaceInputSpec):
@@ -352,23 +245,22 @@ class GICABackReconstruct(SimpleInterface):
 
     def _run_interface(self, runtime):
         from pipeline.ica.backrecon import gica_backreconstruct
+        from pipeline.ica.persistence import load_run_model, load_subject_pca
         from pipeline.ica.scica import zscore_maps
 
         inputs = self.inputs
-        order, i = inputs.scale, inputs.run_index
+        order = inputs.scale
         arrays, _ = load_subject_pca(inputs.pca_file)
-        with np.load(inputs.model_file) as npz:
-            voxels, kept = npz["voxels"], npz[f"kept_{order}"]
-            mask_img = _mask_img(voxels, tuple(npz["shape"]), npz["affine"])
-            unmixing = npz[f"unmixing_{order}"]
-            group_step = (npz[f"gw_{order}_{i}"], npz[f"gd_{order}_{i}"])
-        reduced = arrays["reduced"][:, np.searchsorted(arrays["voxels"], voxels)]
-        maps, timecourses = gica_backreconstruct(reduced, arrays["dewhitening"], unmixing,
-                                                 group_reductions=[group_step])
+        model = load_run_model(inputs.model_file, order, inputs.run_index)
+        kept = model.kept
+        reduced = arrays["reduced"][:, np.searchsorted(arrays["voxels"], model.group_mask.voxels)]
+        maps, timecourses = gica_backreconstruct(
+            reduced, arrays["dewhitening"], model.unmixing,
+            group_reductions=[(model.group_whitening, model.group_dewhitening)])
         maps, _ = zscore_maps(maps[kept])
         cwd = Path(runtime.cwd)
         components_file = cwd / "components.nii.gz"
-        _write_maps(maps, mask_img, components_file)
+        _write_maps(maps, _mask_img(model.group_mask), components_file)
         labels = pd.read_csv(inputs.labels_file, sep="\t")["label"].astype(str).tolist()
         timeseries_file = cwd / "timeseries.tsv"
         pd.DataFrame(timecourses[:, kept], columns=labels).to_csv(timeseries_file, sep="\t",

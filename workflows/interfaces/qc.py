@@ -36,6 +36,7 @@ class GatherQC(SimpleInterface):
 
     def _run_interface(self, runtime):
         from workflows.bids.naming import source_entities
+        from workflows.bids.participants import read_participants
 
         rows = []
         for qc_file in self.inputs.qc_files:
@@ -49,9 +50,8 @@ class GatherQC(SimpleInterface):
             rows.append(table)
         group = pd.concat(rows, ignore_index=True)
         if isdefined(self.inputs.participants_file):
-            participants = pd.read_csv(self.inputs.participants_file, sep="\t", dtype=str,
-                                       na_values="n/a", keep_default_na=False)
-            group = group.merge(participants, on="participant_id", how="left")
+            group = group.merge(read_participants(self.inputs.participants_file),
+                                on="participant_id", how="left")
         group = group.sort_values(list(group.columns[:1])).reset_index(drop=True)
         out_file = Path(runtime.cwd) / "group_qc.tsv"
         group.to_csv(out_file, sep="\t", index=False, na_rep="n/a")

@@ -242,3 +242,21 @@ def test_dynamic_fnc_precomputed_windows_match_timecourses():
     np.testing.assert_allclose(from_windows.cluster_centers_, from_tcs.cluster_centers_)
     with pytest.raises(ValueError, match="must be a 2-D array"):
         DynamicFNC(n_states=2, precomputed=True).fit([np.zeros(5)])
+
+
+def test_state_count_rule_caps_candidates_by_windows(rng):
+    """min_windows_per_state: about that many pooled windows per candidate state."""
+    tcs = [rng.standard_normal((60, 4)) for _ in range(3)]  # 3 x 40 windows of 20 volumes
+    est = DynamicFNC(window=20, random_state=0).fit(tcs)
+    assert est.min_windows_per_state == 20 and est.max_states_ == 120 // 20 == 6
+    assert max(est.selection_scores_) <= 6 and 2 <= est.n_states_ <= 6
+    wide = DynamicFNC(window=20, min_windows_per_state=None, random_state=0).fit(tcs)
+    assert wide.max_states_ == 10
+    n_exemplars = sum(i.size for i in wide.exemplar_indices_)
+    assert max(wide.selection_scores_) == min(10, n_exemplars - 1) > 6
+    # the rule never leaves fewer than two candidates (min_states + 1 at least)
+    assert DynamicFNC(window=20, min_windows_per_state=100, random_state=0).fit(tcs).max_states_ == 3
+    assert DynamicFNC(n_states=2, window=20, random_state=0).fit(tcs).max_states_ is None
+    with pytest.raises(ValueError, match=r"'min_windows_per_state' must be None or an int >= 1\. "
+                                         r"Got 0"):
+        DynamicFNC(window=20, min_windows_per_state=0).fit(tcs)

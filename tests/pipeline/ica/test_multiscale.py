@@ -9,11 +9,9 @@ import pytest
 from pipeline.ica._matching import match_components
 from pipeline.ica.multiscale import (
     assign_parents,
-    edge_fraction,
     export_template,
     fit_multiscale,
     match_to_template,
-    power_ratio,
 )
 
 RANDOM_STATE = 42  # same as conftest.RANDOM_STATE (tests are not a package)
@@ -80,28 +78,6 @@ def test_parents_and_recovery_on_nested_maps(nested):
     np.testing.assert_allclose(maps[0], res.components[2][0])
 
 
-def test_edge_fraction():
-    mask = _box_mask(8)
-    coords = np.argwhere(mask)
-    on_edge = (coords[:, 0] == 1).astype(float)  # one face of the mask
-    in_core = np.exp(-((coords - 3.5) ** 2).sum(1) / 2.0)
-    frac, share = edge_fraction(np.stack([on_edge, in_core]), mask)
-    assert frac[0] == pytest.approx(1.0) and frac[1] == pytest.approx(0.0)
-    assert share == pytest.approx(1 - 4**3 / 6**3)
-    with pytest.raises(ValueError, match=r"'maps' must have one column per in-mask voxel \(216\)"):
-        edge_fraction(np.zeros((1, 10)), mask)
-
-
-def test_power_ratio():
-    t = np.arange(200) * T_R
-    tc = np.column_stack([np.sin(2 * np.pi * 0.03 * t), np.sin(2 * np.pi * 0.2 * t),
-                          np.random.RandomState(0).randn(200)])
-    ratio = power_ratio(tc, T_R)
-    assert ratio[0] > 100 and ratio[1] < 0.01 and 0.5 < ratio[2] < 2.0
-    with pytest.raises(ValueError, match="leaves no frequency bin"):
-        power_ratio(tc, 5.0)
-
-
 def test_assign_parents_respects_keep():
     rng = np.random.RandomState(0)
     coarse = rng.randn(2, 100)
@@ -132,3 +108,74 @@ def test_errors(nested):
         fit_multiscale(subjects, [2, 2])
     with pytest.raises(ValueError, match=r"'thresholds' keys must be among .* unknown \['max_r'\]"):
         fit_multiscale(subjects, [2], thresholds={"max_r": 1})
+
+
+def test_selection_fallback_is_recorded(nested):
+    """A threshold nothing meets: every network kept, and the labels and result say so."""
+    subjects, mask, _, _, _ = nested
+    with pytest.warns(UserWarning, match=r"passed the selection criteria \(edge fraction "
+                                         r"<= -1\)") as record:
+        res = fit_multiscale(subjects, [2, 4], mask=mask, thresholds={"max_edge_fraction": -1},
+                             random_state=RANDOM_STATE, device="cpu")
+    assert [str(w.message).split(" passed")[0] for w in record] == [  # one per scale
+        "No network of model order 2", "No network of model order 4"]
+    assert res.selection_fallback == {2: True, 4: True}
+    assert not res.labels["passed"].any() and res.labels["keep"].all()
+    assert res.kept(4).tolist() == [0, 1, 2, 3] and len(res.scale_labels(4)) == 4
+    normal = fit_multiscale(subjects, [2, 4], mask=mask, t_r=T_R, random_state=RANDOM_STATE,
+                            device="cpu")
+    assert normal.selection_fallback == {2: False, 4: False}
+    assert (normal.labels["passed"] == normal.labels["keep"]).all()
+    table = normal.scale_labels(4)
+    assert table["index"].tolist() == list(range(1, len(table) + 1))
+    assert table["component"].tolist() == normal.kept(4).tolist()
+
+
+def test_group_mask_is_the_intersection_on_one_grid():
+    from pipeline.exceptions import InputDataError
+    from pipeline.ica.multiscale import group_mask
+    from pipeline.ica.persistence import GroupMask
+
+    a = GroupMask(np.array([0, 3, 4, 7]), (2, 2, 2), np.eye(4))
+    b = GroupMask(np.array([3, 4, 6, 7]), (2, 2, 2), np.eye(4))
+    common = group_mask([("a", a), ("b", b)])
+    assert common.voxels.tolist() == [3, 4, 7]
+    assert common.mask.sum() == 3 and common.mask.reshape(-1)[[3, 4, 7]].all()
+    shifted = GroupMask(b.voxels, (2, 2, 2), np.diag([2.0, 2.0, 2.0, 1.0]))
+    with pytest.raises(InputDataError, match=r"b is on grid \(2, 2, 2\), not \(2, 2, 2\) like a"):
+        group_mask([("a", a), ("b", shifted)])
+    with pytest.raises(InputDataError, match="share no voxel"):
+        group_mask([("a", a), ("c", GroupMask(np.array([1, 2]), (2, 2, 2), np.eye(4)))])
+    with pytest.raises(ValueError, match="at least one run's mask"):
+        group_mask([])
+
+
+def test_fit_on_subject_pca_files_equals_fit_in_memory(nested, tmp_path):
+    """Files read one at a time inside the group mask give the in-memory fit on those voxels."""
+    from pipeline.ica.multiscale import fit_multiscale_subject_pcas
+    from pipeline.ica.pca import preprocess_subject, subject_pca
+    from pipeline.ica.persistence import save_subject_pca
+
+    subjects, mask, _, _, _ = nested
+    voxels = np.flatnonzero(mask)
+    files, reduced = [], []
+    for s, data in enumerate(subjects):
+        own = voxels if s else voxels[5:]  # the first run misses 5 voxels of the mask
+        res = subject_pca(preprocess_subject(data if s else data[:, 5:], "remove_mean"), 8,
+                          device="cpu")
+        path = tmp_path / f"sub-0{s}_desc-pca.npz"
+        save_subject_pca(path, res, voxels=own, shape=mask.shape, affine=np.eye(4),
+                         sample_mask=np.arange(data.shape[0]))
+        files.append(path)
+        reduced.append((res, own))
+    result = fit_multiscale_subject_pcas(files, [2, 4], t_r=T_R, random_state=RANDOM_STATE,
+                                         device="cpu")
+    assert result.group_mask.voxels.tolist() == voxels[5:].tolist()
+    arrays = {"reduced": [r.reduced.astype(np.float32)[:, np.searchsorted(v, voxels[5:])]
+                          for r, v in reduced],
+              "whitening": [r.whitening for r, _ in reduced],
+              "dewhitening": [r.dewhitening for r, _ in reduced], "n_voxels": voxels.size - 5}
+    eager = fit_multiscale(arrays, [2, 4], mask=result.group_mask.mask, t_r=T_R,
+                           random_state=RANDOM_STATE, device="cpu")
+    np.testing.assert_allclose(result.components[4], eager.components[4])
+    pd.testing.assert_frame_equal(result.labels, eager.labels)
