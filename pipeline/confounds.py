@@ -212,11 +212,11 @@ def check_strategy_columns(table: pd.DataFrame, strategy: str, meta: dict | None
 
     Examples
     --------
-    >>> check_strategy_columns(pd.DataFrame(columns=list(MOTION_PARAMETERS)), "compcor", None,
-    ...                        "rp.tsv")
+    >>> rp, _ = expand_confounds(pd.DataFrame(np.zeros((3, 6)), columns=MOTION_PARAMETERS))
+    >>> check_strategy_columns(rp, "compcor", None, "rp.tsv")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    pipeline.exceptions.InputDataError: rp.tsv lacks 19 column(s) that --denoise-strategy compcor needs: ...
+    pipeline.exceptions.InputDataError: rp.tsv lacks 1 column(s) that --denoise-strategy compcor needs: a_comp_cor_* ... It supports: none; ...
     """
     missing = missing_columns(table, strategy, meta)
     if missing:

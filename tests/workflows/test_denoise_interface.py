@@ -58,7 +58,8 @@ def test_none_without_confounds_passes_data_as_npy(spm_run, tmp_path):
 
 def test_motion_only_table_names_missing_columns(spm_run, tmp_path):
     node = DenoiseBold(bold_file=str(spm_run["bold"]), mask_file=str(spm_run["mask"]),
-                       confounds_file=str(spm_run["confounds"]), t_r=2.0, min_volumes=20)
+                       confounds_file=str(spm_run["confounds"]), t_r=2.0, strategy="simple",
+                       min_volumes=20)
     with pytest.raises(InputDataError, match=r"confounds_timeseries.tsv lacks 2 column\(s\) that "
                                              r"--denoise-strategy simple needs: csf, "
                                              r"white_matter\. It supports: none"):

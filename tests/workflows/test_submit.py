@@ -190,7 +190,7 @@ def test_msica_executable_missing(monkeypatch, tmp_path):
 
 
 def test_finalize_without_successes_exits_66(bids_dir, tmp_path, capsys):
-    from workflows.execution.slurm import _main, finalize_group
+    from workflows.execution.slurm import finalize_group
 
     _, run_dir = _dry(bids_dir, tmp_path)
     assert finalize_group(run_dir) == 66
@@ -198,7 +198,7 @@ def test_finalize_without_successes_exits_66(bids_dir, tmp_path, capsys):
     assert [m["participant_id"] for m in missing] == ["sub-01", "sub-02", "sub-03", "sub-04"]
     assert (run_dir / "group.exit").read_text().strip() == "66"
     assert "no participant succeeded" in capsys.readouterr().err
-    assert _main(["bogus"]) == 64
+    assert submit_command(["--finalize", "--bogus"]) == 64
 
 
 # ---------------------------------------------------------------- with a real Slurm
@@ -276,9 +276,9 @@ def submitted(slurm, bids_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("submit_runs")
     broken = root / "broken_bids"
     shutil.copytree(bids_dir, broken)
-    confounds = broken / "derivatives" / "fmriprep" / "sub-02" / "func"
-    for tsv in confounds.glob("*desc-confounds_timeseries.tsv"):
-        tsv.unlink()
+    func = broken / "derivatives" / "fmriprep" / "sub-02" / "func"
+    for bold in func.glob("*desc-preproc_bold.nii.gz"):  # a truncated download
+        bold.write_bytes(bold.read_bytes()[:2000])
     start = time.monotonic()
     plans = {
         "ok": _submit(bids_dir, root / "out_ok", root / "work_ok", slurm, "ok"),

@@ -167,6 +167,9 @@ def _finalize_command(argv: Sequence[str]) -> int:
                          description="Run by the group job of 'msica submit': decide which "
                          "participants succeeded and run the group level on them.")
     parser.add_argument("run_dir", type=Path, help="OUTPUT_DIR/logs/slurm/<run id>")
-    opts = parser.parse_args(argv)
+    try:
+        opts = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
     setup_logging(0)
     return finalize_group(opts.run_dir)
