@@ -670,8 +670,8 @@ def run_recovery(cohort: Cohort, n_runs: int, variants: list, preprocesses: list
                            + [v for name in names for v in scores[name]]
                            + [time.perf_counter() - t0])
     head = "".join(f"{n + ' map':>11}{'worst':>7}{'tc':>7}{'worst':>7}" for n in names)
-    print(f"\n(i) template mode: true group maps as template; |r| with each participant's "
-          f"own truth (mean over participants x networks; worst)")
+    print("\n(i) template mode: true group maps as template; |r| with each participant's "
+          "own truth (mean over participants x networks; worst)")
     print(f"{'denoising':<27}{'method':<16}{head}{'nonconv':>8}{'den s':>7}{'bkr s':>7}")
     for row in tmpl_rows:
         nums = "".join(f"{v:11.3f}" if k % 4 == 0 else f"{v:7.3f}"

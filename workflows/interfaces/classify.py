@@ -14,7 +14,6 @@ from nipype.interfaces.base import (
     InputMultiObject,
     SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 

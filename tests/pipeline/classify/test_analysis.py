@@ -109,7 +109,7 @@ def test_participants_without_features_are_reported_and_left_out(sim, caplog):
                               baseline=False, random_state=0)
     missing = list(feats.index[:3])
     assert out.dropped == missing and out.baseline is None
-    assert f"3 participant(s) of participants.tsv have no features" in caplog.text
+    assert "3 participant(s) of participants.tsv have no features" in caplog.text
     assert all(pid in caplog.text for pid in missing)
     assert len(out.target.y) == len(feats) - 3
     from pipeline.exceptions import InputDataError

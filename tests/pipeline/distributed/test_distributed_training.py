@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from pipeline.distributed import expected_bytes, run_local
 from pipeline.introspect.models import FNCMLP
