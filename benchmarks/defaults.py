@@ -552,7 +552,7 @@ def _load_fmrisim(root: Path) -> Cohort:
 
 def _load_msica(tmp: Path, n_subjects: int, n_volumes: int, grid_mm: float) -> Cohort:
     from pipeline.simulate import simulate_cohort
-    from workflows.simulate import write_bids_dataset
+    from workflows.bids.simulated import write_bids_dataset
 
     cohort = simulate_cohort(n_subjects=n_subjects, n_volumes=n_volumes, grid_mm=grid_mm,
                              random_state=RANDOM_STATE)

@@ -118,7 +118,7 @@ def make_participant_data(root: Path, grid_mm: float, n_volumes: int,
     import dataclasses
 
     from pipeline.simulate import simulate_cohort
-    from workflows.simulate import write_bids_dataset
+    from workflows.bids.simulated import write_bids_dataset
 
     bids = root / f"grid{grid_mm:g}_vol{n_volumes}"
     if (bids / "dataset_description.json").is_file():
@@ -215,7 +215,7 @@ def _step_direct(bids: Path) -> dict:
     from pipeline.fnc.static import static_fnc
     from pipeline.fnc.timecourse import postprocess
     from pipeline.ica.scica import SpatiallyConstrainedICA
-    from workflows.simulate import truth_templates
+    from workflows.bids.simulated import truth_templates
 
     files = _run_files(bids)
     templates = [t for t, _ in truth_templates(bids)]
@@ -237,7 +237,7 @@ def _step_direct(bids: Path) -> dict:
 def _step_workflow(bids: Path) -> dict:
     import workflows.reports
     from workflows.cli import run
-    from workflows.simulate import truth_templates
+    from workflows.bids.simulated import truth_templates
 
     timing = {}
     write_reports = workflows.reports.write_reports
