@@ -104,7 +104,8 @@ def test_config_file_unknown_key(bids_dir, tmp_path, capsys):
 @pytest.mark.parametrize("extra", [("--denoise-strategy", "simple", "--low-pass", "0.1",
                                     "--seed", "7"),
                                    ("--high-pass", "none", "--no-standardize"),
-                                   ("--denoise-strategy", "none", "--gift-compatible")])
+                                   ("--denoise-strategy", "none", "--gift-compatible"),
+                                   ("--no-reports",), ("--reports-only",)])
 def test_settings_toml_round_trip(participant, tmp_path, extra):
     settings = parse_args(participant("--participant-label", "01", *extra))
     path = settings.write_toml()
@@ -131,6 +132,7 @@ def test_denoise_defaults_leave_the_data_as_they_are(participant):
     (("--gift-compatible", "--backrecon-method", "dual-regression"),
      "--gift-compatible is GIFT's MOO-ICAR back-reconstruction"),
     (("--high-pass", "-1"), "-1 must be > 0"),
+    (("--no-reports", "--reports-only"), "not allowed with argument --no-reports"),
 ])
 def test_conflicting_options_are_usage_errors(participant, capsys, extra, message):
     with pytest.raises(SystemExit) as exc:
@@ -145,6 +147,8 @@ def test_participant_level_needs_networks(bids_dir, tmp_path, capsys):
     assert exc.value.code == ExitCode.USAGE
     assert "needs networks: give --template" in capsys.readouterr().err
     assert parse_args([str(bids_dir), str(tmp_path / "out"), "group"]).templates == ()
+    redraw = parse_args([str(bids_dir), str(tmp_path / "out"), "participant", "--reports-only"])
+    assert redraw.reports_only and not redraw.no_reports  # only draws: needs no networks
 
 
 def _exit_code(argv: list[str]) -> int:

@@ -91,6 +91,9 @@ class Settings:
     harmonize_protect: tuple[str, ...] = ("age", "sex")
     connectivity: tuple[str, ...] = ("fnc",)
     introspect: bool = False
+    # reports
+    no_reports: bool = False
+    reports_only: bool = False
     # execution
     nprocs: int = 1
     omp_nthreads: int = 1

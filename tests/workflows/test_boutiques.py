@@ -119,3 +119,19 @@ def test_boutiques_command(tmp_path, capsys):
 def test_write_boutiques_returns_path(tmp_path):
     out = write_boutiques(tmp_path / "sub" / "x.json")
     assert out == Path(tmp_path / "sub" / "x.json") and out.is_file()
+
+
+
+def test_report_options_exclude_each_other_in_the_descriptor(tmp_path):
+    """--reports-only renders and parses back; its group with --no-reports is exclusive."""
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    settings = parse_args(_render(tmp_path, {
+        "bids_dir": bids, "output_dir": tmp_path / "out", "analysis_level": "group",
+        "reports_only": True})[1:])
+    assert settings.reports_only and not settings.no_reports
+    groups = {g["id"]: g for g in boutiques_descriptor()["groups"]}
+    assert groups["options_for_the_html_reports"]["members"] == ["no_reports", "reports_only"]
+    assert groups["options_for_the_html_reports"]["mutually-exclusive"] is True
+    assert not any(g.get("mutually-exclusive") for i, g in groups.items()
+                   if i != "options_for_the_html_reports")

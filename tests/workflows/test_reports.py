@@ -124,7 +124,8 @@ def test_failed_participant_gets_a_short_report_and_a_broken_report_fails_nothin
     monkeypatch.setattr(participant, "participant_report", broken)
     write_dataset_description(tmp_path, source_datasets={"raw": tmp_path / "bids"})
     settings = SimpleNamespace(analysis_level="participant", output_dir=tmp_path,
-                               participant_label=("01",), fd_threshold=0.5, verbose=0)
+                               participant_label=("01",), model_orders=(), reports_only=False,
+                               nprocs=1, fd_threshold=0.5, verbose=0)
     written = write_reports(settings, {"sub-99": FileNotFoundError("No confounds found")})
     assert written == [tmp_path / "sub-99.html"]
     text = (tmp_path / "sub-99.html").read_text()

@@ -180,6 +180,15 @@ def build_parser() -> MsicaParser:
     g_sci.add_argument("--config", type=is_file,
                        help="TOML file of option defaults (underscore names); the command line wins")
 
+    g_reports = parser.add_argument_group(
+        "Options for the HTML reports").add_mutually_exclusive_group()
+    g_reports.add_argument(*both("--no-reports"), dest="no_reports", action="store_true",
+                           help="run the workflows and write the derivatives, but draw no HTML "
+                           "reports")
+    g_reports.add_argument(*both("--reports-only"), dest="reports_only", action="store_true",
+                           help="run no workflow: draw this level's HTML reports again from the "
+                           "derivatives already in OUTPUT_DIR (exit code 66 if they are missing)")
+
     g_exec = parser.add_argument_group("Options for performance and execution")
     g_exec.add_argument("-w", *both("--work-dir"), dest="work_dir",
                         type=lambda p: Path(p).expanduser().absolute(),
@@ -235,7 +244,8 @@ def parse_args(argv: Sequence[str]) -> Settings:
     if opts.templates and opts.model_orders:
         parser.error("--template (template mode) and --model-orders (data-driven mode) "
                      "exclude each other; give one of them.")
-    if opts.analysis_level == "participant" and not opts.templates and not opts.model_orders:
+    if (opts.analysis_level == "participant" and not opts.templates and not opts.model_orders
+            and not opts.reports_only):
         parser.error("the participant level needs networks: give --template (template mode, "
                      "e.g. a NeuroMark NIfTI) or --model-orders (data-driven mode, e.g. 25 50).")
     if opts.gift_compatible and (opts.model_orders or opts.backrecon_method != "moo-icar"):
@@ -287,6 +297,8 @@ def parse_args(argv: Sequence[str]) -> Settings:
         harmonize_protect=tuple(opts.harmonize_protect),
         connectivity=tuple(dict.fromkeys(opts.connectivity)),
         introspect=opts.introspect,
+        no_reports=opts.no_reports,
+        reports_only=opts.reports_only,
         nprocs=opts.nprocs,
         omp_nthreads=opts.omp_nthreads,
         mem_gb=opts.mem_gb,

@@ -115,8 +115,9 @@ def boutiques_descriptor() -> dict[str, Any]:
     One input per argparse action of the parser (help and version left out):
     options become ``String``/``File``/``Number``/``Flag`` inputs with their
     long flag, choices, list-ness and scalar defaults; argparse groups become
-    Boutiques groups. Machine-dependent defaults (absolute paths) are left out
-    so that the descriptor is the same on every machine.
+    Boutiques groups (mutually exclusive when argparse's are). Machine-dependent
+    defaults (absolute paths) are left out so that the descriptor is the same on
+    every machine.
 
     Returns
     -------
@@ -135,6 +136,7 @@ def boutiques_descriptor() -> dict[str, Any]:
 
     parser = build_parser()
     inputs, groups = [], []
+    exclusive = [{a.dest for a in g._group_actions} for g in parser._mutually_exclusive_groups]
     for group in parser._action_groups:
         members = [a for a in group._group_actions if not isinstance(a, _SKIP)]
         if not members:
@@ -145,6 +147,8 @@ def boutiques_descriptor() -> dict[str, Any]:
                 "name": group.title,
                 "members": [a.dest for a in members],
             })
+            if any({a.dest for a in members} <= dests for dests in exclusive):
+                groups[-1]["mutually-exclusive"] = True
     for action in parser._actions:
         if not isinstance(action, _SKIP):
             inputs.append(_input(action))

@@ -44,14 +44,21 @@ class ParticipantFailure(RuntimeError):
 
 
 def run_level(settings: Settings) -> int:
-    """Run the analysis level named in ``settings``; return the exit code."""
+    """Run the analysis level named in ``settings`` (or only its reports); return the exit code."""
+    from workflows.execution.preflight import check_device, check_directories
+
+    if settings.reports_only:
+        from workflows.reports import check_report_inputs
+
+        check_report_inputs(settings)  # exit 66 before anything is written
+        check_directories(settings.output_dir, settings.work_dir)
+        with run_environment(settings.work_dir, settings.verbose):
+            return _redraw_reports(settings)
     if not settings.bids_dir.is_dir():
         raise FileNotFoundError(
             f"BIDS_DIR {settings.bids_dir} does not exist; check the path "
             "(and the container's -B binds)."
         )
-    from workflows.execution.preflight import check_device, check_directories
-
     check_device(settings.device)
     check_directories(settings.output_dir, settings.work_dir)
     with run_environment(settings.work_dir, settings.verbose):
@@ -73,15 +80,26 @@ def _run_level(settings: Settings) -> int:
             failures = _run_participant_level(settings)
         else:
             failures = _run_group_level(settings)
-    from workflows.reports import write_reports
+    if not settings.no_reports:
+        from workflows.reports import write_reports
 
-    write_reports(settings, failures)  # logs a warning and goes on if a report fails
+        write_reports(settings, failures)  # logs a warning and goes on if a report fails
     if not failures:
         return int(ExitCode.OK)
     for where, exc in failures.items():
         print(f"msica: error: {where}: {exc}", file=sys.stderr)
     codes = {exit_code_for(exc) for exc in failures.values()}
     return int(codes.pop()) if len(codes) == 1 else int(ExitCode.ERROR)
+
+
+def _redraw_reports(settings: Settings) -> int:
+    """``--reports-only``: draw the level's reports again from the derivatives on disk."""
+    from workflows.exit_codes import ExitCode
+    from workflows.reports import write_reports
+
+    LOGGER.info("Settings of this run: %s", settings.write_toml())
+    write_reports(settings, {})
+    return int(ExitCode.OK)
 
 
 def _run_participant_level(settings: Settings) -> dict[str, BaseException]:
