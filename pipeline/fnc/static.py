@@ -10,7 +10,6 @@ Ledoit-Wolf shrinkage.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,15 +19,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from pipeline._docs import fill_doc
 from pipeline._validation import check_array_2d, check_in_allowed, check_type
+from pipeline.fnc.names import network_labels
 
-__all__ = ["EDGE_SEP", "NODE_PATTERN", "StaticFNC", "fisher_z", "network_labels", "static_fnc"]
+__all__ = ["StaticFNC", "fisher_z", "static_fnc"]
 
 LOGGER = logging.getLogger("msica.fnc")
-
-#: FNC node names made by :func:`network_labels`: ``s<scale>-<label>``.
-NODE_PATTERN = re.compile(r"^s(?P<scale>[^-]+)-(?P<label>.+)$")
-#: Separator of the two nodes in an edge (feature) name, ``"s4-N1__s10-N3"``.
-EDGE_SEP = "__"
 
 #: GIFT's ``icatb_r_to_z`` adds this to both log arguments (finite z at |r| = 1).
 GIFT_Z_EPS = 1e-8
@@ -123,32 +118,6 @@ def _static_fnc_many(stacked: list[np.ndarray], chunk: int = 64) -> np.ndarray:
         corr[:, diag, diag] = 0.0
         out[start : start + chunk] = fisher_z(corr)
     return out
-
-
-def network_labels(scale: Any, n_networks: int, labels: Sequence[str] | None = None) -> list[str]:
-    """Multi-scale node names ``"s<scale>-<label>"`` (e.g. ``"s4-N1"``).
-
-    Parameters
-    ----------
-    scale : int or str
-        Model order of the scale.
-    n_networks : int
-    labels : sequence of str, optional
-        Network labels; ``N1 ... Nk`` when omitted.
-
-    Returns
-    -------
-    list of str
-    """
-    if labels is None:
-        labels = [f"N{i + 1}" for i in range(n_networks)]
-    labels = [str(lab) for lab in labels]
-    if len(labels) != n_networks:
-        raise ValueError(
-            f"'labels' for scale {scale} must have one entry per network ({n_networks}). "
-            f"Got {len(labels)}."
-        )
-    return [f"s{scale}-{lab}" for lab in labels]
 
 
 @fill_doc

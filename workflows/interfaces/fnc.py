@@ -52,6 +52,7 @@ class ComputeFNC(SimpleInterface):
     output_spec = _ComputeFNCOutputSpec
 
     def _run_interface(self, runtime):
+        from pipeline.features import edge_labels
         from pipeline.fnc.dynamic import sliding_window_fnc
         from pipeline.fnc.static import StaticFNC
         from pipeline.fnc.timecourse import postprocess
@@ -88,8 +89,7 @@ class ComputeFNC(SimpleInterface):
 
         stacked = np.hstack([cleaned[s] for s in est.scales_])
         windows = sliding_window_fnc(stacked, window=inputs.window, sigma=inputs.sigma)
-        rows, cols = np.triu_indices(est.n_nodes_, 1)
-        pair_names = [f"{est.labels_[i]}__{est.labels_[j]}" for i, j in zip(rows, cols)]
+        pair_names = edge_labels(est.labels_)
         dfnc_file = cwd / "dfnc.tsv"
         pd.DataFrame(windows, columns=pair_names).to_csv(dfnc_file, sep="\t", index=False)
         self._results.update(

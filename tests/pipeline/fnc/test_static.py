@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.covariance import LedoitWolf
 
-from pipeline.fnc.static import StaticFNC, fisher_z, network_labels, static_fnc
+from pipeline.fnc.names import network_labels
+from pipeline.fnc.static import StaticFNC, fisher_z, static_fnc
 
 from .conftest import correlated_signals, random_corr
 
