@@ -9,10 +9,10 @@ from functools import partial
 from pathlib import Path
 
 from pipeline import __version__
+from pipeline.ica.backrecon import BACKRECON_METHODS
 from workflows.cli import validators as val
 from workflows.cli.base import MsicaParser, both, guarded, setup_logging
 from workflows.config import (
-    BACKRECON_METHODS,
     CONNECTIVITY,
     DENOISE_DEFAULTS,
     DENOISE_STRATEGIES,
@@ -124,8 +124,10 @@ def build_parser() -> MsicaParser:
                        action="store_true",
                        help="resample templates that are not on the BOLD grid (continuous interpolation)")
     g_sci.add_argument(*both("--backrecon-method"), dest="backrecon_method",
-                       choices=BACKRECON_METHODS, default="moo-icar",
-                       help="back-reconstruction of template networks per participant")
+                       choices=list(BACKRECON_METHODS), default="moo-icar",
+                       help="back-reconstruction of template networks per participant ("
+                       + "; ".join(f"{name}: {method.summary}"
+                                   for name, method in BACKRECON_METHODS.items()) + ")")
     g_sci.add_argument(*both("--gift-compatible"), dest="gift_compatible", action="store_true",
                        help="back-reconstruct exactly as GIFT's NeuroMark scICA path (MOO-ICAR in "
                        "GIFT's own optimiser, after removing the mean over voxels of each volume) "
@@ -238,9 +240,11 @@ def parse_args(argv: Sequence[str]) -> Settings:
     if opts.analysis_level == "participant" and not opts.templates and not opts.model_orders:
         parser.error("the participant level needs networks: give --template (template mode, "
                      "e.g. a NeuroMark NIfTI) or --model-orders (data-driven mode, e.g. 25 50).")
-    if opts.gift_compatible and (opts.model_orders or opts.backrecon_method != "moo-icar"):
+    gift_methods = [name for name, method in BACKRECON_METHODS.items()
+                    if method.gift_description is not None]
+    if opts.gift_compatible and (opts.model_orders or opts.backrecon_method not in gift_methods):
         parser.error("--gift-compatible is GIFT's MOO-ICAR back-reconstruction of a template; "
-                     "use it with --template and --backrecon-method moo-icar.")
+                     f"use it with --template and --backrecon-method {' or '.join(gift_methods)}.")
     if opts.n_permutations < 0:
         parser.error(f"--n-permutations {opts.n_permutations} is negative; give 0 (no test) "
                      "or more.")

@@ -54,7 +54,7 @@ class ComputeFNC(SimpleInterface):
     def _run_interface(self, runtime):
         from pipeline.features import edge_labels
         from pipeline.fnc.dynamic import sliding_window_fnc
-        from pipeline.fnc.static import StaticFNC
+        from pipeline.fnc.static import FNC_MEASURES, StaticFNC
         from pipeline.fnc.timecourse import postprocess
 
         inputs = self.inputs
@@ -96,7 +96,7 @@ class ComputeFNC(SimpleInterface):
             relmat_file=str(relmat_file),
             dfnc_file=str(dfnc_file),
             meta={
-                "Measure": "Pearson correlation, Fisher z (arctanh), zero diagonal",
+                "Measure": FNC_MEASURES[est.kind].description,
                 "Scales": list(est.scales_),
                 "NodeLabels": list(est.labels_),
                 "NodeDomains": node_domains,
