@@ -44,6 +44,32 @@ def _denoise_options(opts: argparse.Namespace, parser: MsicaParser) -> dict:
     return values
 
 
+def _check_config_values(parser: MsicaParser, path: Path, data: dict) -> None:
+    """Check ``--config`` values as the command line checks its own: choices, then types.
+
+    argparse checks neither for defaults, so without this a TOML value outside the
+    choices (which read the registries, e.g. ``backrecon_method``) or a number that the
+    option's type refuses (``nprocs = 0``) would pass.
+    """
+    for action in parser._actions:
+        if action.dest not in data:
+            continue
+        value = data[action.dest]
+        items = value if isinstance(value, list) else [value]
+        if action.choices is not None:
+            bad = [item for item in items if item not in action.choices]
+            if bad:
+                parser.error(f"--config {path}: {action.dest} = {value!r}; choose from "
+                             f"{', '.join(map(str, action.choices))}.")
+        if callable(action.type):
+            for item in items:
+                if isinstance(item, (str, int, float)) and not isinstance(item, bool):
+                    try:
+                        action.type(str(item))
+                    except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+                        parser.error(f"--config {path}: {action.dest} = {item!r}: {exc}")
+
+
 def build_parser() -> MsicaParser:
     """The parser of ``msica BIDS_DIR OUTPUT_DIR {participant,group}`` (also used for Boutiques)."""
     parser = MsicaParser(
@@ -212,9 +238,11 @@ def parse_args(argv: Sequence[str]) -> Settings:
     opts = parser.parse_args(argv)
     if opts.config is not None:
         try:
-            parser.set_defaults(**load_config_file(opts.config))
+            config = load_config_file(opts.config)
         except ValueError as exc:
             parser.error(str(exc))
+        _check_config_values(parser, opts.config, config)
+        parser.set_defaults(**config)
         opts = parser.parse_args(argv)
 
     if opts.output_dir == opts.bids_dir:
