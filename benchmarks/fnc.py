@@ -22,7 +22,8 @@ import numpy as np
 
 from pipeline.features import static_fnc_table
 from pipeline.fnc.dynamic import _windows, sliding_window_fnc
-from pipeline.fnc.static import StaticFNC, network_labels, static_fnc
+from pipeline.fnc.names import network_labels
+from pipeline.fnc.static import StaticFNC, static_fnc
 from pipeline.fnc.timecourse import postprocess
 
 RANDOM_STATE = 0

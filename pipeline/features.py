@@ -21,7 +21,7 @@ import pandas as pd
 
 from pipeline._validation import check_array_2d
 from pipeline.exceptions import InputDataError
-from pipeline.fnc.static import EDGE_SEP, NODE_PATTERN, network_labels
+from pipeline.fnc.names import NODE_PATTERN, edge_name, network_labels, split_edge
 from pipeline.fnc.timecourse import detrend, spectra, spectral_stats
 
 __all__ = [
@@ -67,9 +67,9 @@ def edge_labels(node_labels: Sequence[str]) -> list[str]:
     >>> edge_labels(["s4-N1", "s4-N2", "s10-N1"])
     ['s4-N1__s4-N2', 's4-N1__s10-N1', 's4-N2__s10-N1']
     """
-    labels = np.asarray([str(x) for x in node_labels], dtype=object)
-    iu = np.triu_indices(labels.size, 1)
-    return (labels[iu[0]] + EDGE_SEP + labels[iu[1]]).tolist()
+    labels = [str(x) for x in node_labels]
+    rows, cols = np.triu_indices(len(labels), 1)
+    return [edge_name(labels[i], labels[j]) for i, j in zip(rows, cols, strict=True)]
 
 
 def _scale_of(label: str) -> str:
@@ -77,7 +77,7 @@ def _scale_of(label: str) -> str:
     if match is None:
         raise ValueError(
             f"Node label {label!r} does not start with 's<scale>-' (e.g. 's10-N3'). "
-            "Name nodes with pipeline.fnc.static.network_labels."
+            "Name nodes with pipeline.fnc.names.network_labels."
         )
     return match["scale"]
 
@@ -92,9 +92,7 @@ def edge_scale_pairs(columns: Sequence[str]) -> list[tuple[str, str]]:
     """
     out = []
     for col in columns:
-        a, sep, b = str(col).partition(EDGE_SEP)
-        if not sep:
-            raise ValueError(f"Column {col!r} is not an edge name '<a>__<b>'.")
+        a, b = split_edge(col)
         out.append((_scale_of(a), _scale_of(b)))
     return out
 

@@ -101,6 +101,26 @@ def test_config_file_unknown_key(bids_dir, tmp_path, capsys):
     assert "unknown option(s) ['denoise_strategi']" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("line", "message"), [
+    ('backrecon_method = "ica-lite"', "backrecon_method = 'ica-lite'; choose from moo-icar, "
+                                      "dual-regression."),
+    ('connectivity = ["fnc", "bogus"]', "connectivity = ['fnc', 'bogus']; choose from fnc,"),
+    ('device = "tpu"', "device = 'tpu'; choose from auto, cpu, cuda."),
+    ("nprocs = 0", "nprocs = 0: 0 must be >= 1"),
+    ("fd_threshold = -0.5", "fd_threshold = -0.5:"),
+])
+def test_config_values_are_checked_like_options(participant, tmp_path, capsys, line, message):
+    """A --config value outside the option's choices (the registries) or type is one usage line."""
+    cfg = tmp_path / "msica.toml"
+    cfg.write_text(line + "\n")
+    with pytest.raises(SystemExit) as exc:
+        parse_args(participant("--config", str(cfg)))
+    assert exc.value.code == ExitCode.USAGE
+    *usage, error = capsys.readouterr().err.strip().splitlines()
+    assert usage[0].startswith("usage: msica")
+    assert error.startswith(f"msica: error: --config {cfg}: {message}")
+
+
 @pytest.mark.parametrize("extra", [("--denoise-strategy", "simple", "--low-pass", "0.1",
                                     "--seed", "7"),
                                    ("--high-pass", "none", "--no-standardize"),

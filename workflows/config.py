@@ -36,7 +36,6 @@ DENOISE_STRATEGIES = ("simple", "scrubbing", "compcor", "none")
 DENOISE_DEFAULTS = {"denoise_strategy": "none", "high_pass": None, "low_pass": None,
                     "detrend": False, "standardize": False}
 PLUGINS = ("MultiProc", "Linear", "SLURM")
-BACKRECON_METHODS = ("moo-icar", "dual-regression")
 DEVICES = ("auto", "cpu", "cuda")
 HARMONIZERS = ("none", "combat")
 #: Classifier features: msica's multi-scale FNC edges, or a connectivity kind of the network

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.fnc.static import EDGE_SEP, NODE_PATTERN
+from pipeline.fnc.names import NODE_PATTERN, split_edge
 
 __all__ = ["biomarker_report", "parse_edge_name", "plot_top_connections"]
 
@@ -31,17 +31,14 @@ def parse_edge_name(name: str) -> dict:
     Raises
     ------
     ValueError
-        If ``name`` does not contain the separator ``"__"``.
+        If ``name`` is not an edge name (:func:`pipeline.fnc.names.split_edge`).
 
     Examples
     --------
     >>> parse_edge_name("s4-N1__s10-N3")["scale_b"]
     '10'
     """
-    a, sep, b = str(name).partition(EDGE_SEP)
-    if not sep or not a or not b:
-        raise ValueError(f"feature name {name!r} is not an edge '<node_a>__<node_b>' "
-                         "(e.g. 's4-N1__s10-N3'). Pass FNC edge columns.")
+    a, b = split_edge(name)
     out = {"node_a": a, "node_b": b}
     for side, node in (("a", a), ("b", b)):
         match = NODE_PATTERN.match(node)

@@ -33,7 +33,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from pipeline._docs import fill_doc
 from pipeline._validation import check_in_allowed, resolve_device
 from pipeline.exceptions import ConvergenceWarning, InputDataError
-from pipeline.fnc.static import EDGE_SEP
+from pipeline.fnc.names import EDGE_SEP, edge_name
 
 __all__ = [
     "CONNECTIVITY_KINDS",
@@ -121,7 +121,7 @@ def vectors_to_covariances(vectors) -> np.ndarray:
 
 def _pair_names(labels, discard_diagonal=False) -> list[str]:
     rows, cols = np.tril_indices(len(labels), k=-1 if discard_diagonal else 0)
-    return [f"{labels[j]}{EDGE_SEP}{labels[i]}" for i, j in zip(rows, cols, strict=True)]
+    return [edge_name(labels[j], labels[i]) for i, j in zip(rows, cols, strict=True)]
 
 
 def covariance_table(covariances, node_labels: Sequence[str], participant_ids) -> pd.DataFrame:

@@ -4,14 +4,15 @@
 diagonal, ``icatb_r_to_z``). :class:`StaticFNC` stacks the networks of every
 scale into one multi-scale matrix and offers nilearn's
 :class:`~nilearn.connectome.ConnectivityMeasure` for partial correlation and
-Ledoit-Wolf shrinkage.
+Ledoit-Wolf shrinkage. The measures are the entries of :data:`FNC_MEASURES`:
+adding one is one :class:`FNCMeasure` entry and its ``compute`` function.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,15 +21,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from pipeline._docs import fill_doc
 from pipeline._validation import check_array_2d, check_in_allowed, check_type
+from pipeline.fnc.names import network_labels
 
-__all__ = ["EDGE_SEP", "NODE_PATTERN", "StaticFNC", "fisher_z", "network_labels", "static_fnc"]
+__all__ = ["FNC_MEASURES", "FNCMeasure", "StaticFNC", "fisher_z", "static_fnc"]
 
 LOGGER = logging.getLogger("msica.fnc")
-
-#: FNC node names made by :func:`network_labels`: ``s<scale>-<label>``.
-NODE_PATTERN = re.compile(r"^s(?P<scale>[^-]+)-(?P<label>.+)$")
-#: Separator of the two nodes in an edge (feature) name, ``"s4-N1__s10-N3"``.
-EDGE_SEP = "__"
 
 #: GIFT's ``icatb_r_to_z`` adds this to both log arguments (finite z at |r| = 1).
 GIFT_Z_EPS = 1e-8
@@ -125,30 +122,70 @@ def _static_fnc_many(stacked: list[np.ndarray], chunk: int = 64) -> np.ndarray:
     return out
 
 
-def network_labels(scale: Any, n_networks: int, labels: Sequence[str] | None = None) -> list[str]:
-    """Multi-scale node names ``"s<scale>-<label>"`` (e.g. ``"s4-N1"``).
+def _nilearn_connectivity(runs: list[np.ndarray], kind: str, shrinkage: bool) -> np.ndarray:
+    """nilearn's ``ConnectivityMeasure`` of ``kind``, zero diagonal, Fisher z."""
+    from nilearn.connectome import ConnectivityMeasure
+    from sklearn.covariance import EmpiricalCovariance, LedoitWolf
 
-    Parameters
+    cov = LedoitWolf(store_precision=False) if shrinkage else EmpiricalCovariance()
+    measure = ConnectivityMeasure(cov_estimator=cov, kind=kind, standardize=False)
+    mats = measure.fit_transform(runs)
+    idx = np.arange(mats.shape[1])
+    mats[:, idx, idx] = 0.0
+    return fisher_z(np.clip(mats, -1.0, 1.0))
+
+
+def _correlation(runs: list[np.ndarray], shrinkage: bool) -> np.ndarray:
+    """GIFT's exact FNC (:func:`static_fnc`), or nilearn's with Ledoit-Wolf shrinkage."""
+    if not shrinkage:
+        return _static_fnc_many(runs)
+    return _nilearn_connectivity(runs, "correlation", shrinkage)
+
+
+def _partial_correlation(runs: list[np.ndarray], shrinkage: bool) -> np.ndarray:
+    """Partial correlation from nilearn's precision matrix."""
+    return _nilearn_connectivity(runs, "partial correlation", shrinkage)
+
+
+@dataclass(frozen=True)
+class FNCMeasure:
+    """One static-FNC measure: how to compute it and how a run describes it.
+
+    Attributes
     ----------
-    scale : int or str
-        Model order of the scale.
-    n_networks : int
-    labels : sequence of str, optional
-        Network labels; ``N1 ... Nk`` when omitted.
-
-    Returns
-    -------
-    list of str
+    name : str
+        The ``kind`` of :class:`StaticFNC`.
+    compute : callable
+        ``compute(runs, shrinkage) -> ndarray of shape (n_runs, n_nodes, n_nodes)``:
+        ``runs`` is a list of (n_volumes, n_nodes) arrays, ``shrinkage`` whether to
+        estimate the covariance with Ledoit-Wolf shrinkage; the matrices are Fisher z
+        with a zero diagonal.
+    description : str
+        What the measure is, for the JSON sidecars (``"Measure"``).
+    summary : str
+        The phrase of the methods text (``"static FNC (<summary>)"``), citing works
+        as ``@key``.
+    references : mapping of str to str
+        The works cited by ``@key`` in ``summary`` (key -> reference text).
     """
-    if labels is None:
-        labels = [f"N{i + 1}" for i in range(n_networks)]
-    labels = [str(lab) for lab in labels]
-    if len(labels) != n_networks:
-        raise ValueError(
-            f"'labels' for scale {scale} must have one entry per network ({n_networks}). "
-            f"Got {len(labels)}."
-        )
-    return [f"s{scale}-{lab}" for lab in labels]
+
+    name: str
+    compute: Callable[[list[np.ndarray], bool], np.ndarray]
+    description: str
+    summary: str
+    references: Mapping[str, str] = field(default_factory=dict)
+
+
+#: Static-FNC measures by name (:class:`StaticFNC`'s ``kind``).
+FNC_MEASURES: dict[str, FNCMeasure] = {measure.name: measure for measure in (
+    FNCMeasure(name="correlation", compute=_correlation,
+               description="Pearson correlation, Fisher z (arctanh), zero diagonal",
+               summary="Pearson, Fisher z"),
+    FNCMeasure(name="partial correlation", compute=_partial_correlation,
+               description="partial correlation (nilearn ConnectivityMeasure), Fisher z "
+               "(arctanh), zero diagonal",
+               summary="partial correlation, Fisher z"),
+)}
 
 
 @fill_doc
@@ -157,8 +194,9 @@ class StaticFNC(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    kind : {"correlation", "partial correlation"}, default="correlation"
-        Connectivity measure before the Fisher z-transform.
+    kind : str, default="correlation"
+        Connectivity measure before the Fisher z-transform, a key of
+        :data:`FNC_MEASURES` ("correlation", "partial correlation").
     shrinkage : bool, default=False
         Estimate the covariance with Ledoit-Wolf shrinkage (through nilearn's
         ``ConnectivityMeasure``). Without shrinkage, ``"correlation"`` is
@@ -229,7 +267,7 @@ class StaticFNC(TransformerMixin, BaseEstimator):
         -------
         self
         """
-        check_in_allowed("kind", self.kind, ["correlation", "partial correlation"])
+        check_in_allowed("kind", self.kind, list(FNC_MEASURES))
         check_type("shrinkage", self.shrinkage, (bool, np.bool_))
         subjects, _ = self._as_list(X)
         first = subjects[0]
@@ -282,19 +320,5 @@ class StaticFNC(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "labels_")
         subjects, single = self._as_list(X)
         stacked = [self._stack(s, i) for i, s in enumerate(subjects)]
-        if self.kind == "correlation" and not self.shrinkage:
-            out = _static_fnc_many(stacked)
-        else:
-            out = self._nilearn(stacked)
+        out = FNC_MEASURES[self.kind].compute(stacked, bool(self.shrinkage))
         return out[0] if single else out
-
-    def _nilearn(self, stacked: list[np.ndarray]) -> np.ndarray:
-        from nilearn.connectome import ConnectivityMeasure
-        from sklearn.covariance import EmpiricalCovariance, LedoitWolf
-
-        cov = LedoitWolf(store_precision=False) if self.shrinkage else EmpiricalCovariance()
-        measure = ConnectivityMeasure(cov_estimator=cov, kind=self.kind, standardize=False)
-        mats = measure.fit_transform(stacked)
-        idx = np.arange(mats.shape[1])
-        mats[:, idx, idx] = 0.0
-        return fisher_z(np.clip(mats, -1.0, 1.0))

@@ -8,11 +8,17 @@ Two regression-type methods complement MOO-ICAR (:mod:`pipeline.ica.scica`):
 * :func:`gica_backreconstruct` -- GIFT's GICA back-reconstruction from the
   PCA reductions and the group ICA unmixing matrix (``icatb_backReconstruct``
   with ``backReconType`` 'gica', 'gica3' or 'regular').
+
+The methods a participant's template networks can be back-reconstructed with
+(``msica --backrecon-method``) are the entries of :data:`BACKRECON_METHODS`:
+adding one is one :class:`BackreconMethod` entry and its ``run`` function.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,7 +26,13 @@ import numpy as np
 from pipeline._validation import check_in_allowed, check_type
 from pipeline.exceptions import InputDataError
 
-__all__ = ["dual_regression", "gica_backreconstruct"]
+__all__ = [
+    "BACKRECON_METHODS",
+    "BackreconMethod",
+    "BackreconResult",
+    "dual_regression",
+    "gica_backreconstruct",
+]
 
 
 def _as_2d(name: str, arr: Any) -> np.ndarray:
@@ -265,3 +277,148 @@ def gica_backreconstruct(
     maps = w @ ic_info @ pcs
     timecourses = dew @ tc_info @ np.linalg.pinv(w)
     return maps, timecourses
+
+
+@dataclass(frozen=True)
+class BackreconResult:
+    """What a back-reconstruction method returns for one run and one template.
+
+    Attributes
+    ----------
+    maps : ndarray of shape (n_networks, n_voxels)
+        Participant maps in the method's own scale (the workflow z-scores them;
+        with ``gift_compatible`` they are also written as they are).
+    timecourses : ndarray of shape (n_volumes, n_networks)
+        Participant time courses.
+    meta : dict
+        Method-specific fields of the JSON sidecars (e.g. ``"Device"``).
+    converged, n_iter, final_change : ndarray of shape (n_networks,) or None
+        Per network, for iterative methods: whether the optimiser converged, its
+        number of passes and its last squared step; None for closed-form methods.
+    """
+
+    maps: np.ndarray
+    timecourses: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    converged: np.ndarray | None = None
+    n_iter: np.ndarray | None = None
+    final_change: np.ndarray | None = None
+
+
+#: ``run(data, group_maps, *, device, gift_compatible) -> BackreconResult``, with ``data``
+#: of shape (n_volumes, n_voxels) and ``group_maps`` of shape (n_networks, n_voxels).
+BackreconRun = Callable[..., BackreconResult]
+
+
+@dataclass(frozen=True)
+class BackreconMethod:
+    """One back-reconstruction method: how to run it and how the run describes it.
+
+    Attributes
+    ----------
+    name : str
+        The value of ``--backrecon-method`` and of the sidecars' ``"Method"``.
+    run : callable
+        ``run(data, group_maps, *, device, gift_compatible) -> BackreconResult``.
+    summary : str
+        A few words for ``msica --help`` (and the Boutiques descriptor).
+    description : str
+        The phrase of the methods text (``"... were estimated ... by <description>"``),
+        citing works as ``@key``.
+    references : mapping of str to str
+        The works cited by ``@key`` in ``description`` (key -> reference text); the
+        reports' methods section numbers them.
+    gift_description : str or None
+        The phrase with ``--gift-compatible``; None if the method has no
+        GIFT-compatible variant (the command line then refuses the flag).
+    """
+
+    name: str
+    run: BackreconRun
+    summary: str
+    description: str
+    references: Mapping[str, str] = field(default_factory=dict)
+    gift_description: str | None = None
+
+    def describe(self, gift_compatible: bool = False) -> str:
+        """The methods-text phrase of this method.
+
+        Parameters
+        ----------
+        gift_compatible : bool, default=False
+            Describe the GIFT-compatible variant.
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        ValueError
+            If ``gift_compatible`` and the method has no GIFT-compatible variant.
+        """
+        if not gift_compatible:
+            return self.description
+        if self.gift_description is None:
+            raise ValueError(f"back-reconstruction method {self.name!r} has no GIFT-compatible "
+                             "variant.")
+        return self.gift_description
+
+
+def _run_moo_icar(data: np.ndarray, group_maps: np.ndarray, *, device: str,
+                  gift_compatible: bool) -> BackreconResult:
+    """MOO-ICAR (:class:`pipeline.ica.scica.SpatiallyConstrainedICA`), maps unscaled."""
+    from pipeline.exceptions import ConvergenceWarning
+    from pipeline.ica.scica import SpatiallyConstrainedICA  # torch: imported when run
+
+    est = SpatiallyConstrainedICA(group_maps, zscore=False, device=device,
+                                  gift_compatible=gift_compatible)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # returned, reported by the caller
+        est.fit(data)
+    return BackreconResult(
+        maps=est.components_, timecourses=est.timecourses_,
+        meta={"Optimiser": "GIFT (icatb_gigicar)" if gift_compatible
+              else "Riemannian gradient ascent (msica)",
+              "NumberOfIterations": np.asarray(est.n_iter_).tolist(),
+              "Converged": np.asarray(est.converged_).tolist(),
+              "Objective": np.asarray(est.objective_).tolist(),
+              "Device": str(est.device_)},
+        converged=np.asarray(est.converged_), n_iter=np.asarray(est.n_iter_),
+        final_change=np.asarray(est.final_change_))
+
+
+def _run_dual_regression(data: np.ndarray, group_maps: np.ndarray, *, device: str,
+                         gift_compatible: bool) -> BackreconResult:
+    """:func:`dual_regression` with its defaults (NumPy, so ``device`` is not used)."""
+    maps, timecourses = dual_regression(data, group_maps)
+    return BackreconResult(maps=maps, timecourses=timecourses, meta={"Device": "cpu"})
+
+
+#: Back-reconstruction methods by name (``--backrecon-method``).
+BACKRECON_METHODS: dict[str, BackreconMethod] = {method.name: method for method in (
+    BackreconMethod(
+        name="moo-icar",
+        run=_run_moo_icar,
+        summary="spatially constrained ICA, as GIFT's NeuroMark",
+        description="spatially constrained ICA (MOO-ICAR, @moo_icar)",
+        gift_description="spatially constrained ICA (MOO-ICAR, @moo_icar, with GIFT's own "
+                         "optimiser after removing the mean over voxels of each volume, as "
+                         "GIFT's NeuroMark pipeline)",
+        references={"moo_icar": "Du Y, Fan Y. Group information guided ICA for fMRI data "
+                                "analysis. NeuroImage. 2013;69:157-197. Du Y, et al. NeuroMark: "
+                                "an automated and adaptive ICA based pipeline to identify "
+                                "reproducible fMRI markers of brain disorders. NeuroImage Clin. "
+                                "2020;28:102375."},
+    ),
+    BackreconMethod(
+        name="dual-regression",
+        run=_run_dual_regression,
+        summary="FSL's dual regression",
+        description="dual regression (@dual_regression)",
+        references={"dual_regression": "Beckmann CF, Mackay CE, Filippini N, Smith SM. Group "
+                                       "comparison of resting-state FMRI data using "
+                                       "multi-subject ICA and dual regression. NeuroImage. "
+                                       "2009;47(Suppl 1):S148."},
+    ),
+)}

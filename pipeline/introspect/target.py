@@ -21,7 +21,7 @@ import pandas as pd
 from pipeline._docs import fill_doc
 from pipeline._validation import derive_seeds
 from pipeline.classify.targets import align_features, derive_target
-from pipeline.fnc.static import EDGE_SEP
+from pipeline.fnc.names import EDGE_SEP, is_edge
 from pipeline.introspect.models import FNCMLP
 from pipeline.introspect.training import IntrospectionResult, train_with_introspection
 
@@ -141,7 +141,7 @@ def introspect_target(
 ) -> TargetIntrospection:
     """Train :class:`~pipeline.introspect.models.FNCMLP` on one target with spectra recorded.
 
-    The edge columns (names containing ``"__"``) of ``features`` are z-scored
+    The edge columns (:func:`pipeline.fnc.names.is_edge`) of ``features`` are z-scored
     over the participants where the target is defined (medication and
     response: patients only, see :func:`pipeline.classify.targets.derive_target`)
     and fed to :func:`~pipeline.introspect.training.train_with_introspection`,
@@ -152,8 +152,8 @@ def introspect_target(
     Parameters
     ----------
     features : pandas.DataFrame
-        FNC feature table indexed by participant_id; columns without
-        ``"__"`` (covariates) are ignored.
+        FNC feature table indexed by participant_id; columns that are not
+        edges (covariates) are ignored.
     participants : pandas.DataFrame
         participants.tsv (``participant_id`` column or index).
     target : str
@@ -183,7 +183,7 @@ def introspect_target(
         If the target has fewer than two classes of two participants, or some
         of its participants have no feature row.
     """
-    edges = [c for c in features.columns if EDGE_SEP in str(c)]
+    edges = [c for c in features.columns if is_edge(c)]
     if not edges:
         raise ValueError(
             f"'features' must have edge columns (names containing {EDGE_SEP!r}); got "

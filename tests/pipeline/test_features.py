@@ -19,7 +19,8 @@ from pipeline.features import (
     timecourse_features,
     timecourse_table,
 )
-from pipeline.fnc.static import StaticFNC, network_labels
+from pipeline.fnc.names import network_labels
+from pipeline.fnc.static import StaticFNC
 from pipeline.fnc.timecourse import detrend, spectra, spectral_stats
 
 RANDOM_STATE = 42

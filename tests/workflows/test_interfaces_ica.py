@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pandas as pd
 
+from pipeline.ica.backrecon import BackreconResult
 from workflows.interfaces.ica import _report_convergence
 
 
 def test_convergence_warning_names_run_scale_and_networks(caplog):
-    est = SimpleNamespace(converged_=np.array([True, False, True]), n_iter_=np.array([12, 100, 9]),
-                          final_change_=np.array([0.0, 2e-6, 0.0]))
+    est = BackreconResult(np.zeros((3, 5)), np.zeros((8, 3)),
+                          converged=np.array([True, False, True]), n_iter=np.array([12, 100, 9]),
+                          final_change=np.array([0.0, 2e-6, 0.0]))
     labels = pd.Series(["N1", "N2", "N3"])
     with caplog.at_level("WARNING", logger="msica.workflows"):
         _report_convergence(est, labels, "sub-04_task-rest_desc-preproc_bold.nii.gz", 3, False)
@@ -25,8 +25,15 @@ def test_convergence_warning_names_run_scale_and_networks(caplog):
 
 
 def test_no_warning_when_every_network_converged(caplog):
-    est = SimpleNamespace(converged_=np.array([True, True]), n_iter_=np.array([3, 4]),
-                          final_change_=np.zeros(2))
+    est = BackreconResult(np.zeros((2, 5)), np.zeros((8, 2)), converged=np.array([True, True]),
+                          n_iter=np.array([3, 4]), final_change=np.zeros(2))
     with caplog.at_level("WARNING", logger="msica.workflows"):
         _report_convergence(est, pd.Series(["a", "b"]), "run", 2, False)
+    assert not caplog.records
+
+
+def test_closed_form_methods_report_nothing(caplog):
+    result = BackreconResult(np.zeros((2, 5)), np.zeros((8, 2)))  # converged None
+    with caplog.at_level("WARNING", logger="msica.workflows"):
+        _report_convergence(result, pd.Series(["a", "b"]), "run", 2, False)
     assert not caplog.records

@@ -9,10 +9,10 @@ from functools import partial
 from pathlib import Path
 
 from pipeline import __version__
+from pipeline.ica.backrecon import BACKRECON_METHODS
 from workflows.cli import validators as val
 from workflows.cli.base import MsicaParser, both, guarded, setup_logging
 from workflows.config import (
-    BACKRECON_METHODS,
     CONNECTIVITY,
     DENOISE_DEFAULTS,
     DENOISE_STRATEGIES,
@@ -42,6 +42,32 @@ def _denoise_options(opts: argparse.Namespace, parser: MsicaParser) -> dict:
         parser.error(f"--denoise-strategy none leaves the data as they are; drop {flags} or "
                      "choose a confound strategy (simple, scrubbing, compcor).")
     return values
+
+
+def _check_config_values(parser: MsicaParser, path: Path, data: dict) -> None:
+    """Check ``--config`` values as the command line checks its own: choices, then types.
+
+    argparse checks neither for defaults, so without this a TOML value outside the
+    choices (which read the registries, e.g. ``backrecon_method``) or a number that the
+    option's type refuses (``nprocs = 0``) would pass.
+    """
+    for action in parser._actions:
+        if action.dest not in data:
+            continue
+        value = data[action.dest]
+        items = value if isinstance(value, list) else [value]
+        if action.choices is not None:
+            bad = [item for item in items if item not in action.choices]
+            if bad:
+                parser.error(f"--config {path}: {action.dest} = {value!r}; choose from "
+                             f"{', '.join(map(str, action.choices))}.")
+        if callable(action.type):
+            for item in items:
+                if isinstance(item, (str, int, float)) and not isinstance(item, bool):
+                    try:
+                        action.type(str(item))
+                    except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+                        parser.error(f"--config {path}: {action.dest} = {item!r}: {exc}")
 
 
 def build_parser() -> MsicaParser:
@@ -124,8 +150,10 @@ def build_parser() -> MsicaParser:
                        action="store_true",
                        help="resample templates that are not on the BOLD grid (continuous interpolation)")
     g_sci.add_argument(*both("--backrecon-method"), dest="backrecon_method",
-                       choices=BACKRECON_METHODS, default="moo-icar",
-                       help="back-reconstruction of template networks per participant")
+                       choices=list(BACKRECON_METHODS), default="moo-icar",
+                       help="back-reconstruction of template networks per participant ("
+                       + "; ".join(f"{name}: {method.summary}"
+                                   for name, method in BACKRECON_METHODS.items()) + ")")
     g_sci.add_argument(*both("--gift-compatible"), dest="gift_compatible", action="store_true",
                        help="back-reconstruct exactly as GIFT's NeuroMark scICA path (MOO-ICAR in "
                        "GIFT's own optimiser, after removing the mean over voxels of each volume) "
@@ -219,9 +247,11 @@ def parse_args(argv: Sequence[str]) -> Settings:
     opts = parser.parse_args(argv)
     if opts.config is not None:
         try:
-            parser.set_defaults(**load_config_file(opts.config))
+            config = load_config_file(opts.config)
         except ValueError as exc:
             parser.error(str(exc))
+        _check_config_values(parser, opts.config, config)
+        parser.set_defaults(**config)
         opts = parser.parse_args(argv)
 
     if opts.output_dir == opts.bids_dir:
@@ -248,9 +278,11 @@ def parse_args(argv: Sequence[str]) -> Settings:
             and not opts.reports_only):
         parser.error("the participant level needs networks: give --template (template mode, "
                      "e.g. a NeuroMark NIfTI) or --model-orders (data-driven mode, e.g. 25 50).")
-    if opts.gift_compatible and (opts.model_orders or opts.backrecon_method != "moo-icar"):
+    gift_methods = [name for name, method in BACKRECON_METHODS.items()
+                    if method.gift_description is not None]
+    if opts.gift_compatible and (opts.model_orders or opts.backrecon_method not in gift_methods):
         parser.error("--gift-compatible is GIFT's MOO-ICAR back-reconstruction of a template; "
-                     "use it with --template and --backrecon-method moo-icar.")
+                     f"use it with --template and --backrecon-method {' or '.join(gift_methods)}.")
     if opts.n_permutations < 0:
         parser.error(f"--n-permutations {opts.n_permutations} is negative; give 0 (no test) "
                      "or more.")

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.exceptions import InputDataError
+from pipeline.fnc.names import edge_name, is_edge
 from workflows.cli.base import MsicaParser
 
 __all__ = ["load_feature_table", "sites_command", "simulated_sites", "split_sites"]
@@ -39,7 +40,7 @@ def simulated_sites(n_subjects: int, n_sites: int, *, effect_size: float = 1.0,
                              grid_mm=12.0, effect_size=effect_size, random_state=random_state)
     iu = np.triu_indices(cohort.subjects[0].fnc.shape[0], k=1)
     X = np.stack([s.fnc[iu] for s in cohort.subjects])
-    table = pd.DataFrame(X, columns=[f"e{i}__{j}" for i, j in zip(*iu)])
+    table = pd.DataFrame(X, columns=[edge_name(f"e{i}", j) for i, j in zip(*iu)])
     table.insert(0, "diagnosis", cohort.participants["diagnosis"].to_numpy())
     table.insert(0, "site", cohort.participants["site"].to_numpy())
     table.index = pd.Index(cohort.participants["participant_id"], name="participant_id")
@@ -60,7 +61,7 @@ def load_feature_table(path: Path, target: str) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"--features: no file at {path}; run the group level first.")
     table = pd.read_csv(path, sep="\t", index_col=0, na_values="n/a")
-    edges = [c for c in table.columns if "__" in str(c)]
+    edges = [c for c in table.columns if is_edge(c)]
     missing = [c for c in ("site", target) if c not in table.columns]
     if missing or not edges:
         raise InputDataError(
@@ -75,7 +76,7 @@ def split_sites(table: pd.DataFrame, test_fraction: float, random_state: int):
     """Per site, a stratified train/test split of features and integer labels."""
     from sklearn.model_selection import train_test_split
 
-    edges = [c for c in table.columns if "__" in str(c)]
+    edges = [c for c in table.columns if is_edge(c)]
     classes = sorted(table["diagnosis"].astype(str).unique())
     if len(classes) < 2:
         raise InputDataError(f"the label column has one class only ({classes}); need two or more.")

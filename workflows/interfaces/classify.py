@@ -39,7 +39,7 @@ def read_network_covariances(timeseries_files, relmat_files) -> pd.DataFrame:
     """
     from pipeline.classify.connectivity import network_covariances
     from pipeline.exceptions import InputDataError
-    from pipeline.fnc.static import network_labels
+    from pipeline.fnc.names import network_labels
     from pipeline.fnc.timecourse import postprocess
     from workflows.bids.naming import scale_of, source_entities
 
@@ -123,14 +123,14 @@ class ClassifyTarget(SimpleInterface):
         from pipeline.classify.connectivity import CONNECTIVITY_KINDS
         from pipeline.classify.harmonize import HARMONIZERS
         from pipeline.classify.persistence import MODEL_EXTENSION, save_model
-        from pipeline.fnc.static import EDGE_SEP
+        from pipeline.fnc.names import is_edge
         from workflows.reports.figures import savefig_reproducible
 
         inputs = self.inputs
         kinds = None if list(inputs.connectivity) == ["fnc"] else list(inputs.connectivity)
         if kinds is None:
             table = pd.read_csv(inputs.features_file, sep="\t", index_col=0, na_values="n/a")
-            features = table[[c for c in table.columns if EDGE_SEP in c]]
+            features = table[[c for c in table.columns if is_edge(c)]]
         else:
             features = read_network_covariances(inputs.timeseries_files, inputs.relmat_files)
         participants = pd.read_csv(inputs.participants_file, sep="\t", na_values="n/a",

@@ -52,8 +52,9 @@ class ComputeFNC(SimpleInterface):
     output_spec = _ComputeFNCOutputSpec
 
     def _run_interface(self, runtime):
+        from pipeline.features import edge_labels
         from pipeline.fnc.dynamic import sliding_window_fnc
-        from pipeline.fnc.static import StaticFNC
+        from pipeline.fnc.static import FNC_MEASURES, StaticFNC
         from pipeline.fnc.timecourse import postprocess
 
         inputs = self.inputs
@@ -88,15 +89,14 @@ class ComputeFNC(SimpleInterface):
 
         stacked = np.hstack([cleaned[s] for s in est.scales_])
         windows = sliding_window_fnc(stacked, window=inputs.window, sigma=inputs.sigma)
-        rows, cols = np.triu_indices(est.n_nodes_, 1)
-        pair_names = [f"{est.labels_[i]}__{est.labels_[j]}" for i, j in zip(rows, cols)]
+        pair_names = edge_labels(est.labels_)
         dfnc_file = cwd / "dfnc.tsv"
         pd.DataFrame(windows, columns=pair_names).to_csv(dfnc_file, sep="\t", index=False)
         self._results.update(
             relmat_file=str(relmat_file),
             dfnc_file=str(dfnc_file),
             meta={
-                "Measure": "Pearson correlation, Fisher z (arctanh), zero diagonal",
+                "Measure": FNC_MEASURES[est.kind].description,
                 "Scales": list(est.scales_),
                 "NodeLabels": list(est.labels_),
                 "NodeDomains": node_domains,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import nibabel as nb
@@ -18,15 +17,23 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from pipeline.ica.backrecon import BACKRECON_METHODS
+
 __all__ = ["BackReconstruct"]
 
 LOGGER = logging.getLogger("msica.workflows")
 
 
-def _report_convergence(est, labels: pd.Series, run_name: str, scale: int,
+def _report_convergence(result, labels: pd.Series, run_name: str, scale: int,
                         gift_compatible: bool) -> None:
-    """One warning per run and scale naming the MOO-ICAR networks that did not converge."""
-    bad = np.flatnonzero(~np.asarray(est.converged_))
+    """One warning per run and scale naming the MOO-ICAR networks that did not converge.
+
+    ``result`` is a :class:`pipeline.ica.backrecon.BackreconResult`; closed-form methods
+    (``converged`` None) report nothing.
+    """
+    if result.converged is None:
+        return
+    bad = np.flatnonzero(~np.asarray(result.converged))
     if bad.size == 0:
         return
     names = ", ".join(labels.iloc[bad[:10]]) + (" ..." if bad.size > 10 else "")
@@ -37,8 +44,8 @@ def _report_convergence(est, labels: pd.Series, run_name: str, scale: int,
         "%s, scale %d: MOO-ICAR did not converge for %d of %d networks (%s) after %d passes "
         "(largest final squared step %.3g); %s. The sidecar's 'Converged' lists every network.",
         run_name or "this run", scale, bad.size, len(labels), names,
-        int(np.max(np.asarray(est.n_iter_)[bad])),
-        float(np.max(np.asarray(est.final_change_)[bad])), advice)
+        int(np.max(np.asarray(result.n_iter)[bad])),
+        float(np.max(np.asarray(result.final_change)[bad])), advice)
 
 
 class _BackReconstructInputSpec(BaseInterfaceInputSpec):
@@ -46,8 +53,9 @@ class _BackReconstructInputSpec(BaseInterfaceInputSpec):
     mask_file = File(exists=True, mandatory=True, desc="brain mask on the BOLD grid")
     template_file = File(exists=True, mandatory=True, desc="4-D template, one volume per network")
     labels_file = File(exists=True, desc="labels TSV of the template")
-    method = traits.Enum("moo-icar", "dual-regression", usedefault=True,
-                         desc="spatially constrained ICA (MOO-ICAR) or dual regression")
+    method = traits.Str("moo-icar", usedefault=True,
+                        desc="back-reconstruction method, a key of "
+                        "pipeline.ica.backrecon.BACKRECON_METHODS")
     resample_template = traits.Bool(False, usedefault=True,
                                     desc="resample a template on another grid to the BOLD grid")
     gift_compatible = traits.Bool(False, usedefault=True,
@@ -78,9 +86,8 @@ class BackReconstruct(SimpleInterface):
         from nilearn.image import resample_to_img
         from nilearn.maskers import NiftiMasker
 
-        from pipeline.exceptions import ConvergenceWarning, InputDataError
-        from pipeline.ica.backrecon import dual_regression
-        from pipeline.ica.scica import SpatiallyConstrainedICA, zscore_maps
+        from pipeline.exceptions import InputDataError
+        from pipeline.ica.scica import zscore_maps
         from pipeline.templates import read_template_labels
         from workflows.interfaces.denoise import load_denoised
 
@@ -110,27 +117,12 @@ class BackReconstruct(SimpleInterface):
         labels = read_template_labels(
             inputs.labels_file if isdefined(inputs.labels_file) else None, n_networks)
 
-        gift_maps = None
-        if inputs.method == "moo-icar":
-            est = SpatiallyConstrainedICA(maps_in, zscore=False, device=inputs.device,
-                                          gift_compatible=inputs.gift_compatible)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)  # reported below, by run
-                est.fit(data)
-            _report_convergence(est, labels["label"], inputs.run_name, n_networks,
-                                inputs.gift_compatible)
-            gift_maps, timecourses = est.components_, est.timecourses_
-            maps, _ = zscore_maps(gift_maps)
-            extra = {"Optimiser": "GIFT (icatb_gigicar)" if inputs.gift_compatible
-                     else "Riemannian gradient ascent (msica)",
-                     "NumberOfIterations": np.asarray(est.n_iter_).tolist(),
-                     "Converged": np.asarray(est.converged_).tolist(),
-                     "Objective": np.asarray(est.objective_).tolist(),
-                     "Device": str(est.device_)}
-        else:
-            maps, timecourses = dual_regression(data, maps_in)
-            maps, _ = zscore_maps(maps)
-            extra = {"Device": "cpu"}
+        result = BACKRECON_METHODS[inputs.method].run(
+            data, maps_in, device=inputs.device, gift_compatible=inputs.gift_compatible)
+        _report_convergence(result, labels["label"], inputs.run_name, n_networks,
+                            inputs.gift_compatible)
+        gift_maps, timecourses = result.maps, result.timecourses
+        maps, _ = zscore_maps(gift_maps)
 
         cwd = Path(runtime.cwd)
         components_file = cwd / "components.nii.gz"
@@ -164,7 +156,7 @@ class BackReconstruct(SimpleInterface):
                 "output before scaling",
                 "TimeseriesScaling": "MOO-ICAR's output before scaling (data x unscaled "
                 "maps / voxels), as GIFT's 'No scaling'",
-                **extra,
+                **result.meta,
             },
         )
         return runtime

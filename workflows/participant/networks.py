@@ -7,6 +7,8 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from pipeline.fnc.static import FNC_MEASURES, StaticFNC
+from pipeline.ica.backrecon import BACKRECON_METHODS
 from workflows.bids.sink import sink_factory
 from workflows.execution.engine import Workflow
 
@@ -40,10 +42,12 @@ def init_networks_wf(
         Root of the msica derivatives.
     templates : list of (Path, Path or None)
         4-D template and labels TSV per scale.
-    method : {"moo-icar", "dual-regression"}
-        Back-reconstruction method.
+    method : str
+        Back-reconstruction method, a key of
+        :data:`pipeline.ica.backrecon.BACKRECON_METHODS`.
     gift_compatible : bool
-        MOO-ICAR exactly as GIFT's NeuroMark path; maps also written in GIFT's scale.
+        The method's GIFT-compatible variant (MOO-ICAR exactly as GIFT's NeuroMark
+        path); maps also written in GIFT's scale.
     resample_template : bool
         Resample templates that are not on the BOLD grid.
     device : str
@@ -67,15 +71,13 @@ def init_networks_wf(
     workflow = Workflow(name=name)
     sink = sink_factory(output_dir, source_file=bold_file, dataset_links=dataset_links)
     scales_text = ", ".join(Path(t).name for t, _ in templates)
-    method_text = ("spatially constrained ICA (MOO-ICAR, @moo_icar"
-                   + (", with GIFT's own optimiser after removing the mean over voxels of each "
-                      "volume, as GIFT's NeuroMark pipeline" if gift_compatible else "") + ")"
-                   if method == "moo-icar" else "dual regression (@dual_regression)")
+    method_text = BACKRECON_METHODS[method].describe(gift_compatible)
+    fnc_text = FNC_MEASURES[StaticFNC().kind].summary  # ComputeFNC's measure
     workflow.__desc__ = (
         f"Participant networks were estimated at {len(templates)} scale(s) ({scales_text}) by "
         f"{method_text}; maps were z-scored. Network time courses were detrended (3rd order with "
         "sine/cosine terms), motion-regressed, despiked and low-pass filtered at 0.15 Hz "
-        "(5th-order Butterworth, zero phase) as in GIFT, and static FNC (Pearson, Fisher z) was "
+        f"(5th-order Butterworth, zero phase) as in GIFT, and static FNC ({fnc_text}) was "
         f"computed within and across scales, with tapered sliding windows of {dfnc_window} TRs "
         "(Gaussian sigma 3 TRs, step 1 TR) for dynamic FNC."
     )

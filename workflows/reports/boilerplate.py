@@ -13,17 +13,12 @@ import re
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["REFERENCES", "methods_html", "package_versions"]
+__all__ = ["REFERENCES", "all_references", "methods_html", "package_versions"]
 
-#: Works cited by ``@key`` in the workflows' methods text, and the software every run uses.
+#: Works cited by ``@key`` in the workflows' methods text, and the software every run uses;
+#: the entries of pipeline's registries (back-reconstruction methods, FNC measures) carry
+#: their own (:func:`all_references`).
 REFERENCES: dict[str, str] = {
-    "moo_icar": "Du Y, Fan Y. Group information guided ICA for fMRI data analysis. "
-                "NeuroImage. 2013;69:157-197. Du Y, et al. NeuroMark: an automated and adaptive "
-                "ICA based pipeline to identify reproducible fMRI markers of brain disorders. "
-                "NeuroImage Clin. 2020;28:102375.",
-    "dual_regression": "Beckmann CF, Mackay CE, Filippini N, Smith SM. Group comparison of "
-                       "resting-state FMRI data using multi-subject ICA and dual regression. "
-                       "NeuroImage. 2009;47(Suppl 1):S148.",
     "gift": "Calhoun VD, Adali T, Pearlson GD, Pekar JJ. A method for making group inferences "
             "from functional MRI data using independent component analysis. Hum Brain Mapp. "
             "2001;14(3):140-151.",
@@ -56,6 +51,25 @@ _CITATION = re.compile(r"@([A-Za-z][\w]*)")
 _NAMED = {"dynamic FNC": "dfnc", "sliding-window FNC": "dfnc", "as in GIFT": "gift"}
 
 
+def all_references() -> dict[str, str]:
+    """:data:`REFERENCES` with the works cited by the registries' entries.
+
+    Returns
+    -------
+    dict
+        ``@key`` -> reference text, from :data:`REFERENCES`,
+        :data:`pipeline.ica.backrecon.BACKRECON_METHODS` and
+        :data:`pipeline.fnc.static.FNC_MEASURES`.
+    """
+    from pipeline.fnc.static import FNC_MEASURES
+    from pipeline.ica.backrecon import BACKRECON_METHODS
+
+    out = dict(REFERENCES)
+    for entry in (*BACKRECON_METHODS.values(), *FNC_MEASURES.values()):
+        out.update(entry.references)
+    return out
+
+
 def package_versions() -> dict[str, str]:
     """Installed versions of Python and of the packages msica runs on."""
     versions = {"python": platform.python_version()}
@@ -78,10 +92,11 @@ def methods_html(output_dir: str | Path, levels: tuple[str, ...]) -> str:
         Whose methods text to include, in order.
     """
     logs = Path(output_dir) / "logs"
+    cited = all_references()
     order: list[str] = []
 
     def cite(key: str) -> str:
-        if key not in REFERENCES:
+        if key not in cited:
             return html.escape(f"[{key}]")
         if key not in order:
             order.append(key)
@@ -110,5 +125,5 @@ def methods_html(output_dir: str | Path, levels: tuple[str, ...]) -> str:
     versions = ", ".join(f"{html.escape(name)} {html.escape(version)}"
                          for name, version in package_versions().items())
     paragraphs.append(f"<p>Software versions: {versions}.</p>")
-    references = "".join(f"<li>{html.escape(REFERENCES[key])}</li>" for key in order)
+    references = "".join(f"<li>{html.escape(cited[key])}</li>" for key in order)
     return "\n".join(paragraphs) + f'\n<h3>References</h3>\n<ol class="refs">{references}</ol>'

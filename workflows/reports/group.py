@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.fnc.names import is_edge
 from workflows.reports import figures as fig
 from workflows.reports.boilerplate import methods_html
 from workflows.reports.html import Section, figure, note, table, write_page
@@ -145,7 +146,7 @@ def _fnc_section(files: _GroupFiles, layout) -> tuple[str, list[str] | None]:
     features = files.read("fnc", "features", index_col=0)
     if features is None:
         return note("No FNC feature table (group/desc-fnc_features.tsv)."), None
-    edges = features[[c for c in features.columns if "__" in c]].apply(pd.to_numeric,
+    edges = features[[c for c in features.columns if is_edge(c)]].apply(pd.to_numeric,
                                                                         errors="coerce")
     matrix = edges_to_matrix(edges.mean())
     relmats = layout.get(return_type="file", desc="multiscale", suffix="relmat",

@@ -154,7 +154,7 @@ def node_groups(nodes: Sequence[str], domains: Mapping[str, str]) -> list[str]:
     >>> node_groups(["s53-N1", "s53-N6"], {"s53-N1": "SC", "s53-N6": "AU"})
     ['SC', 'AU']
     """
-    from pipeline.fnc.static import NODE_PATTERN
+    from pipeline.fnc.names import NODE_PATTERN
 
     matches = [NODE_PATTERN.match(str(node)) for node in nodes]
     scales = [m["scale"] if m and m["scale"].isdigit() else None for m in matches]

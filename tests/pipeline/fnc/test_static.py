@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.covariance import LedoitWolf
 
-from pipeline.fnc.static import StaticFNC, fisher_z, network_labels, static_fnc
+from pipeline.fnc.names import network_labels
+from pipeline.fnc.static import FNC_MEASURES, FNCMeasure, StaticFNC, fisher_z, static_fnc
 
 from .conftest import correlated_signals, random_corr
 
@@ -122,3 +123,18 @@ def test_static_estimator_batched_equals_single(rng):
     subjects[3][3][:, 1] = 0.0
     with pytest.raises(ValueError, match="constant"):
         est.transform(subjects)
+
+
+def test_registered_measure_is_a_kind(rng, monkeypatch):
+    """A measure is one FNC_MEASURES entry: StaticFNC accepts and computes it."""
+    def covariance(runs, shrinkage):
+        return np.stack([np.cov(x, rowvar=False) for x in runs])
+
+    with pytest.raises(ValueError, match="kind"):
+        StaticFNC(kind="covariance").fit({4: rng.standard_normal((30, 4))})
+    monkeypatch.setitem(FNC_MEASURES, "covariance", FNCMeasure(
+        name="covariance", compute=covariance, description="covariance", summary="covariance"))
+    tcs = {4: rng.standard_normal((30, 4)), 10: rng.standard_normal((30, 10))}
+    stacked = np.hstack([tcs[4], tcs[10]])
+    np.testing.assert_allclose(StaticFNC(kind="covariance").fit_transform(tcs),
+                               np.cov(stacked, rowvar=False))
