@@ -291,7 +291,8 @@ class BackreconResult:
     timecourses : ndarray of shape (n_volumes, n_networks)
         Participant time courses.
     meta : dict
-        Method-specific fields of the JSON sidecars (e.g. ``"Device"``).
+        Method-specific fields of the JSON sidecars: ``"Device"`` and
+        ``"TimeseriesScaling"`` (what the time courses' values are) at least.
     converged, n_iter, final_change : ndarray of shape (n_networks,) or None
         Per network, for iterative methods: whether the optimiser converged, its
         number of passes and its last squared step; None for closed-form methods.
@@ -383,7 +384,9 @@ def _run_moo_icar(data: np.ndarray, group_maps: np.ndarray, *, device: str,
               "NumberOfIterations": np.asarray(est.n_iter_).tolist(),
               "Converged": np.asarray(est.converged_).tolist(),
               "Objective": np.asarray(est.objective_).tolist(),
-              "Device": str(est.device_)},
+              "Device": str(est.device_),
+              "TimeseriesScaling": "MOO-ICAR's output before scaling (data x unscaled maps / "
+                                   "voxels), as GIFT's 'No scaling'"},
         converged=np.asarray(est.converged_), n_iter=np.asarray(est.n_iter_),
         final_change=np.asarray(est.final_change_))
 
@@ -392,7 +395,10 @@ def _run_dual_regression(data: np.ndarray, group_maps: np.ndarray, *, device: st
                          gift_compatible: bool) -> BackreconResult:
     """:func:`dual_regression` with its defaults (NumPy, so ``device`` is not used)."""
     maps, timecourses = dual_regression(data, group_maps)
-    return BackreconResult(maps=maps, timecourses=timecourses, meta={"Device": "cpu"})
+    return BackreconResult(maps=maps, timecourses=timecourses, meta={
+        "Device": "cpu",
+        "TimeseriesScaling": "stage-1 regression coefficients of the run on the group maps "
+                             "(data units), before the normalisation of stage 2"})
 
 
 #: Back-reconstruction methods by name (``--backrecon-method``).

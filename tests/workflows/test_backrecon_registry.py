@@ -29,7 +29,8 @@ def _least_squares(data, group_maps, *, device, gift_compatible):
     """Time courses by least squares on the maps; the maps are the group maps."""
     timecourses = np.linalg.lstsq(group_maps.T, data.T, rcond=None)[0].T
     return BackreconResult(maps=np.array(group_maps, dtype=float), timecourses=timecourses,
-                           meta={"Device": "cpu", "Toy": True})
+                           meta={"Device": "cpu", "Toy": True,
+                                 "TimeseriesScaling": "least-squares coefficients"})
 
 
 TOY = BackreconMethod(

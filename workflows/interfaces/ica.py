@@ -25,8 +25,8 @@ LOGGER = logging.getLogger("msica.workflows")
 
 
 def _report_convergence(result, labels: pd.Series, run_name: str, scale: int,
-                        gift_compatible: bool) -> None:
-    """One warning per run and scale naming the MOO-ICAR networks that did not converge.
+                        gift_compatible: bool, *, method: str) -> None:
+    """One warning per run and scale naming the networks whose back-reconstruction did not converge.
 
     ``result`` is a :class:`pipeline.ica.backrecon.BackreconResult`; closed-form methods
     (``converged`` None) report nothing.
@@ -41,9 +41,10 @@ def _report_convergence(result, labels: pd.Series, run_name: str, scale: int,
               "for msica's optimiser, which converges" if gift_compatible else
               "their maps are the last iterates, usually within a hair of the optimum")
     LOGGER.warning(
-        "%s, scale %d: MOO-ICAR did not converge for %d of %d networks (%s) after %d passes "
-        "(largest final squared step %.3g); %s. The sidecar's 'Converged' lists every network.",
-        run_name or "this run", scale, bad.size, len(labels), names,
+        "%s, scale %d: back-reconstruction (%s) did not converge for %d of %d networks (%s) "
+        "after %d passes (largest final squared step %.3g); %s. The sidecar's 'Converged' lists "
+        "every network.",
+        run_name or "this run", scale, method, bad.size, len(labels), names,
         int(np.max(np.asarray(result.n_iter)[bad])),
         float(np.max(np.asarray(result.final_change)[bad])), advice)
 
@@ -120,7 +121,7 @@ class BackReconstruct(SimpleInterface):
         result = BACKRECON_METHODS[inputs.method].run(
             data, maps_in, device=inputs.device, gift_compatible=inputs.gift_compatible)
         _report_convergence(result, labels["label"], inputs.run_name, n_networks,
-                            inputs.gift_compatible)
+                            inputs.gift_compatible, method=inputs.method)
         gift_maps, timecourses = result.maps, result.timecourses
         maps, _ = zscore_maps(gift_maps)
 
@@ -152,10 +153,8 @@ class BackReconstruct(SimpleInterface):
                 "NetworkDomains": labels["domain"].tolist(),
                 "NetworksInFNC": labels.loc[labels["in_fnc"], "label"].tolist(),
                 "MapsScaling": "z-scores (GIFT's calibration 'Z-scores': mean removed, divided "
-                "by the standard deviation); desc-gift maps, when written, are MOO-ICAR's "
+                "by the standard deviation); desc-gift maps, when written, are the method's "
                 "output before scaling",
-                "TimeseriesScaling": "MOO-ICAR's output before scaling (data x unscaled "
-                "maps / voxels), as GIFT's 'No scaling'",
                 **result.meta,
             },
         )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.exceptions import InputDataError
-from pipeline.ica.backrecon import dual_regression, gica_backreconstruct
+from pipeline.ica.backrecon import BACKRECON_METHODS, dual_regression, gica_backreconstruct
 
 RANDOM_STATE = 42
 N_VOLUMES, N_VOXELS, N_NETWORKS = 80, 900, 5
@@ -299,3 +299,15 @@ def test_gica_after_group_ica_recovers_simulated_participants():
         assert np.mean(r_maps) >= np.mean(r_oracle) - 0.1
         if scale == cohort.scales[0]:
             assert np.mean(r_maps) >= 0.8
+
+
+@pytest.mark.parametrize("name", sorted(BACKRECON_METHODS))
+def test_every_method_describes_its_own_output(name):
+    rng = np.random.RandomState(0)
+    maps = rng.laplace(size=(3, 300))
+    data = rng.randn(40, 3) @ maps + 0.1 * rng.randn(40, 300)
+    result = BACKRECON_METHODS[name].run(data, maps, device="cpu", gift_compatible=False)
+    assert result.maps.shape == (3, 300) and result.timecourses.shape == (40, 3)
+    assert {"Device", "TimeseriesScaling"} <= set(result.meta)
+    # the scale text is the method's own, not another method's
+    assert ("MOO-ICAR" in result.meta["TimeseriesScaling"]) == (name == "moo-icar")
