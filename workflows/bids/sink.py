@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from workflows.bids.atomic import atomic_copy, atomic_save_nifti
 from workflows.bids.naming import ENTITIES, build_derivative_path, source_entities
 from workflows.bids.provenance import make_sidecar, source_uri, write_sidecar
 
-__all__ = ["DerivativesDataSink", "sink_factory"]
+__all__ = ["DerivativesDataSink", "sink_factory", "write_derivative"]
 
 class _DerivativesDataSinkInputSpec(DynamicTraitedSpec, BaseInterfaceInputSpec):
     base_directory = traits.Directory(mandatory=True, desc="msica output directory")
@@ -78,43 +78,83 @@ class DerivativesDataSink(SimpleInterface):
             setattr(self.inputs, key, value)
 
     def _run_interface(self, runtime):
-        in_file = Path(self.inputs.in_file)
-        entities: dict[str, Any] = {}
-        if isdefined(self.inputs.source_file):
-            entities.update(source_entities(self.inputs.source_file))
-        for key in ENTITIES:
-            value = getattr(self.inputs, key)
-            if isdefined(value):
-                entities[key] = value
-        if "extension" not in entities:
-            entities["extension"] = "".join(in_file.suffixes[-2:] if in_file.name.endswith(".gz")
-                                            else in_file.suffixes[-1:])
-        base = Path(self.inputs.base_directory)
-        out_file = base / build_derivative_path(entities)
-        out_meta = base / build_derivative_path({**entities, "extension": ".json"})
-
-        nifti_exts = (".nii", ".nii.gz")
-        src_ext = ".nii.gz" if in_file.name.endswith(".nii.gz") else in_file.suffix
-        if src_ext in nifti_exts and entities["extension"] in nifti_exts and src_ext != entities[
-            "extension"
-        ]:
-            atomic_save_nifti(in_file, out_file)
-        else:
-            atomic_copy(in_file, out_file)
-
-        links = self.inputs.dataset_links if isdefined(self.inputs.dataset_links) else {}
-        sources = []
-        if isdefined(self.inputs.source_file):
-            sources.append(self.inputs.source_file)
-        if isdefined(self.inputs.sources):
-            sources.extend(self.inputs.sources)
-        uris = [s if s.startswith(("bids:", "file:")) else source_uri(s, links, base)
-                for s in sources]
-        meta = self.inputs.meta_dict if isdefined(self.inputs.meta_dict) else {}
-        write_sidecar(out_meta, make_sidecar(meta, sources=uris))
+        entities = {key: getattr(self.inputs, key) for key in ENTITIES
+                    if isdefined(getattr(self.inputs, key))}
+        out_file, out_meta = write_derivative(
+            self.inputs.in_file, self.inputs.base_directory, entities,
+            source_file=self.inputs.source_file if isdefined(self.inputs.source_file) else None,
+            sources=self.inputs.sources if isdefined(self.inputs.sources) else (),
+            meta=self.inputs.meta_dict if isdefined(self.inputs.meta_dict) else None,
+            dataset_links=(self.inputs.dataset_links if isdefined(self.inputs.dataset_links)
+                           else None))
         self._results["out_file"] = str(out_file)
         self._results["out_meta"] = str(out_meta)
         return runtime
+
+
+def write_derivative(
+    in_file: str | Path,
+    base_directory: str | Path,
+    entities: Mapping[str, Any],
+    *,
+    source_file: str | None = None,
+    sources: Sequence[str] = (),
+    meta: Mapping[str, Any] | None = None,
+    dataset_links: Mapping[str, str] | None = None,
+) -> tuple[Path, Path]:
+    """Store ``in_file`` under its BIDS-derivative name, with its JSON sidecar.
+
+    The work of :class:`DerivativesDataSink`, for interfaces that write many
+    derivatives in one node.
+
+    Parameters
+    ----------
+    in_file : str or Path
+        File to store.
+    base_directory : str or Path
+        msica output directory.
+    entities : mapping
+        Entities overriding those of ``source_file`` (any name in :data:`ENTITIES`); the
+        extension defaults to that of ``in_file``.
+    source_file : str, optional
+        Input file whose entities the output inherits; the first of the ``Sources``.
+    sources : sequence of str
+        Further source paths or URIs for the sidecar.
+    meta : mapping, optional
+        Sidecar content (parameters).
+    dataset_links : mapping, optional
+        Dataset name -> root, to express ``Sources`` as BIDS URIs.
+
+    Returns
+    -------
+    out_file, out_meta : Path
+        The derivative and its sidecar.
+    """
+    in_file = Path(in_file)
+    named: dict[str, Any] = dict(source_entities(source_file)) if source_file is not None else {}
+    named.update(entities)
+    if "extension" not in named:
+        named["extension"] = "".join(in_file.suffixes[-2:] if in_file.name.endswith(".gz")
+                                     else in_file.suffixes[-1:])
+    base = Path(base_directory)
+    out_file = base / build_derivative_path(named)
+    out_meta = base / build_derivative_path({**named, "extension": ".json"})
+
+    nifti_exts = (".nii", ".nii.gz")
+    src_ext = ".nii.gz" if in_file.name.endswith(".nii.gz") else in_file.suffix
+    if src_ext in nifti_exts and named["extension"] in nifti_exts and src_ext != named[
+        "extension"
+    ]:
+        atomic_save_nifti(in_file, out_file)
+    else:
+        atomic_copy(in_file, out_file)
+
+    links = dict(dataset_links or {})
+    paths = ([source_file] if source_file is not None else []) + list(sources)
+    uris = [s if s.startswith(("bids:", "file:")) else source_uri(s, links, base)
+            for s in paths]
+    write_sidecar(out_meta, make_sidecar(dict(meta or {}), sources=uris))
+    return out_file, out_meta
 
 
 def sink_factory(output_dir, *, source_file: str | None = None,
