@@ -16,7 +16,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-__all__ = ["ComputeFNC"]
+__all__ = ["ComputeFNC", "compute_fnc"]
 
 _MOTION = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
 
@@ -52,63 +52,99 @@ class ComputeFNC(SimpleInterface):
     output_spec = _ComputeFNCOutputSpec
 
     def _run_interface(self, runtime):
-        from pipeline.features import edge_labels
-        from pipeline.fnc.dynamic import sliding_window_fnc
-        from pipeline.fnc.static import FNC_MEASURES, StaticFNC
-        from pipeline.fnc.timecourse import postprocess
-
         inputs = self.inputs
-        motion = None
-        if isdefined(inputs.confounds_file):
-            confounds = pd.read_csv(inputs.confounds_file, sep="\t", na_values="n/a")
-            motion = confounds[_MOTION].to_numpy()
-            if isdefined(inputs.sample_mask) and inputs.sample_mask:
-                motion = motion[np.asarray(inputs.sample_mask)]
-        cleaned: dict[int, np.ndarray] = {}
-        labels: dict[int, list[str]] = {}
-        node_domains: list[str] = []
-        for index, (scale, tsv) in enumerate(zip(inputs.scales, inputs.timeseries_files)):
-            table = pd.read_csv(tsv, sep="\t")
-            domain_of = dict(zip(table.columns, inputs.domains[index])) if isdefined(
-                inputs.domains) else {}
-            if isdefined(inputs.fnc_networks):
-                table = table[inputs.fnc_networks[index]]
-            labels[scale] = list(table.columns)
-            node_domains += [domain_of.get(column, "") for column in table.columns]
-            cleaned[scale] = postprocess(
-                table.to_numpy(), inputs.t_r, detrend_order=inputs.detrend_order,
-                despike=inputs.despike, lowpass_hz=inputs.lowpass_hz, motion=motion)
-        est = StaticFNC(labels=labels).fit(cleaned)
-        matrix = est.transform(cleaned)
-        matrix = np.asarray(matrix).reshape(est.n_nodes_, est.n_nodes_)
-        cwd = Path(runtime.cwd)
-        relmat_file = cwd / "relmat.tsv"
-        frame = pd.DataFrame(matrix, index=est.labels_, columns=est.labels_)
-        frame.index.name = "node"
-        frame.to_csv(relmat_file, sep="\t")
 
-        stacked = np.hstack([cleaned[s] for s in est.scales_])
-        windows = sliding_window_fnc(stacked, window=inputs.window, sigma=inputs.sigma)
-        pair_names = edge_labels(est.labels_)
-        dfnc_file = cwd / "dfnc.tsv"
-        pd.DataFrame(windows, columns=pair_names).to_csv(dfnc_file, sep="\t", index=False)
-        self._results.update(
-            relmat_file=str(relmat_file),
-            dfnc_file=str(dfnc_file),
-            meta={
-                "Measure": FNC_MEASURES[est.kind].description,
-                "Scales": list(est.scales_),
-                "NodeLabels": list(est.labels_),
-                "NodeDomains": node_domains,
-                "PostProcessing": {
-                    "DetrendOrder": inputs.detrend_order,
-                    "Despike": inputs.despike,
-                    "LowPassHz": inputs.lowpass_hz,
-                    "MotionRegression": motion is not None,
-                },
-                "SlidingWindow": {"WindowTRs": inputs.window, "GaussianSigmaTRs": inputs.sigma,
-                                  "StepTRs": 1},
-                "RepetitionTime": inputs.t_r,
-            },
-        )
+        def given(value):
+            return value if isdefined(value) else None
+
+        self._results.update(compute_fnc(
+            inputs.timeseries_files, inputs.scales, t_r=inputs.t_r, out_dir=Path(runtime.cwd),
+            fnc_networks=given(inputs.fnc_networks), domains=given(inputs.domains),
+            confounds_file=given(inputs.confounds_file), sample_mask=given(inputs.sample_mask),
+            detrend_order=inputs.detrend_order, despike=inputs.despike,
+            lowpass_hz=inputs.lowpass_hz, window=inputs.window, sigma=inputs.sigma))
         return runtime
+
+
+def compute_fnc(
+    timeseries_files: list[str],
+    scales: list[int],
+    *,
+    t_r: float,
+    out_dir: Path,
+    fnc_networks: list[list[str]] | None = None,
+    domains: list[list[str]] | None = None,
+    confounds_file: str | None = None,
+    sample_mask: list[int] | None = None,
+    detrend_order: int = 3,
+    despike: bool = True,
+    lowpass_hz: float = 0.15,
+    window: int = 30,
+    sigma: float = 3.0,
+) -> dict:
+    """Post-process a run's network time courses, then its static and dynamic FNC.
+
+    The work of :class:`ComputeFNC` (whose inputs document the parameters), for
+    nodes that process many runs.
+
+    Returns
+    -------
+    dict
+        ``relmat_file`` and ``dfnc_file`` (``relmat.tsv`` and ``dfnc.tsv`` in
+        ``out_dir``) and ``meta``, the parameters for their sidecars.
+    """
+    from pipeline.features import edge_labels
+    from pipeline.fnc.dynamic import sliding_window_fnc
+    from pipeline.fnc.static import FNC_MEASURES, StaticFNC
+    from pipeline.fnc.timecourse import postprocess
+
+    motion = None
+    if confounds_file is not None:
+        confounds = pd.read_csv(confounds_file, sep="\t", na_values="n/a")
+        motion = confounds[_MOTION].to_numpy()
+        if sample_mask:
+            motion = motion[np.asarray(sample_mask)]
+    cleaned: dict[int, np.ndarray] = {}
+    labels: dict[int, list[str]] = {}
+    node_domains: list[str] = []
+    for index, (scale, tsv) in enumerate(zip(scales, timeseries_files)):
+        table = pd.read_csv(tsv, sep="\t")
+        domain_of = dict(zip(table.columns, domains[index])) if domains is not None else {}
+        if fnc_networks is not None:
+            table = table[fnc_networks[index]]
+        labels[scale] = list(table.columns)
+        node_domains += [domain_of.get(column, "") for column in table.columns]
+        cleaned[scale] = postprocess(
+            table.to_numpy(), t_r, detrend_order=detrend_order, despike=despike,
+            lowpass_hz=lowpass_hz, motion=motion)
+    est = StaticFNC(labels=labels).fit(cleaned)
+    matrix = est.transform(cleaned)
+    matrix = np.asarray(matrix).reshape(est.n_nodes_, est.n_nodes_)
+    relmat_file = Path(out_dir) / "relmat.tsv"
+    frame = pd.DataFrame(matrix, index=est.labels_, columns=est.labels_)
+    frame.index.name = "node"
+    frame.to_csv(relmat_file, sep="\t")
+
+    stacked = np.hstack([cleaned[s] for s in est.scales_])
+    windows = sliding_window_fnc(stacked, window=window, sigma=sigma)
+    pair_names = edge_labels(est.labels_)
+    dfnc_file = Path(out_dir) / "dfnc.tsv"
+    pd.DataFrame(windows, columns=pair_names).to_csv(dfnc_file, sep="\t", index=False)
+    return {
+        "relmat_file": str(relmat_file),
+        "dfnc_file": str(dfnc_file),
+        "meta": {
+            "Measure": FNC_MEASURES[est.kind].description,
+            "Scales": list(est.scales_),
+            "NodeLabels": list(est.labels_),
+            "NodeDomains": node_domains,
+            "PostProcessing": {
+                "DetrendOrder": detrend_order,
+                "Despike": despike,
+                "LowPassHz": lowpass_hz,
+                "MotionRegression": motion is not None,
+            },
+            "SlidingWindow": {"WindowTRs": window, "GaussianSigmaTRs": sigma, "StepTRs": 1},
+            "RepetitionTime": t_r,
+        },
+    }
