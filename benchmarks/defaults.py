@@ -573,7 +573,7 @@ def _load_msica(tmp: Path, n_subjects: int, n_volumes: int, grid_mm: float) -> C
 
 def _data_driven(runs: list, cohort: Cohort, mask3d: np.ndarray, preprocess: str,
                  n_runs: int) -> dict:
-    """``SubjectPCA`` per run then ``MultiscaleGroupICA``/``GICABackReconstruct``; scores."""
+    """``SubjectPCA`` per run then ``MultiscaleGroupICA``/``gica_backreconstruct_run``; scores."""
     from pipeline.ica._matching import match_components
     from pipeline.ica.backrecon import gica_backreconstruct
     from pipeline.ica.group import default_subject_components

@@ -18,8 +18,9 @@ PARTICIPANT_OF_CRASH = re.compile(r"sub_(?P<label>[A-Za-z0-9]+)_wf")
 GROUP_NODE_OF_CRASH = re.compile(r"msica_group_wf\.(?P<node>\w+)")
 
 
-#: ... or, in data-driven mode, a participant's back-reconstruction or the group ICA node.
-GROUP_ICA_CRASH = re.compile(r"sub_(?P<label>[A-Za-z0-9]+)_wf|msica_groupica_wf\.(?P<node>\w+)")
+#: ... or, in data-driven mode, the node name: the group ICA or a chunk of runs'
+#: back-reconstruction and FNC (whose error names the failed runs).
+GROUP_ICA_CRASH = re.compile(r"msica_groupica_wf\.(?P<node>\w+)")
 
 
 _ERROR_LINE = re.compile(

@@ -235,6 +235,7 @@ def _run_group_ica(settings: Settings) -> dict[str, BaseException]:
         seed=settings.seed,
         device=settings.device,
         dataset_links=dataset_links(settings),
+        nprocs=settings.nprocs,
     )
     workflow.base_dir = str(settings.work_dir)
     return _run_workflow(workflow, settings, GROUP_ICA_CRASH)

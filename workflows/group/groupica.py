@@ -6,13 +6,15 @@ every model order on all of them, writes the multi-scale template to
 ``group/`` (one 4-D NIfTI and one labels TSV per scale, plus every component's
 scores), back-reconstructs each run at each scale with GIFT's GICA, and
 computes the runs' static and dynamic FNC, written under the same names as in
-template mode so that the rest of the group level reads them unchanged.
+template mode so that the rest of the group level reads them unchanged. Runs are
+processed in a few chunks (:func:`chunk_runs`), one run at a time in each, so the
+graph and the memory of a node do not grow with the number of runs.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 from nipype.interfaces import utility as niu
@@ -21,7 +23,11 @@ from nipype.pipeline import engine as pe
 from workflows.bids.sink import sink_factory
 from workflows.execution.engine import Workflow
 
-__all__ = ["collect_subject_pcas", "init_group_ica_wf"]
+__all__ = ["CHUNKS_PER_PROCESS", "chunk_runs", "collect_subject_pcas", "init_group_ica_wf"]
+
+#: Chunks of runs per process for back-reconstruction and FNC: enough to balance the
+#: processes' load, few enough that Nipype's scheduling does not grow with the cohort.
+CHUNKS_PER_PROCESS = 3
 
 
 def collect_subject_pcas(pca_dir: Path, participant_label: list[str] | None = None) -> list[Path]:
@@ -44,6 +50,21 @@ def collect_subject_pcas(pca_dir: Path, participant_label: list[str] | None = No
     return files
 
 
+def chunk_runs(n_runs: int, nprocs: int) -> list[list[int]]:
+    """Split runs ``0 .. n_runs - 1`` into consecutive chunks, ``CHUNKS_PER_PROCESS`` per process.
+
+    Examples
+    --------
+    >>> chunk_runs(8, 1)
+    [[0, 1], [2, 3, 4], [5, 6, 7]]
+    >>> chunk_runs(2, 4)
+    [[0], [1]]
+    """
+    n_chunks = max(1, min(n_runs, CHUNKS_PER_PROCESS * nprocs))
+    bounds = [i * n_runs // n_chunks for i in range(n_chunks + 1)]
+    return [list(range(start, stop)) for start, stop in pairwise(bounds)]
+
+
 def init_group_ica_wf(
     *,
     pca_files: list[Path],
@@ -55,6 +76,7 @@ def init_group_ica_wf(
     seed: int = 0,
     device: str = "auto",
     dataset_links: dict[str, str] | None = None,
+    nprocs: int = 1,
     name: str = "msica_groupica_wf",
 ) -> Workflow:
     """Build the data-driven group ICA workflow.
@@ -79,6 +101,10 @@ def init_group_ica_wf(
         Torch device of the ICA.
     dataset_links : dict, optional
         Input dataset names and roots, for the ``Sources`` URIs of sidecars.
+    nprocs : int
+        Processes of the run: back-reconstruction, FNC and their derivatives are done
+        in :func:`chunk_runs` ``(len(pca_files), nprocs)`` nodes, one run at a time
+        in each, so the graph does not grow with the number of runs.
     name : str
         Workflow name.
 
@@ -87,8 +113,7 @@ def init_group_ica_wf(
     Workflow
     """
     from pipeline.ica.persistence import subject_pca_sidecar
-    from workflows.participant.networks import connect_networks_fnc
-    from workflows.interfaces.groupica import GICABackReconstruct, MultiscaleGroupICA
+    from workflows.interfaces.groupica import GICANetworksChunk, MultiscaleGroupICA
 
     metas = [json.loads(subject_pca_sidecar(f).read_text()) for f in pca_files]
     t_rs = {round(m["RepetitionTime"], 6) for m in metas}
@@ -115,7 +140,6 @@ def init_group_ica_wf(
                      extension=".tsv")
     workflow.connect([(group_ica, ds_labels, [("all_labels_file", "in_file"),
                                               ("meta", "meta_dict")])])  # fmt:skip
-    pick_labels_of = {}
     for index, order in enumerate(model_orders):
         pick_template = pe.Node(niu.Select(index=index), name=f"template_{order}",
                                 run_without_submitting=True)
@@ -133,33 +157,15 @@ def init_group_ica_wf(
             (group_ica, ds_template, [("meta", "meta_dict")]),
             (group_ica, ds_scale_labels, [("meta", "meta_dict")]),
         ])  # fmt:skip
-        pick_labels_of[order] = pick_labels
 
-    by_subject: dict[str, list[int]] = defaultdict(list)
-    for run_index, meta in enumerate(metas):
-        by_subject[meta["Subject"]].append(run_index)
-    for label, run_indices in by_subject.items():
-        sub_wf = Workflow(name=f"sub_{label}_wf")
-        for run_index in run_indices:
-            meta = metas[run_index]
-            run_wf = Workflow(name=f"run_{run_index:04d}_wf")
-            run_sink = sink_factory(output_dir, source_file=meta["SourceFile"],
-                                    dataset_links=dataset_links)
-            nodes = []
-            for order in model_orders:
-                node = pe.Node(GICABackReconstruct(pca_file=str(pca_files[run_index]),
-                                                   run_index=run_index, scale=order),
-                               name=f"gica_{order}")
-                nodes.append(node)
-            connect_networks_fnc(run_wf, run_sink, nodes, (nodes[0], "sample_mask"),
-                                 t_r=meta["RepetitionTime"],
-                                 confounds_file=meta.get("ConfoundsFile"),
-                                 dfnc_window=dfnc_window)
-            sub_wf.add_nodes([run_wf])
-            for order, node in zip(model_orders, nodes):
-                where = f"{run_wf.name}.{node.name}"
-                workflow.connect([
-                    (group_ica, sub_wf, [("model_file", f"{where}.model_file")]),
-                    (pick_labels_of[order], sub_wf, [("out", f"{where}.labels_file")]),
-                ])  # fmt:skip
+    for index, run_indices in enumerate(chunk_runs(len(pca_files), nprocs)):
+        chunk = pe.Node(
+            GICANetworksChunk(pca_files=[str(pca_files[i]) for i in run_indices],
+                              run_indices=run_indices, scales=list(model_orders),
+                              output_dir=str(output_dir), dfnc_window=dfnc_window),
+            name=f"networks_fnc_{index}")
+        if dataset_links:
+            chunk.inputs.dataset_links = dict(dataset_links)
+        workflow.connect([(group_ica, chunk, [("model_file", "model_file"),
+                                              ("labels_files", "labels_files")])])  # fmt:skip
     return workflow

@@ -4,7 +4,8 @@ The participant level reduces each run with :class:`SubjectPCA` and keeps the
 result in the work directory (one ``.npz`` per run, with a JSON sidecar naming
 the run's inputs). The group level fits the multi-scale group ICA on all of
 them with :class:`MultiscaleGroupICA` and back-reconstructs every run with
-:class:`GICABackReconstruct`. Both files (subject PCA, group model) are
+:class:`GICANetworksChunk` (runs in chunks, one run at a time), which also computes
+and writes the runs' networks and FNC. Both files (subject PCA, group model) are
 written and read by :mod:`pipeline.ica.persistence` only.
 """
 
@@ -26,9 +27,11 @@ from nipype.interfaces.base import (
 )
 
 __all__ = [
-    "GICABackReconstruct",
+    "GICANetworksChunk",
     "MultiscaleGroupICA",
     "SubjectPCA",
+    "gica_backreconstruct_run",
+    "networks_fnc_of_run",
     "subject_pca_name",
 ]
 
@@ -219,60 +222,163 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None  # JSON has no NaN
 
 
-class _GICABackReconstructInputSpec(BaseInterfaceInputSpec):
-    pca_file = File(exists=True, mandatory=True, desc="this run's subject PCA")
-    run_index = traits.Int(mandatory=True, desc="position of the run in the group ICA")
+def gica_backreconstruct_run(pca_file: str, run_index: int, model_file: str, labels_file: str,
+                             scale: int, out_dir: Path) -> dict:
+    """GIFT's GICA back-reconstruction of one run at one scale (kept networks only).
+
+    Parameters
+    ----------
+    pca_file : str
+        The run's subject PCA.
+    run_index : int
+        Position of the run in the group ICA.
+    model_file, labels_file : str
+        :class:`MultiscaleGroupICA`'s model file and the scale's labels TSV.
+    scale : int
+        Model order.
+    out_dir : Path
+        Folder of the written ``components.nii.gz`` and ``timeseries.tsv``.
+
+    Returns
+    -------
+    dict
+        ``components_file`` (z-scored maps, 4-D NIfTI), ``timeseries_file`` (TSV, one
+        column per network), ``sample_mask`` (volumes of the time courses), ``labels``
+        (the networks) and ``meta`` (parameters for the JSON sidecars).
+    """
+    from pipeline.ica.backrecon import gica_backreconstruct
+    from pipeline.ica.persistence import load_run_model, load_subject_pca
+    from pipeline.ica.scica import zscore_maps
+
+    arrays, _ = load_subject_pca(pca_file)
+    model = load_run_model(model_file, scale, run_index)
+    kept = model.kept
+    reduced = arrays["reduced"][:, np.searchsorted(arrays["voxels"], model.group_mask.voxels)]
+    maps, timecourses = gica_backreconstruct(
+        reduced, arrays["dewhitening"], model.unmixing,
+        group_reductions=[(model.group_whitening, model.group_dewhitening)])
+    maps, _ = zscore_maps(maps[kept])
+    components_file = Path(out_dir) / "components.nii.gz"
+    _write_maps(maps, _mask_img(model.group_mask), components_file)
+    labels = pd.read_csv(labels_file, sep="\t")["label"].astype(str).tolist()
+    timeseries_file = Path(out_dir) / "timeseries.tsv"
+    pd.DataFrame(timecourses[:, kept], columns=labels).to_csv(timeseries_file, sep="\t",
+                                                               index=False)
+    return {"components_file": components_file, "timeseries_file": timeseries_file,
+            "sample_mask": [int(v) for v in arrays["sample_mask"]], "labels": labels,
+            "meta": {"Method": "gica",
+                     "Template": "group ICA of this dataset (group/*desc-groupica_components)",
+                     "NumberOfNetworks": int(kept.size), "NetworkLabels": labels,
+                     "MapsScaling": "z-scores (GIFT: mean removed, divided by the standard "
+                                    "deviation)"}}
+
+
+def networks_fnc_of_run(pca_file: str, run_index: int, *, model_file: str,
+                        labels_files: list[str], scales: list[int], output_dir: str,
+                        dfnc_window: int, dataset_links: dict[str, str] | None,
+                        work_dir: Path) -> list[Path]:
+    """Back-reconstruct one run at every scale, compute its FNC, write its derivatives.
+
+    The derivatives are those of the participant level's networks (template mode):
+    per scale ``desc-ica`` components and time series, then the ``desc-multiscale``
+    relmat and ``desc-dfnc`` time series (:func:`workflows.interfaces.fnc.compute_fnc`
+    on the run's time courses, motion-regressed with its confounds file), each with its
+    sidecar, named after the run's BOLD file (the subject PCA's ``SourceFile``).
+
+    Returns
+    -------
+    list of Path
+        The written derivatives (without their sidecars).
+    """
+    from pipeline.ica.persistence import subject_pca_sidecar
+    from workflows.bids.sink import write_derivative
+    from workflows.interfaces.fnc import compute_fnc
+
+    meta = json.loads(subject_pca_sidecar(pca_file).read_text())
+
+    def store(in_file, sidecar: dict, **entities) -> Path:
+        return write_derivative(in_file, output_dir, entities, source_file=meta["SourceFile"],
+                                meta=sidecar, dataset_links=dataset_links)[0]
+
+    written, runs = [], []
+    for scale, labels_file in zip(scales, labels_files):
+        scale_dir = work_dir / f"scale-{scale}"
+        scale_dir.mkdir()
+        run = gica_backreconstruct_run(pca_file, run_index, model_file, labels_file, scale,
+                                       scale_dir)
+        written += [store(run["components_file"], run["meta"], scale=scale, desc="ica",
+                          suffix="components", extension=".nii.gz"),
+                    store(run["timeseries_file"], run["meta"], scale=scale, desc="ica",
+                          suffix="timeseries", extension=".tsv")]
+        runs.append(run)
+    fnc = compute_fnc([str(run["timeseries_file"]) for run in runs], list(scales),
+                      t_r=float(meta["RepetitionTime"]), out_dir=work_dir,
+                      fnc_networks=[run["labels"] for run in runs],
+                      domains=[[""] * len(run["labels"]) for run in runs],
+                      confounds_file=meta.get("ConfoundsFile") or None,
+                      sample_mask=runs[0]["sample_mask"], window=dfnc_window)
+    written += [store(fnc["relmat_file"], fnc["meta"], desc="multiscale", suffix="relmat",
+                      extension=".tsv"),
+                store(fnc["dfnc_file"], fnc["meta"], desc="dfnc", suffix="timeseries",
+                      extension=".tsv")]
+    return written
+
+
+class _GICANetworksChunkInputSpec(BaseInterfaceInputSpec):
+    pca_files = traits.List(File(exists=True), mandatory=True,
+                            desc="subject PCAs of the chunk's runs")
+    run_indices = traits.List(traits.Int, mandatory=True,
+                              desc="position of each run in the group ICA")
     model_file = File(exists=True, mandatory=True, desc="MultiscaleGroupICA model file")
-    labels_file = File(exists=True, mandatory=True, desc="its labels TSV")
-    scale = traits.Int(mandatory=True, desc="model order")
+    labels_files = traits.List(File(exists=True), mandatory=True, desc="labels TSV per scale")
+    scales = traits.List(traits.Int, mandatory=True, desc="model orders, as labels_files")
+    output_dir = traits.Directory(mandatory=True, desc="msica output directory")
+    dfnc_window = traits.Int(30, usedefault=True, desc="dFNC window length (TRs)")
+    dataset_links = traits.Dict(
+        traits.Str, desc="dataset name -> root, to express Sources as BIDS URIs")
 
 
-class _GICABackReconstructOutputSpec(TraitedSpec):
-    components_file = File(exists=True, desc="z-scored participant maps (4-D NIfTI)")
-    timeseries_file = File(exists=True, desc="network time courses (TSV, one column per network)")
-    scale = traits.Int(desc="model order")
-    sample_mask = traits.List(traits.Int, desc="volumes of the time courses")
-    fnc_networks = traits.List(traits.Str, desc="labels of the networks that enter FNC (all)")
-    domains = traits.List(traits.Str, desc="functional domain of each network (none)")
-    meta = traits.Dict(desc="parameters for the JSON sidecars")
+class _GICANetworksChunkOutputSpec(TraitedSpec):
+    out_files = traits.List(File(exists=True), desc="written derivatives (sidecars aside)")
 
 
-class GICABackReconstruct(SimpleInterface):
-    """GIFT's GICA back-reconstruction of one run at one scale (kept networks only)."""
+class GICANetworksChunk(SimpleInterface):
+    """GICA back-reconstruction, FNC and derivatives of a chunk of runs, one run at a time.
 
-    input_spec = _GICABackReconstructInputSpec
-    output_spec = _GICABackReconstructOutputSpec
+    Calls :func:`networks_fnc_of_run` for every run of the chunk (so memory holds one
+    run, and the group level's graph one node per chunk whatever the number of runs).
+    A failing run does not stop the others; the node fails at the end with one line
+    per failed run, as :class:`~pipeline.exceptions.InputDataError` if every failure
+    was one.
+    """
+
+    input_spec = _GICANetworksChunkInputSpec
+    output_spec = _GICANetworksChunkOutputSpec
+    # Always rerun: it writes derivatives, and a cached node would not rewrite a deleted one.
+    _always_run = True
 
     def _run_interface(self, runtime):
-        from pipeline.ica.backrecon import gica_backreconstruct
-        from pipeline.ica.persistence import load_run_model, load_subject_pca
-        from pipeline.ica.scica import zscore_maps
+        import tempfile
+
+        from pipeline.exceptions import InputDataError
 
         inputs = self.inputs
-        order = inputs.scale
-        arrays, _ = load_subject_pca(inputs.pca_file)
-        model = load_run_model(inputs.model_file, order, inputs.run_index)
-        kept = model.kept
-        reduced = arrays["reduced"][:, np.searchsorted(arrays["voxels"], model.group_mask.voxels)]
-        maps, timecourses = gica_backreconstruct(
-            reduced, arrays["dewhitening"], model.unmixing,
-            group_reductions=[(model.group_whitening, model.group_dewhitening)])
-        maps, _ = zscore_maps(maps[kept])
-        cwd = Path(runtime.cwd)
-        components_file = cwd / "components.nii.gz"
-        _write_maps(maps, _mask_img(model.group_mask), components_file)
-        labels = pd.read_csv(inputs.labels_file, sep="\t")["label"].astype(str).tolist()
-        timeseries_file = cwd / "timeseries.tsv"
-        pd.DataFrame(timecourses[:, kept], columns=labels).to_csv(timeseries_file, sep="\t",
-                                                                   index=False)
-        self._results.update(
-            components_file=str(components_file), timeseries_file=str(timeseries_file),
-            scale=order, sample_mask=[int(v) for v in arrays["sample_mask"]],
-            fnc_networks=labels, domains=[""] * len(labels),
-            meta={"Method": "gica",
-                  "Template": "group ICA of this dataset (group/*desc-groupica_components)",
-                  "NumberOfNetworks": int(kept.size), "NetworkLabels": labels,
-                  "MapsScaling": "z-scores (GIFT: mean removed, divided by the standard "
-                                 "deviation)"},
-        )
+        links = dict(inputs.dataset_links) if isdefined(inputs.dataset_links) else None
+        written, failed = [], []
+        for pca_file, run_index in zip(inputs.pca_files, inputs.run_indices):
+            with tempfile.TemporaryDirectory(dir=runtime.cwd) as work_dir:
+                try:
+                    written += networks_fnc_of_run(
+                        pca_file, run_index, model_file=inputs.model_file,
+                        labels_files=inputs.labels_files, scales=inputs.scales,
+                        output_dir=inputs.output_dir, dfnc_window=inputs.dfnc_window,
+                        dataset_links=links, work_dir=Path(work_dir))
+                except Exception as exc:  # noqa: BLE001 - reported below, with the run
+                    failed.append((Path(pca_file).name, exc))
+        if failed:
+            error = InputDataError if all(isinstance(e, InputDataError) for _, e in failed) \
+                else RuntimeError
+            raise error(f"{len(failed)} of {len(inputs.pca_files)} run(s) failed: " + "; ".join(
+                f"{name}: {type(exc).__name__}: {exc}" for name, exc in failed))
+        self._results["out_files"] = [str(path) for path in written]
         return runtime
