@@ -51,13 +51,13 @@ def prepare(root: Path, n_subjects: int, grid_mm: float, orders: list[str],
     return folder
 
 
-def count_nodes(folder: Path, orders: list[str]) -> int:
+def count_nodes(folder: Path, orders: list[str], nprocs: int) -> int:
     """Nodes of the data-driven group graph on the runs of ``folder`` (built, not run)."""
     from workflows.group.groupica import collect_subject_pcas, init_group_ica_wf
 
     workflow = init_group_ica_wf(pca_files=collect_subject_pcas(folder / "work" / "subject_pca"),
                                  output_dir=folder / "scratch",
-                                 model_orders=tuple(map(int, orders)))
+                                 model_orders=tuple(map(int, orders)), nprocs=nprocs)
     return len(workflow._get_all_nodes())
 
 
@@ -89,7 +89,7 @@ def main() -> None:
           f"{'peak RSS GB':>11}")
     for n_subjects in args.n_subjects:
         folder = prepare(args.root, n_subjects, args.grid_mm, args.orders, args.nprocs)
-        nodes = count_nodes(folder, args.orders)
+        nodes = count_nodes(folder, args.orders, args.nprocs)
         res = time_group(folder, args.orders, args.nprocs)
         print(f"{n_subjects:>12} {nodes:>6} {res['wall']:>8.1f} {res['cpu']:>8.1f} "
               f"{res['cpu'] / res['wall']:>8.2f} {res['rss_gb']:>11.2f}", flush=True)
