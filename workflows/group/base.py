@@ -339,7 +339,7 @@ def init_introspect_wf(*, target: str, participants_file: str, seed: int = 0,
     Inputs
     ------
     features_file
-        The FNC feature table (:func:`init_fnc_table_wf`).
+        What the MLP is trained on: the table of :func:`init_fnc_table_wf`.
 
     Outputs
     -------
@@ -546,24 +546,28 @@ def init_msica_group_wf(
     output_dir: Path,
     bids_dir: Path,
     participant_label: list[str] | None = None,
-    n_states: int | None = None,
-    targets: list[str] | None = None,
-    confounds: list[str] | None = None,
-    n_permutations: int = 100,
-    site_column: str | None = None,
-    harmonize: str = "none",
-    harmonize_protect: list[str] | None = None,
-    connectivity: list[str] | None = None,
-    nprocs: int = 1,
-    introspect: bool = False,
-    device: str = "auto",
-    seed: int = 0,
+    **options: Any,
 ) -> Workflow:
     """Collect the participant outputs in ``output_dir`` and build the group workflow on them.
 
     The top-level builder of the group level (after the data-driven group ICA, when
-    there is one): it warns when runs have different repetition times and passes the
-    options to :func:`init_group_wf` (see it for the parameters).
+    there is one): it warns when runs have different repetition times and builds
+    :func:`init_group_wf` on the derivatives found.
+
+    Parameters
+    ----------
+    output_dir : Path
+        msica derivatives root, where the participant level wrote.
+    bids_dir : Path
+        Input dataset (its ``participants.tsv``).
+    participant_label : list of str, optional
+        Participants to include (all when None).
+    **options
+        The group options of :func:`init_group_wf` (``targets``, ``n_states``, ``seed``...).
+
+    Returns
+    -------
+    Workflow
     """
     layout = derivatives_layout(output_dir)
 
@@ -582,17 +586,6 @@ def init_msica_group_wf(
         relmat_files=collect(False, suffix="relmat", desc="multiscale", extension=".tsv"),
         dfnc_files=collect(False, suffix="timeseries", desc="dfnc", extension=".tsv"),
         timeseries_files=collect(False, suffix="timeseries", desc="ica", extension=".tsv"),
-        n_states=n_states,
-        targets=targets,
-        confounds=confounds,
-        n_permutations=n_permutations,
-        site_column=site_column,
-        harmonize=harmonize,
-        harmonize_protect=harmonize_protect,
-        connectivity=connectivity,
-        nprocs=nprocs,
-        introspect=introspect,
-        device=device,
-        seed=seed,
         participants_file=Path(bids_dir) / "participants.tsv",
+        **options,
     )

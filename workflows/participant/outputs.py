@@ -36,7 +36,7 @@ def init_denoise_outputs_wf(
     save_denoised : bool
         Also write the denoised BOLD (``desc-denoised_bold.nii.gz``).
     dataset_links : dict, optional
-        Input dataset names and roots, for the ``Sources`` URIs of sidecars.
+        Names and roots of the input datasets (the sidecars' ``Sources`` as BIDS URIs).
     name : str
         Workflow name.
 

@@ -36,17 +36,6 @@ def files(tmp_path: Path) -> dict[str, list[str]]:
     return out
 
 
-def _fields(workflow, node: str) -> set[str]:
-    return set(workflow.get_node(node).inputs.copyable_trait_names())
-
-
-def _edges(workflow) -> set[tuple[str, str, str, str]]:
-    """Every connection of the flattened graph: (source node, field, target node, field)."""
-    return {(u.fullname.split(".", 1)[1], out, v.fullname.split(".", 1)[1], into)
-            for u, v, data in workflow._create_flat_graph().edges(data=True)
-            for out, into in data["connect"]}
-
-
 @pytest.mark.parametrize(("builder", "node", "inputs", "outputs"), [
     (init_qc_wf, "gather_qc", {"qc_files", "participants_file"}, {"out_file"}),
     (init_fnc_table_wf, "fnc_table", {"relmat_files", "participants_file"},
@@ -56,15 +45,15 @@ def _edges(workflow) -> set[tuple[str, str, str, str]]:
     (init_dfnc_states_wf, "dfnc_states", {"dfnc_files", "participants_file"},
      {"states_file", "metrics_file", "meta"}),
 ])
-def test_table_builders_feed_their_node_from_the_inputnode(files, builder, node, inputs,
+def test_table_builders_feed_their_node_from_the_inputnode(graph, files, builder, node, inputs,
                                                            outputs):
     values = {"qc_files": files["qc"], "relmat_files": files["relmat"],
               "timeseries_files": files["timeseries"], "dfnc_files": files["dfnc"],
               "participants_file": files["participants"][0]}
     wf = builder(**{field: values[field] for field in inputs})
     assert set(wf.list_node_names()) == {"inputnode", node, "outputnode"}
-    assert _fields(wf, "inputnode") == inputs and _fields(wf, "outputnode") == outputs
-    edges = _edges(wf)
+    assert graph.fields(wf, "inputnode") == inputs and graph.fields(wf, "outputnode") == outputs
+    edges = graph.edges(wf)
     for field in inputs:
         assert getattr(wf.get_node("inputnode").inputs, field) == values[field]
         assert ("inputnode", field, node, field) in edges
@@ -83,53 +72,53 @@ def test_dfnc_states_wf_passes_its_options(files):
                          .get_node("dfnc_states").inputs.n_states)
 
 
-def test_classify_wf_graph(files):
+def test_classify_wf_graph(graph, files):
     wf = init_classify_wf(target="diagnosis", participants_file=files["participants"][0],
                           connectivity=["tangent"], nprocs=2, seed=3,
                           timeseries_files=files["timeseries"], relmat_files=files["relmat"])
     assert wf.name == "classify_diagnosis_wf"
-    assert _fields(wf, "inputnode") == {"features_file"}
-    assert set(group_outputs("classify", "diagnosis")) | {"model_meta", "meta"} == _fields(
+    assert graph.fields(wf, "inputnode") == {"features_file"}
+    assert set(group_outputs("classify", "diagnosis")) | {"model_meta", "meta"} == graph.fields(
         wf, "outputnode")
     classify = wf.get_node("classify_diagnosis")
     assert classify.n_procs == 2 and classify.inputs.random_state == 3
     assert classify.inputs.timeseries_files == files["timeseries"]
-    edges = _edges(wf)
+    edges = graph.edges(wf)
     assert ("inputnode", "features_file", "classify_diagnosis", "features_file") in edges
     assert ("classify_diagnosis", "model_meta", "outputnode", "model_meta") in edges
 
 
-def test_introspect_wf_graph(files):
+def test_introspect_wf_graph(graph, files):
     wf = init_introspect_wf(target="diagnosis", participants_file=files["participants"][0],
                             device="cpu")
     assert wf.name == "introspect_diagnosis_wf"
-    assert _fields(wf, "inputnode") == {"features_file"}
-    assert _fields(wf, "outputnode") == {"spectra_file", "summary_file", "figure_file", "meta"}
+    assert graph.fields(wf, "inputnode") == {"features_file"}
+    assert graph.fields(wf, "outputnode") == {"spectra_file", "summary_file", "figure_file", "meta"}
     assert not wf.get_node("introspect_diagnosis").is_gpu_node()
-    assert ("inputnode", "features_file", "introspect_diagnosis", "features_file") in _edges(wf)
+    assert ("inputnode", "features_file", "introspect_diagnosis", "features_file") in graph.edges(wf)
 
 
-def test_group_outputs_wf_graph(files, tmp_path):
+def test_group_outputs_wf_graph(graph, files, tmp_path):
     wf = init_group_outputs_wf(output_dir=tmp_path / "out", concern="classify",
                                sources=files["relmat"], target="Diagnosis Group",
                                name="ds_classify_wf")
-    assert _fields(wf, "inputnode") == {*group_outputs("classify", "Diagnosis Group"),
+    assert graph.fields(wf, "inputnode") == {*group_outputs("classify", "Diagnosis Group"),
                                         "meta", "model_meta"}
     model = wf.get_node("ds_model_file").inputs
     assert model.suffix == "model" and model.sources == files["relmat"]
     assert model.base_directory == str(tmp_path / "out")
     figure = wf.get_node("ds_figure_file").inputs
     assert (figure.datatype, figure.extension) == ("figures", ".svg")
-    edges = _edges(wf)
+    edges = graph.edges(wf)
     assert ("inputnode", "model_meta", "ds_model_file", "meta_dict") in edges
     assert ("inputnode", "meta", "ds_metrics_file", "meta_dict") in edges
     qc = init_group_outputs_wf(output_dir=tmp_path, concern="qc", sources=files["qc"],
                                name="ds_qc_wf")
-    assert _fields(qc, "inputnode") == {"out_file"}  # the group QC table has no parameters
-    assert not any(into == "meta_dict" for *_, into in _edges(qc))
+    assert graph.fields(qc, "inputnode") == {"out_file"}  # the group QC table has no parameters
+    assert not any(into == "meta_dict" for *_, into in graph.edges(qc))
 
 
-def test_group_wf_composes_the_concerns(files, tmp_path):
+def test_group_wf_composes_the_concerns(graph, files, tmp_path):
     wf = init_group_wf(qc_files=files["qc"], relmat_files=files["relmat"],
                        dfnc_files=files["dfnc"], timeseries_files=files["timeseries"],
                        output_dir=tmp_path / "out", targets=["diagnosis"], introspect=True,
@@ -138,7 +127,7 @@ def test_group_wf_composes_the_concerns(files, tmp_path):
     concerns = {"qc_wf", "fnc_table_wf", "timecourse_table_wf", "classify_diagnosis_wf",
                 "introspect_diagnosis_wf", "dfnc_states_wf"}
     assert workflows == concerns | {f"ds_{name}" for name in concerns}
-    edges = _edges(wf)
+    edges = graph.edges(wf)
     for concern in ("classify_diagnosis_wf", "introspect_diagnosis_wf"):
         assert ("fnc_table_wf.outputnode", "out_file", f"{concern}.inputnode",
                 "features_file") in edges

@@ -42,33 +42,22 @@ def _node_names(workflow) -> set[str]:
     return set(workflow.list_node_names())
 
 
-def _fields(workflow, node: str) -> set[str]:
-    return set(workflow.get_node(node).inputs.copyable_trait_names())
-
-
-def _edges(workflow) -> set[tuple[str, str, str, str]]:
-    """Every connection of the flattened graph: (source node, field, target node, field)."""
-    return {(u.fullname.split(".", 1)[1], out, v.fullname.split(".", 1)[1], into)
-            for u, v, data in workflow._create_flat_graph().edges(data=True)
-            for out, into in data["connect"]}
-
-
 def _run_inputs(run: dict) -> dict:
     return {"bold_file": run["bold"], "mask_file": run["mask"],
             "confounds_file": run["confounds"], "t_r": run["t_r"]}
 
 
-def test_denoise_wf_graph(runs):
+def test_denoise_wf_graph(graph, runs):
     wf = init_denoise_wf(**_run_inputs(runs[0]), strategy="scrubbing", high_pass=0.01)
     assert _node_names(wf) == {"inputnode", "denoise", "outputnode"}
-    assert _fields(wf, "inputnode") == {"bold_file", "mask_file", "confounds_file", "t_r"}
-    assert _fields(wf, "outputnode") == {"qc_file", "qc_meta", "denoised_file",
+    assert graph.fields(wf, "inputnode") == {"bold_file", "mask_file", "confounds_file", "t_r"}
+    assert graph.fields(wf, "outputnode") == {"qc_file", "qc_meta", "denoised_file",
                                          "denoised_nifti", "sample_mask"}
     assert wf.get_node("inputnode").inputs.bold_file == runs[0]["bold"]
     denoise = wf.get_node("denoise").inputs
     assert denoise.strategy == "scrubbing" and denoise.high_pass == 0.01
     assert not denoise.save_nifti
-    assert ("denoise", "denoised_nifti", "outputnode", "denoised_nifti") not in _edges(wf)
+    assert ("denoise", "denoised_nifti", "outputnode", "denoised_nifti") not in graph.edges(wf)
 
 
 def test_denoise_wf_without_confounds_leaves_them_undefined(runs):
@@ -78,41 +67,41 @@ def test_denoise_wf_without_confounds_leaves_them_undefined(runs):
     assert not isdefined(wf.get_node("inputnode").inputs.confounds_file)
 
 
-def test_denoise_outputs_wf_graph(runs, tmp_path):
+def test_denoise_outputs_wf_graph(graph, runs, tmp_path):
     wf = init_denoise_outputs_wf(output_dir=tmp_path / "out", bold_file=runs[0]["bold"],
                                  dataset_links={"raw": str(tmp_path)})
     assert _node_names(wf) == {"inputnode", "ds_qc_file", "outputnode"}
-    assert _fields(wf, "inputnode") == {"qc_file", "meta"}
+    assert graph.fields(wf, "inputnode") == {"qc_file", "meta"}
     ds_qc = wf.get_node("ds_qc_file").inputs
     assert (ds_qc.desc, ds_qc.suffix, ds_qc.extension) == ("denoise", "qc", ".tsv")
     assert ds_qc.source_file == runs[0]["bold"] and ds_qc.dataset_links == {"raw": str(tmp_path)}
     assert {("inputnode", "qc_file", "ds_qc_file", "in_file"),
-            ("inputnode", "meta", "ds_qc_file", "meta_dict")} <= _edges(wf)
+            ("inputnode", "meta", "ds_qc_file", "meta_dict")} <= graph.edges(wf)
     saved = init_denoise_outputs_wf(output_dir=tmp_path / "out", bold_file=runs[0]["bold"],
                                     save_denoised=True)
     assert saved.get_node("ds_denoised_nifti").inputs.suffix == "bold"
 
 
-def test_networks_wf_graph(runs, templates, tmp_path):
+def test_networks_wf_graph(graph, runs, templates, tmp_path):
     wf = init_networks_wf(**_run_inputs(runs[0]), output_dir=tmp_path / "out",
                           templates=templates, dfnc_window=20)
     names = _node_names(wf)
     assert {"inputnode", "outputnode", "backrecon_0", "backrecon_1", "fnc"} <= names
-    assert _fields(wf, "inputnode") == {"denoised_file", "sample_mask"}
-    assert _fields(wf, "outputnode") == {"relmat_file", "dfnc_file"}
+    assert graph.fields(wf, "inputnode") == {"denoised_file", "sample_mask"}
+    assert graph.fields(wf, "outputnode") == {"relmat_file", "dfnc_file"}
     assert wf.get_node("backrecon_1").inputs.template_file == str(templates[1][0])
-    edges = _edges(wf)
+    edges = graph.edges(wf)
     assert {("inputnode", "denoised_file", "backrecon_0", "bold_file"),
             ("inputnode", "sample_mask", "fnc", "sample_mask"),
             ("fnc", "relmat_file", "outputnode", "relmat_file")} <= edges
 
 
-def test_subject_pca_wf_graph(runs, tmp_path):
+def test_subject_pca_wf_graph(graph, runs, tmp_path):
     wf = init_subject_pca_wf(subject_label="01", **_run_inputs(runs[0]), n_components=7,
                              pca_dir=tmp_path / "pca")
     assert _node_names(wf) == {"inputnode", "pca", "outputnode"}
-    assert _fields(wf, "inputnode") == {"denoised_file", "sample_mask"}
-    assert _fields(wf, "outputnode") == {"pca_file"}
+    assert graph.fields(wf, "inputnode") == {"denoised_file", "sample_mask"}
+    assert graph.fields(wf, "outputnode") == {"pca_file"}
     pca = wf.get_node("pca").inputs
     assert pca.n_components == 7 and pca.out_dir == str(tmp_path / "pca")
     assert pca.meta == {"Subject": "01", "SourceFile": runs[0]["bold"],
@@ -120,7 +109,7 @@ def test_subject_pca_wf_graph(runs, tmp_path):
                         "RepetitionTime": 2.0}
 
 
-def test_denoise_only_graph(runs, tmp_path):
+def test_denoise_only_graph(graph, runs, tmp_path):
     wf = init_participant_wf(subject_label="01", runs=runs, output_dir=tmp_path / "out",
                              strategy="scrubbing", fd_threshold=0.4)
     assert wf.name == "sub_01_wf"
@@ -129,21 +118,21 @@ def test_denoise_only_graph(runs, tmp_path):
     assert not any("ds_denoised_nifti" in n or "networks" in n or "pca" in n for n in names)
     assert {("run_01_wf.outputnode", "qc_file", "run_01_outputs_wf.inputnode", "qc_file"),
             ("run_01_wf.outputnode", "qc_meta", "run_01_outputs_wf.inputnode", "meta")
-            } <= _edges(wf)
+            } <= graph.edges(wf)
     desc = wf.visit_desc()
     assert "'scrubbing' confound strategy" in desc and "> 0.4 mm" in desc
     assert desc.count("BOLD runs were denoised") == 1  # one paragraph for both runs
 
 
-def test_save_denoised_adds_sink(runs, tmp_path):
+def test_save_denoised_adds_sink(graph, runs, tmp_path):
     wf = init_participant_wf(subject_label="01", runs=runs[:1], output_dir=tmp_path / "out",
                              save_denoised=True)
     assert "run_00_outputs_wf.ds_denoised_nifti" in _node_names(wf)
     assert ("run_00_wf.outputnode", "denoised_nifti", "run_00_outputs_wf.inputnode",
-            "denoised_nifti") in _edges(wf)
+            "denoised_nifti") in graph.edges(wf)
 
 
-def test_template_mode_graph(runs, templates, tmp_path):
+def test_template_mode_graph(graph, runs, templates, tmp_path):
     wf = init_participant_wf(subject_label="01", runs=runs[:1], output_dir=tmp_path / "out",
                              templates=templates, dfnc_window=20)
     names = _node_names(wf)
@@ -155,21 +144,21 @@ def test_template_mode_graph(runs, templates, tmp_path):
     assert {("run_00_wf.outputnode", "denoised_file", "run_00_networks_wf.inputnode",
              "denoised_file"),
             ("run_00_wf.outputnode", "sample_mask", "run_00_networks_wf.inputnode",
-             "sample_mask")} <= _edges(wf)
+             "sample_mask")} <= graph.edges(wf)
     desc = wf.visit_desc()
     assert "2 scale(s) (scale-4.nii.gz, scale-10.nii.gz)" in desc
     assert "sliding windows of 20 TRs" in desc
     assert desc.index("BOLD runs were used as preprocessed") < desc.index("Participant networks")
 
 
-def test_data_driven_mode_graph(runs, tmp_path):
+def test_data_driven_mode_graph(graph, runs, tmp_path):
     wf = init_participant_wf(subject_label="01", runs=runs, output_dir=tmp_path / "out",
                              model_orders=(3, 5), pca_dir=tmp_path / "pca")
     names = _node_names(wf)
     assert {"run_00_pca_wf.pca", "run_01_pca_wf.pca"} <= names
     assert wf.get_node("run_01_pca_wf.pca").inputs.n_components == 5
     assert ("run_01_wf.outputnode", "denoised_file", "run_01_pca_wf.inputnode",
-            "denoised_file") in _edges(wf)
+            "denoised_file") in graph.edges(wf)
     with pytest.raises(ValueError, match="'pca_dir' is needed"):
         init_participant_wf(subject_label="01", runs=runs, output_dir=tmp_path / "out",
                             model_orders=(3, 5))
