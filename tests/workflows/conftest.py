@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -65,3 +66,20 @@ def work_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def skeleton(tmp_path_factory) -> Path:
     return generate_skeleton(tmp_path_factory.mktemp("skel"), "sessions_norun")
+
+
+@pytest.fixture
+def graph():
+    """Read a built (not run) workflow: ``fields(workflow, node)`` of an identity node,
+    ``edges(workflow)``: every connection of its flattened graph as (source node, field,
+    target node, field), node names below the workflow's own."""
+
+    def fields(workflow, node: str) -> set[str]:
+        return set(workflow.get_node(node).inputs.copyable_trait_names())
+
+    def edges(workflow) -> set[tuple[str, str, str, str]]:
+        return {(u.fullname.split(".", 1)[1], out, v.fullname.split(".", 1)[1], into)
+                for u, v, data in workflow._create_flat_graph().edges(data=True)
+                for out, into in data["connect"]}
+
+    return SimpleNamespace(fields=fields, edges=edges)

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from workflows.group.base import build_group_wf
+from workflows.group.base import init_msica_group_wf
 
 
 def _derivatives(root, trs: dict[str, float]):
@@ -24,8 +24,8 @@ def _derivatives(root, trs: dict[str, float]):
 def test_mixed_repetition_times_are_warned_with_their_groups(tmp_path, caplog):
     out = _derivatives(tmp_path / "out", {"01": 2.0, "02": 2.0, "03": 2.5})
     with caplog.at_level("WARNING", logger="msica.workflows"):
-        workflow = build_group_wf(output_dir=out, bids_dir=tmp_path / "bids")
-    assert "gather_qc" in workflow.list_node_names()
+        workflow = init_msica_group_wf(output_dir=out, bids_dir=tmp_path / "bids")
+    assert "qc_wf.gather_qc" in workflow.list_node_names()
     (message,) = [r.getMessage() for r in caplog.records]
     assert message.startswith("Runs have different repetition times: 2 s (2 participants: "
                               "sub-01, sub-02), 2.5 s (1 participant: sub-03).")
@@ -35,7 +35,7 @@ def test_mixed_repetition_times_are_warned_with_their_groups(tmp_path, caplog):
 def test_one_repetition_time_is_not_warned(tmp_path, caplog):
     out = _derivatives(tmp_path / "out", {"01": 2.0, "02": 2.0})
     with caplog.at_level("WARNING", logger="msica.workflows"):
-        build_group_wf(output_dir=out, bids_dir=tmp_path / "bids", participant_label=["01"])
+        init_msica_group_wf(output_dir=out, bids_dir=tmp_path / "bids", participant_label=["01"])
     assert not caplog.records
 
 

@@ -129,7 +129,7 @@ def test_group_builder_schedules_introspection_by_the_device_policy(tmp_path, mo
         wf = init_group_wf(qc_files=[str(qc)], relmat_files=[str(relmat)], output_dir=tmp_path,
                            targets=["diagnosis"], introspect=True, device=device,
                            participants_file=pfile)
-        return wf.get_node("introspect_diagnosis")
+        return wf.get_node("introspect_diagnosis_wf.introspect_diagnosis")
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     node = build("auto")

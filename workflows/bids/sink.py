@@ -20,8 +20,12 @@ from nipype.interfaces.io import add_traits
 from workflows.bids.atomic import atomic_copy, atomic_save_nifti
 from workflows.bids.naming import ENTITIES, build_derivative_path, source_entities
 from workflows.bids.provenance import make_sidecar, source_uri, write_sidecar
+from workflows.execution.engine import Workflow
 
-__all__ = ["DerivativesDataSink", "sink_factory", "write_derivative"]
+__all__ = ["DerivativesDataSink", "init_sinks_wf", "sink_factory", "write_derivative"]
+
+#: What a sinks workflow writes: ``{file field: (sidecar field or None, entities)}``.
+SinkSpecs = Mapping[str, tuple[str | None, Mapping[str, Any]]]
 
 class _DerivativesDataSinkInputSpec(DynamicTraitedSpec, BaseInterfaceInputSpec):
     base_directory = traits.Directory(mandatory=True, desc="msica output directory")
@@ -178,3 +182,66 @@ def sink_factory(output_dir, *, source_file: str | None = None,
         return pe.Node(interface, name=name, run_without_submitting=True)
 
     return sink
+
+
+def init_sinks_wf(
+    *,
+    output_dir: Path,
+    outputs: SinkSpecs,
+    source_file: str | None = None,
+    sources: list[str] | None = None,
+    dataset_links: Mapping[str, str] | None = None,
+    name: str,
+) -> Workflow:
+    """Build a workflow that stores files under their BIDS-derivative names, with sidecars.
+
+    One :class:`DerivativesDataSink` per file field (made by :func:`sink_factory`,
+    named ``ds_<field>``); the outputs modules of the levels
+    (:mod:`workflows.participant.outputs`, :mod:`workflows.group.outputs`) say what
+    is written.
+
+    Parameters
+    ----------
+    output_dir : Path
+        Root of the msica derivatives.
+    outputs : mapping
+        ``{file field: (sidecar field or None, entities)}``: the inputnode field of a
+        file, the inputnode field of its sidecar content (None: parameters-free
+        sidecar) and the entities of its name.
+    source_file : str, optional
+        Input whose entities the outputs inherit (none at the group level).
+    sources : list of str, optional
+        Further sources listed in the sidecars.
+    dataset_links : mapping, optional
+        Input dataset names and roots, for the ``Sources`` URIs of sidecars.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    <file field>
+        A file to store, for each key of ``outputs``.
+    <sidecar field>
+        Sidecar content (dict), for each sidecar field named in ``outputs``.
+
+    Outputs
+    -------
+    <file field>
+        Where the file was written, for each key of ``outputs``.
+    """
+    from nipype.interfaces import utility as niu
+    from nipype.pipeline import engine as pe
+
+    workflow = Workflow(name=name)
+    metas = sorted({meta for meta, _ in outputs.values() if meta is not None})
+    inputnode = pe.Node(niu.IdentityInterface(fields=[*outputs, *metas]), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=list(outputs)), name="outputnode")
+    sink = sink_factory(output_dir, source_file=source_file, dataset_links=dataset_links)
+    for field, (meta, entities) in outputs.items():
+        node = sink(f"ds_{field}", sources, **entities)
+        fields = [(field, "in_file")] + ([(meta, "meta_dict")] if meta is not None else [])
+        workflow.connect([
+            (inputnode, node, fields),
+            (node, outputnode, [("out_file", field)]),
+        ])  # fmt:skip
+    return workflow

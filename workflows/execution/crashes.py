@@ -14,8 +14,8 @@ __all__ = ["GROUP_ICA_CRASH", "GROUP_NODE_OF_CRASH", "PARTICIPANT_OF_CRASH", "fa
 PARTICIPANT_OF_CRASH = re.compile(r"sub_(?P<label>[A-Za-z0-9]+)_wf")
 
 
-#: ... or the node name of a group-level node.
-GROUP_NODE_OF_CRASH = re.compile(r"msica_group_wf\.(?P<node>\w+)")
+#: ... or the node name of a group-level node (inside its concern's sub-workflow).
+GROUP_NODE_OF_CRASH = re.compile(r"msica_group_wf\.(?:\w+_wf\.)*(?P<node>\w+)")
 
 
 #: ... or, in data-driven mode, the node name: the group ICA or a chunk of runs'

@@ -186,7 +186,7 @@ def _write_citation(workflow, output_dir: Path, level: str) -> None:
 
 
 def _run_group_level(settings: Settings) -> dict[str, BaseException]:
-    from workflows.group.base import build_group_wf
+    from workflows.group.base import init_msica_group_wf
     from workflows.execution.preflight import check_participants_table
 
     check_participants_table(settings.bids_dir / "participants.tsv", targets=settings.targets,
@@ -196,7 +196,7 @@ def _run_group_level(settings: Settings) -> dict[str, BaseException]:
         failures.update(_run_group_ica(settings))
         if "group_ica" in failures:
             return failures
-    workflow = build_group_wf(
+    workflow = init_msica_group_wf(
         output_dir=settings.output_dir,
         bids_dir=settings.bids_dir,
         participant_label=list(settings.participant_label) or None,

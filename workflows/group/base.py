@@ -1,21 +1,28 @@
-"""The group-level workflow: gathers participant derivatives into group tables."""
+"""The group-level workflow: participant derivatives into group tables, states and classifiers.
+
+One small builder per concern (QC, FNC table, time-course table, classifier, introspection,
+dFNC states), composed by :func:`init_group_wf`; their sinks are in :mod:`.outputs`.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from pipeline._validation import uses_cuda
-from pipeline.classify.persistence import MODEL_EXTENSION
 from workflows.bids.derivatives import collect_participant_outputs, derivatives_layout
 from workflows.bids.naming import target_tag
-from workflows.bids.sink import sink_factory
 from workflows.execution.engine import Workflow
+from workflows.group.outputs import init_group_outputs_wf
 
-__all__ = ["build_group_wf", "classifier_methods", "init_group_wf", "mixed_repetition_times"]
+__all__ = ["classifier_methods", "init_classify_wf", "init_dfnc_states_wf", "init_fnc_table_wf",
+           "init_group_wf", "init_introspect_wf", "init_msica_group_wf", "init_qc_wf",
+           "init_timecourse_table_wf", "mixed_repetition_times"]
 
 LOGGER = logging.getLogger("msica.workflows")
 
@@ -85,6 +92,315 @@ def classifier_methods(targets, *, confounds, harmonize, protect, connectivity,
     return text + " Chance has not been tested (no label permutations)."
 
 
+def _check_classifier_inputs(targets: list[str] | None, *, participants: str | None,
+                             relmat_files: list[str] | None, timeseries_files: list[str] | None,
+                             connectivity: list[str]) -> None:
+    """Refuse classifier targets without the features or participants.tsv they need."""
+    if targets and not relmat_files:
+        raise FileNotFoundError(
+            f"--targets {' '.join(targets)} needs FNC features, but the participant level wrote "
+            "none; run it in template mode (--template ...) first."
+        )
+    if targets and not participants:
+        raise FileNotFoundError("--targets needs participants.tsv in BIDS_DIR; add it.")
+    if targets and connectivity != ["fnc"] and not timeseries_files:
+        raise FileNotFoundError(
+            f"--connectivity {' '.join(connectivity)} needs the participants' network time "
+            "courses, but the participant level wrote none; run it in template mode first or "
+            "use --connectivity fnc."
+        )
+
+
+def _tables_desc(relmat_files: list[str] | None, dfnc_files: list[str] | None,
+                 timeseries_files: list[str] | None) -> str | None:
+    """Methods text of the feature tables and dFNC states (None without FNC)."""
+    if not relmat_files:
+        return None
+    text = (f"Static FNC edges of {len(relmat_files)} run(s) were tabulated per participant"
+            + (" and their sliding-window FNC was clustered into states with city-block k-means "
+               "on subject exemplars, as in GIFT" if dfnc_files else "") + ".")
+    if timeseries_files:
+        text += (" Network amplitude (standard deviation) and fALFF of the detrended time "
+                 "courses were tabulated per participant.")
+    return text
+
+
+def _inputnode(**values: Any) -> pe.Node:
+    """An ``inputnode`` with these fields, set to the values that are not None."""
+    node = pe.Node(niu.IdentityInterface(fields=list(values)), name="inputnode")
+    for field, value in values.items():
+        if value is not None:
+            setattr(node.inputs, field, value)
+    return node
+
+
+def _concern_wf(name: str, node: pe.Node, inputnode: pe.Node, outputs: list[str]) -> Workflow:
+    """A workflow of one node fed by ``inputnode`` (same field names) with ``outputs``."""
+    workflow = Workflow(name=name)
+    outputnode = pe.Node(niu.IdentityInterface(fields=outputs), name="outputnode")
+    workflow.connect([
+        (inputnode, node, [(field, field) for field in inputnode.inputs.copyable_trait_names()]),
+        (node, outputnode, [(field, field) for field in outputs]),
+    ])  # fmt:skip
+    return workflow
+
+
+def init_qc_wf(*, qc_files: list[str], participants_file: str | None = None,
+               name: str = "qc_wf") -> Workflow:
+    """Gather the runs' QC tables into one group table.
+
+    Parameters
+    ----------
+    qc_files : list of str
+        Per-run QC tables written by the participant level.
+    participants_file : str, optional
+        ``participants.tsv``, joined to the table.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    qc_files, participants_file
+        As the parameters (set from them).
+
+    Outputs
+    -------
+    out_file
+        Group QC table (one row per run).
+    """
+    from workflows.interfaces.qc import GatherQC
+
+    return _concern_wf(name, pe.Node(GatherQC(), name="gather_qc"),
+                       _inputnode(qc_files=qc_files, participants_file=participants_file),
+                       ["out_file"])
+
+
+def init_fnc_table_wf(*, relmat_files: list[str], participants_file: str | None = None,
+                      name: str = "fnc_table_wf") -> Workflow:
+    """Tabulate the participants' static FNC edges (the classifiers' features).
+
+    Parameters
+    ----------
+    relmat_files : list of str
+        Participants' multi-scale static FNC.
+    participants_file : str, optional
+        ``participants.tsv``, joined to the table.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    relmat_files, participants_file
+        As the parameters (set from them).
+
+    Outputs
+    -------
+    out_file
+        One row per participant, one column per edge.
+    meta
+        Sidecar content.
+    """
+    from workflows.interfaces.features import FNCFeatureTable
+
+    return _concern_wf(name, pe.Node(FNCFeatureTable(), name="fnc_table"),
+                       _inputnode(relmat_files=relmat_files, participants_file=participants_file),
+                       ["out_file", "meta"])
+
+
+def init_timecourse_table_wf(*, timeseries_files: list[str], relmat_files: list[str],
+                             participants_file: str | None = None,
+                             name: str = "timecourse_table_wf") -> Workflow:
+    """Tabulate the amplitude, fALFF and dynamic range of the participants' network time courses.
+
+    Parameters
+    ----------
+    timeseries_files : list of str
+        Participants' network time courses (every scale).
+    relmat_files : list of str
+        Their static FNC (whose sidecars give each run's repetition time).
+    participants_file : str, optional
+        ``participants.tsv``, joined to the table.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    timeseries_files, relmat_files, participants_file
+        As the parameters (set from them).
+
+    Outputs
+    -------
+    out_file
+        One row per participant.
+    meta
+        Sidecar content.
+    """
+    from workflows.interfaces.features import TimecourseFeatureTable
+
+    return _concern_wf(name, pe.Node(TimecourseFeatureTable(), name="timecourse_table"),
+                       _inputnode(timeseries_files=timeseries_files, relmat_files=relmat_files,
+                                  participants_file=participants_file),
+                       ["out_file", "meta"])
+
+
+def init_classify_wf(
+    *,
+    target: str,
+    participants_file: str,
+    confounds: list[str] | None = None,
+    protect: list[str] | None = None,
+    site_column: str | None = None,
+    harmonize: str = "none",
+    connectivity: list[str] | None = None,
+    n_permutations: int = 100,
+    nprocs: int = 1,
+    seed: int = 0,
+    device: str = "auto",
+    timeseries_files: list[str] | None = None,
+    relmat_files: list[str] | None = None,
+    name: str | None = None,
+) -> Workflow:
+    """Classify one participants.tsv column with nested cross-validation.
+
+    Parameters
+    ----------
+    target : str
+        participants.tsv column to classify.
+    participants_file : str
+        ``participants.tsv`` (labels, sites, confounds).
+    confounds, protect, site_column, harmonize, connectivity, n_permutations
+        See :func:`init_group_wf` (``protect`` is its ``harmonize_protect``).
+    nprocs : int
+        Processes for the outer folds and permutations.
+    seed : int
+        Seed of the cross-validation.
+    device : str
+        Torch device.
+    timeseries_files, relmat_files : list of str, optional
+        Participants' network time courses and static FNC (connectivity kinds other
+        than ``fnc``).
+    name : str, optional
+        Workflow name (default ``classify_<target>_wf``).
+
+    Inputs
+    ------
+    features_file
+        The FNC feature table (:func:`init_fnc_table_wf`).
+
+    Outputs
+    -------
+    metrics_file, site_metrics_file, predictions_file, biomarkers_file, calibration_file, figure_file
+        Metrics, per-site metrics, out-of-fold predictions, biomarkers, calibration
+        curve and biomarker figure.
+    model_file, model_meta
+        The model refitted on everyone, and its own sidecar.
+    meta
+        Sidecar content of the other outputs.
+    """
+    from workflows.interfaces.classify import ClassifyTarget
+
+    tag = target_tag(target)
+    connectivity = list(connectivity or ["fnc"])
+    classify = pe.Node(
+        ClassifyTarget(participants_file=participants_file, target=target,
+                       confounds=list(confounds or []), protect=list(protect or []),
+                       site_column=site_column or "auto", harmonize=harmonize,
+                       connectivity=connectivity, n_permutations=n_permutations,
+                       n_jobs=nprocs, random_state=seed, device=device),
+        name=f"classify_{tag}", n_procs=nprocs)
+    if connectivity != ["fnc"]:
+        classify.inputs.timeseries_files = timeseries_files
+        classify.inputs.relmat_files = relmat_files
+    return _concern_wf(name or f"classify_{tag}_wf", classify,
+                       _inputnode(features_file=None),
+                       ["metrics_file", "site_metrics_file", "predictions_file",
+                        "biomarkers_file", "model_file", "model_meta", "calibration_file",
+                        "figure_file", "meta"])
+
+
+def init_introspect_wf(*, target: str, participants_file: str, seed: int = 0,
+                       device: str = "auto", name: str | None = None) -> Workflow:
+    """Train the torch MLP on one target with gradient-spectrum introspection.
+
+    Parameters
+    ----------
+    target : str
+        participants.tsv column to classify.
+    participants_file : str
+        ``participants.tsv``.
+    seed : int
+        Seed of the training.
+    device : str
+        Torch device (:func:`pipeline._validation.resolve_device`; a GPU node when it
+        resolves to CUDA).
+    name : str, optional
+        Workflow name (default ``introspect_<target>_wf``).
+
+    Inputs
+    ------
+    features_file
+        What the MLP is trained on: the table of :func:`init_fnc_table_wf`.
+
+    Outputs
+    -------
+    spectra_file, summary_file, figure_file
+        Singular values per step, their summary and the effective-rank figure.
+    meta
+        Sidecar content.
+    """
+    from workflows.interfaces.introspect import IntrospectTraining
+
+    tag = target_tag(target)
+    spectra = pe.Node(IntrospectTraining(participants_file=participants_file, target=target,
+                                         random_state=seed, device=device,
+                                         use_gpu=uses_cuda(device)),
+                      name=f"introspect_{tag}")
+    return _concern_wf(name or f"introspect_{tag}_wf", spectra, _inputnode(features_file=None),
+                       ["spectra_file", "summary_file", "figure_file", "meta"])
+
+
+def init_dfnc_states_wf(*, dfnc_files: list[str], n_states: int | None = None, seed: int = 0,
+                        participants_file: str | None = None,
+                        name: str = "dfnc_states_wf") -> Workflow:
+    """Cluster the participants' sliding-window FNC into dFNC states.
+
+    Parameters
+    ----------
+    dfnc_files : list of str
+        Participants' sliding-window FNC.
+    n_states : int, optional
+        Number of states (chosen by the elbow criterion when None).
+    seed : int
+        Seed of the k-means.
+    participants_file : str, optional
+        ``participants.tsv``, joined to the state metrics.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    dfnc_files, participants_file
+        As the parameters (set from them).
+
+    Outputs
+    -------
+    states_file
+        State centroids.
+    metrics_file
+        State metrics per participant.
+    meta
+        Sidecar content.
+    """
+    from workflows.interfaces.features import DFNCStates
+
+    states = pe.Node(DFNCStates(random_state=seed), name="dfnc_states")
+    if n_states:
+        states.inputs.n_states = n_states
+    return _concern_wf(name, states, _inputnode(dfnc_files=dfnc_files,
+                                                participants_file=participants_file),
+                       ["states_file", "metrics_file", "meta"])
+
+
 def init_group_wf(
     *,
     qc_files: list[str],
@@ -107,7 +423,11 @@ def init_group_wf(
     participants_file: Path | None = None,
     name: str = "msica_group_wf",
 ) -> Workflow:
-    """Build the group-level workflow.
+    """Build the group-level workflow: one sub-workflow per concern, and its outputs.
+
+    ``qc_wf``, ``fnc_table_wf``, ``timecourse_table_wf``, ``classify_<target>_wf``
+    (and ``introspect_<target>_wf``) on the FNC table, ``dfnc_states_wf``; each
+    connected to its sinks (``ds_<concern>_wf``, :mod:`workflows.group.outputs`).
 
     Parameters
     ----------
@@ -157,160 +477,98 @@ def init_group_wf(
     Returns
     -------
     Workflow
-    """
-    from workflows.interfaces.classify import ClassifyTarget
-    from workflows.interfaces.introspect import IntrospectTraining
-    from workflows.interfaces.features import (
-        DFNCStates,
-        FNCFeatureTable,
-        TimecourseFeatureTable,
-    )
-    from workflows.interfaces.qc import GatherQC
 
+    Raises
+    ------
+    FileNotFoundError
+        If ``targets`` are given without the features or participants.tsv they need.
+    """
+    participants = (str(participants_file) if participants_file is not None
+                    and Path(participants_file).is_file() else None)
+    connectivity = list(connectivity or ["fnc"])
+    _check_classifier_inputs(targets, participants=participants, relmat_files=relmat_files,
+                             timeseries_files=timeseries_files, connectivity=connectivity)
     workflow = Workflow(name=name)
     workflow.__desc__ = (
         f"Quality-control measures of {len(qc_files)} run(s) were gathered into one group table."
     )
-    participants = (str(participants_file) if participants_file is not None
-                    and Path(participants_file).is_file() else None)
+    workflow.__postdesc__ = _tables_desc(relmat_files, dfnc_files, timeseries_files)
 
-    sink = sink_factory(output_dir)
+    def add(concern_wf: Workflow, concern: str, sources: list[str], target: str | None = None,
+            ) -> Workflow:
+        ds_wf = init_group_outputs_wf(output_dir=output_dir, concern=concern, sources=sources,
+                                      target=target, name=f"ds_{concern_wf.name}")
+        fields = ds_wf.get_node("inputnode").inputs.copyable_trait_names()
+        workflow.connect([
+            (concern_wf, ds_wf, [(f"outputnode.{field}", f"inputnode.{field}")
+                                 for field in fields]),
+        ])  # fmt:skip
+        return concern_wf
 
-    gather = pe.Node(GatherQC(qc_files=qc_files), name="gather_qc")
-    if participants:
-        gather.inputs.participants_file = participants
-    ds_qc = sink("ds_group_qc", qc_files, desc="denoise", suffix="qc", extension=".tsv")
-    workflow.connect([(gather, ds_qc, [("out_file", "in_file")])])  # fmt:skip
-
+    add(init_qc_wf(qc_files=qc_files, participants_file=participants), "qc", qc_files)
     if relmat_files:
-        table = pe.Node(FNCFeatureTable(relmat_files=relmat_files), name="fnc_table")
-        if participants:
-            table.inputs.participants_file = participants
-        ds_table = sink("ds_fnc_table", relmat_files, desc="fnc", suffix="features",
-                        extension=".tsv")
-        workflow.connect([(table, ds_table, [("out_file", "in_file"), ("meta", "meta_dict")])])  # fmt:skip
-        workflow.__postdesc__ = (
-            f"Static FNC edges of {len(relmat_files)} run(s) were tabulated per participant"
-            + (" and their sliding-window FNC was clustered into states with city-block k-means "
-               "on subject exemplars, as in GIFT" if dfnc_files else "") + "."
-        )
+        table_wf = add(init_fnc_table_wf(relmat_files=relmat_files,
+                                         participants_file=participants),
+                       "fnc_table", relmat_files)
     if timeseries_files and relmat_files:
-        tc_table = pe.Node(TimecourseFeatureTable(timeseries_files=timeseries_files,
-                                                  relmat_files=relmat_files),
-                           name="timecourse_table")
-        if participants:
-            tc_table.inputs.participants_file = participants
-        ds_tc_table = sink("ds_timecourse_table", timeseries_files, desc="timecourse",
-                           suffix="features", extension=".tsv")
-        workflow.connect([(tc_table, ds_tc_table, [("out_file", "in_file"), ("meta", "meta_dict")])])  # fmt:skip
-        workflow.__postdesc__ += (" Network amplitude (standard deviation) and fALFF of the "
-                                  "detrended time courses were tabulated per participant.")
-    if targets and not relmat_files:
-        raise FileNotFoundError(
-            f"--targets {' '.join(targets)} needs FNC features, but the participant level wrote "
-            "none; run it in template mode (--template ...) first."
-        )
-    if targets and not participants:
-        raise FileNotFoundError("--targets needs participants.tsv in BIDS_DIR; add it.")
-    connectivity = list(connectivity or ["fnc"])
-    if targets and connectivity != ["fnc"] and not timeseries_files:
-        raise FileNotFoundError(
-            f"--connectivity {' '.join(connectivity)} needs the participants' network time "
-            "courses, but the participant level wrote none; run it in template mode first or "
-            "use --connectivity fnc."
-        )
+        add(init_timecourse_table_wf(timeseries_files=timeseries_files,
+                                     relmat_files=relmat_files, participants_file=participants),
+            "timecourse_table", timeseries_files)
     for target in targets or []:
-        tag = target_tag(target)
-        classify = pe.Node(
-            ClassifyTarget(participants_file=participants, target=target,
-                           confounds=list(confounds or []),
-                           protect=list(harmonize_protect or []),
-                           site_column=site_column or "auto", harmonize=harmonize,
-                           connectivity=connectivity, n_permutations=n_permutations,
-                           n_jobs=nprocs, random_state=seed, device=device),
-            name=f"classify_{tag}", n_procs=nprocs)
-        if connectivity != ["fnc"]:
-            classify.inputs.timeseries_files = timeseries_files
-            classify.inputs.relmat_files = relmat_files
-        sinks = {
-            "metrics_file": sink(f"ds_{tag}_metrics", relmat_files, desc=tag, suffix="metrics",
-                                 extension=".tsv"),
-            "site_metrics_file": sink(f"ds_{tag}_site_metrics", relmat_files,
-                                      desc=f"{tag}persite", suffix="metrics", extension=".tsv"),
-            "predictions_file": sink(f"ds_{tag}_predictions", relmat_files, desc=tag,
-                                     suffix="predictions", extension=".tsv"),
-            "biomarkers_file": sink(f"ds_{tag}_biomarkers", relmat_files,
-                                    desc=f"{tag}biomarkers", suffix="features", extension=".tsv"),
-            "model_file": sink(f"ds_{tag}_model", relmat_files, desc=tag, suffix="model",
-                               extension=MODEL_EXTENSION),
-            "calibration_file": sink(f"ds_{tag}_calibration", relmat_files,
-                                     desc=f"{tag}calibration", suffix="metrics", extension=".tsv"),
-            "figure_file": sink(f"ds_{tag}_figure", relmat_files, datatype="figures",
-                                desc=f"{tag}biomarkers", suffix="features", extension=".svg"),
-        }
-        workflow.connect([(table, classify, [("out_file", "features_file")])])  # fmt:skip
-        for field, node in sinks.items():
-            meta = "model_meta" if field == "model_file" else "meta"  # the model's own sidecar
-            workflow.connect([(classify, node, [(field, "in_file"), (meta, "meta_dict")])])  # fmt:skip
+        classify_wf = add(init_classify_wf(
+            target=target, participants_file=participants, confounds=confounds,
+            protect=harmonize_protect, site_column=site_column, harmonize=harmonize,
+            connectivity=connectivity, n_permutations=n_permutations, nprocs=nprocs,
+            seed=seed, device=device, timeseries_files=timeseries_files,
+            relmat_files=relmat_files), "classify", relmat_files, target)
+        workflow.connect([
+            (table_wf, classify_wf, [("outputnode.out_file", "inputnode.features_file")]),
+        ])  # fmt:skip
         if introspect:
-            spectra = pe.Node(
-                IntrospectTraining(participants_file=participants, target=target,
-                                   random_state=seed, device=device,
-                                   use_gpu=uses_cuda(device)),
-                name=f"introspect_{tag}")
-            spectra_sinks = {
-                "spectra_file": sink(f"ds_{tag}_spectra", relmat_files, desc=f"{tag}introspect",
-                                     suffix="spectrum", extension=".tsv"),
-                "summary_file": sink(f"ds_{tag}_spectra_summary", relmat_files,
-                                     desc=f"{tag}introspectsummary", suffix="spectrum",
-                                     extension=".tsv"),
-                "figure_file": sink(f"ds_{tag}_spectra_figure", relmat_files,
-                                    desc=f"{tag}introspect", suffix="spectrum",
-                                    extension=".svg", datatype="figures"),
-            }
-            workflow.connect([(table, spectra, [("out_file", "features_file")])])  # fmt:skip
-            for field, node in spectra_sinks.items():
-                workflow.connect([(spectra, node, [(field, "in_file"), ("meta", "meta_dict")])])  # fmt:skip
+            introspect_wf = add(init_introspect_wf(target=target, participants_file=participants,
+                                                   seed=seed, device=device),
+                                "introspect", relmat_files, target)
+            workflow.connect([
+                (table_wf, introspect_wf, [("outputnode.out_file", "inputnode.features_file")]),
+            ])  # fmt:skip
     if targets:
         workflow.__postdesc__ += classifier_methods(
             targets, confounds=confounds, harmonize=harmonize, protect=harmonize_protect,
             connectivity=connectivity, n_permutations=n_permutations)
     if dfnc_files:
-        states = pe.Node(DFNCStates(dfnc_files=dfnc_files, random_state=seed), name="dfnc_states")
-        if n_states:
-            states.inputs.n_states = n_states
-        if participants:
-            states.inputs.participants_file = participants
-        ds_states = sink("ds_dfnc_states", dfnc_files, desc="dfncstates", suffix="relmat",
-                         extension=".tsv")
-        ds_metrics = sink("ds_dfnc_metrics", dfnc_files, desc="dfnc", suffix="features",
-                          extension=".tsv")
-        workflow.connect([
-            (states, ds_states, [("states_file", "in_file"), ("meta", "meta_dict")]),
-            (states, ds_metrics, [("metrics_file", "in_file"), ("meta", "meta_dict")]),
-        ])  # fmt:skip
+        add(init_dfnc_states_wf(dfnc_files=dfnc_files, n_states=n_states, seed=seed,
+                                participants_file=participants), "dfnc_states", dfnc_files)
     return workflow
 
 
-def build_group_wf(
+def init_msica_group_wf(
     *,
     output_dir: Path,
     bids_dir: Path,
     participant_label: list[str] | None = None,
-    n_states: int | None = None,
-    targets: list[str] | None = None,
-    confounds: list[str] | None = None,
-    n_permutations: int = 100,
-    site_column: str | None = None,
-    harmonize: str = "none",
-    harmonize_protect: list[str] | None = None,
-    connectivity: list[str] | None = None,
-    nprocs: int = 1,
-    introspect: bool = False,
-    device: str = "auto",
-    seed: int = 0,
+    **options: Any,
 ) -> Workflow:
-    """Collect the participant outputs in ``output_dir`` and build the group workflow on them."""
+    """Collect the participant outputs in ``output_dir`` and build the group workflow on them.
+
+    The top-level builder of the group level (after the data-driven group ICA, when
+    there is one): it warns when runs have different repetition times and builds
+    :func:`init_group_wf` on the derivatives found.
+
+    Parameters
+    ----------
+    output_dir : Path
+        msica derivatives root, where the participant level wrote.
+    bids_dir : Path
+        Input dataset (its ``participants.tsv``).
+    participant_label : list of str, optional
+        Participants to include (all when None).
+    **options
+        The group options of :func:`init_group_wf` (``targets``, ``n_states``, ``seed``...).
+
+    Returns
+    -------
+    Workflow
+    """
     layout = derivatives_layout(output_dir)
 
     def collect(required: bool = True, **query) -> list[str]:
@@ -328,17 +586,6 @@ def build_group_wf(
         relmat_files=collect(False, suffix="relmat", desc="multiscale", extension=".tsv"),
         dfnc_files=collect(False, suffix="timeseries", desc="dfnc", extension=".tsv"),
         timeseries_files=collect(False, suffix="timeseries", desc="ica", extension=".tsv"),
-        n_states=n_states,
-        targets=targets,
-        confounds=confounds,
-        n_permutations=n_permutations,
-        site_column=site_column,
-        harmonize=harmonize,
-        harmonize_protect=harmonize_protect,
-        connectivity=connectivity,
-        nprocs=nprocs,
-        introspect=introspect,
-        device=device,
-        seed=seed,
         participants_file=Path(bids_dir) / "participants.tsv",
+        **options,
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nipype.pipeline import engine as pe
-
 from workflows.config import Settings
 from workflows.execution.engine import Workflow
 from workflows.participant.denoise import init_denoise_wf
 from workflows.participant.networks import init_networks_wf
+from workflows.participant.outputs import init_denoise_outputs_wf
+from workflows.participant.pca import init_subject_pca_wf
 
 __all__ = ["dataset_links", "init_msica_participant_wf", "init_participant_wf",
            "participant_wf_name"]
@@ -91,11 +91,12 @@ def init_participant_wf(
     dataset_links: dict[str, str] | None = None,
     name: str | None = None,
 ) -> Workflow:
-    """Build the participant-level workflow: one sub-workflow per BOLD run.
+    """Build the participant-level workflow: sub-workflows per BOLD run.
 
-    Each run is denoised and QC'd. With ``templates`` (template mode), its
-    networks are back-reconstructed at every scale and static and dynamic FNC
-    are computed across scales; with ``model_orders`` (data-driven mode), it
+    Each run is denoised and QC'd (``run_XX_wf``) and its QC written
+    (``run_XX_outputs_wf``). With ``templates`` (template mode), its networks are
+    back-reconstructed at every scale and static and dynamic FNC are computed across
+    scales (``run_XX_networks_wf``); with ``model_orders`` (data-driven mode), it
     is reduced by subject PCA into ``pca_dir`` for the group ICA.
 
     Parameters
@@ -126,14 +127,14 @@ def init_participant_wf(
     -------
     Workflow
     """
+    if not templates and model_orders and pca_dir is None:
+        raise ValueError("'pca_dir' is needed with model orders (data-driven mode).")
     workflow = Workflow(name=name or participant_wf_name(subject_label))
     for index, run in enumerate(runs):
+        run_inputs = {"bold_file": run["bold"], "mask_file": run["mask"],
+                      "confounds_file": run["confounds"], "t_r": run["t_r"]}
         run_wf = init_denoise_wf(
-            bold_file=run["bold"],
-            mask_file=run["mask"],
-            confounds_file=run["confounds"],
-            t_r=run["t_r"],
-            output_dir=output_dir,
+            **run_inputs,
             strategy=strategy,
             high_pass=high_pass,
             low_pass=low_pass,
@@ -142,51 +143,40 @@ def init_participant_wf(
             fd_threshold=fd_threshold,
             min_volumes=min_volumes,
             save_denoised=save_denoised,
-            dataset_links=dataset_links,
             name=f"run_{index:02d}_wf",
         )
-        if not templates and model_orders:
-            _add_subject_pca(workflow, run_wf, run, subject_label, index,
-                             n_components=max(model_orders), pca_dir=pca_dir)
+        ds_run_wf = init_denoise_outputs_wf(
+            output_dir=output_dir, bold_file=run["bold"], save_denoised=save_denoised,
+            dataset_links=dataset_links, name=f"run_{index:02d}_outputs_wf")
+        workflow.connect([
+            (run_wf, ds_run_wf, [("outputnode.qc_file", "inputnode.qc_file"),
+                                 ("outputnode.qc_meta", "inputnode.meta")]),
+        ])  # fmt:skip
+        if save_denoised:
+            workflow.connect([
+                (run_wf, ds_run_wf, [("outputnode.denoised_nifti", "inputnode.denoised_nifti")]),
+            ])  # fmt:skip
+        if templates:
+            networks_wf = init_networks_wf(
+                **run_inputs,
+                output_dir=output_dir,
+                templates=templates,
+                method=backrecon_method,
+                gift_compatible=gift_compatible,
+                resample_template=resample_template,
+                device=device,
+                dfnc_window=dfnc_window,
+                dataset_links=dataset_links,
+                name=f"run_{index:02d}_networks_wf",
+            )
+        elif model_orders:
+            networks_wf = init_subject_pca_wf(
+                **run_inputs, subject_label=subject_label, n_components=max(model_orders),
+                pca_dir=pca_dir, name=f"run_{index:02d}_pca_wf")
+        else:
             continue
-        if not templates:
-            workflow.add_nodes([run_wf])
-            continue
-        networks_wf = init_networks_wf(
-            bold_file=run["bold"],
-            mask_file=run["mask"],
-            confounds_file=run["confounds"],
-            t_r=run["t_r"],
-            output_dir=output_dir,
-            templates=templates,
-            method=backrecon_method,
-            gift_compatible=gift_compatible,
-            resample_template=resample_template,
-            device=device,
-            dfnc_window=dfnc_window,
-            dataset_links=dataset_links,
-            name=f"run_{index:02d}_networks_wf",
-        )
         workflow.connect([
             (run_wf, networks_wf, [("outputnode.denoised_file", "inputnode.denoised_file"),
                                    ("outputnode.sample_mask", "inputnode.sample_mask")]),
         ])  # fmt:skip
     return workflow
-
-
-def _add_subject_pca(workflow: Workflow, run_wf: Workflow, run: dict[str, Any], subject_label: str,
-                     index: int, *, n_components: int, pca_dir: Path | None) -> None:
-    """Reduce a denoised run by subject PCA for the group ICA (data-driven mode)."""
-    from workflows.interfaces.groupica import SubjectPCA
-
-    if pca_dir is None:
-        raise ValueError("'pca_dir' is needed with model orders (data-driven mode).")
-    meta = {"Subject": subject_label, "SourceFile": str(run["bold"]),
-            "MaskFile": str(run["mask"]), "ConfoundsFile": str(run["confounds"]),
-            "RepetitionTime": float(run["t_r"])}
-    pca = pe.Node(SubjectPCA(mask_file=run["mask"], n_components=n_components,
-                             out_dir=str(pca_dir), meta=meta), name=f"run_{index:02d}_pca")
-    workflow.connect([
-        (run_wf, pca, [("outputnode.denoised_file", "bold_file"),
-                       ("outputnode.sample_mask", "sample_mask")]),
-    ])  # fmt:skip

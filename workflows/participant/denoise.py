@@ -1,14 +1,11 @@
-"""Denoising and QC of one run, with its derivatives."""
+"""Denoising and QC of one run."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from pipeline import __version__
-from workflows.bids.sink import sink_factory
 from workflows.execution.engine import Workflow
 
 __all__ = ["init_denoise_wf"]
@@ -19,7 +16,6 @@ def init_denoise_wf(
     mask_file: str,
     confounds_file: str | None,
     t_r: float,
-    output_dir: Path,
     strategy: str = "none",
     high_pass: float | None = None,
     low_pass: float | None = None,
@@ -28,10 +24,9 @@ def init_denoise_wf(
     fd_threshold: float = 0.5,
     min_volumes: int = 50,
     save_denoised: bool = False,
-    dataset_links: dict[str, str] | None = None,
     name: str = "denoise_wf",
 ) -> Workflow:
-    """Check, denoise and QC one BOLD run, and write its derivatives.
+    """Check, denoise and QC one BOLD run (its derivatives: :mod:`.outputs`).
 
     Parameters
     ----------
@@ -41,8 +36,6 @@ def init_denoise_wf(
         fMRIPrep-style confounds TSV (None with ``strategy="none"``).
     t_r : float
         Repetition time (s).
-    output_dir : Path
-        Root of the msica derivatives.
     strategy : {"simple", "scrubbing", "compcor", "none"}
         nilearn confound strategy, or none.
     high_pass, low_pass : float or None
@@ -54,38 +47,48 @@ def init_denoise_wf(
     min_volumes : int
         Fewest (kept) volumes accepted.
     save_denoised : bool
-        Also write the denoised BOLD.
-    dataset_links : dict, optional
-        Input dataset names and roots, for the ``Sources`` URIs of sidecars.
+        Also make the denoised BOLD as a NIfTI (``outputnode.denoised_nifti``).
     name : str
         Workflow name.
 
     Inputs
     ------
-    bold_file, mask_file, confounds_file, t_r (set at build time)
+    bold_file, mask_file, confounds_file, t_r
+        As the parameters (set from them).
 
     Outputs
     -------
     qc_file
         One-row QC table of the run.
+    qc_meta
+        Parameters of the denoising, for the sidecars.
     denoised_file
-        Denoised BOLD (only with ``save_denoised``).
+        Denoised run (kept volumes x mask voxels, ``.npy`` in the work directory).
+    denoised_nifti
+        Denoised 4-D BOLD (only with ``save_denoised``).
+    sample_mask
+        Indices of the volumes kept.
     """
     from workflows.interfaces.denoise import DenoiseBold
 
     workflow = Workflow(name=name)
-    sink = sink_factory(output_dir, source_file=bold_file, dataset_links=dataset_links)
     workflow.__desc__ = _denoise_desc(strategy=strategy, high_pass=high_pass, low_pass=low_pass,
                                       detrend=detrend, standardize=standardize,
                                       fd_threshold=fd_threshold, min_volumes=min_volumes)
+    inputnode = pe.Node(
+        niu.IdentityInterface(fields=["bold_file", "mask_file", "confounds_file", "t_r"]),
+        name="inputnode")
+    inputnode.inputs.bold_file = bold_file
+    inputnode.inputs.mask_file = mask_file
+    inputnode.inputs.t_r = t_r
+    if confounds_file is not None:
+        inputnode.inputs.confounds_file = confounds_file
     outputnode = pe.Node(
-        niu.IdentityInterface(fields=["qc_file", "denoised_file", "sample_mask"]),
+        niu.IdentityInterface(fields=["qc_file", "qc_meta", "denoised_file", "denoised_nifti",
+                                      "sample_mask"]),
         name="outputnode")
     denoise = pe.Node(
         DenoiseBold(
-            bold_file=bold_file,
-            mask_file=mask_file,
-            t_r=t_r,
             strategy=strategy,
             detrend=detrend,
             standardize=standardize,
@@ -95,21 +98,18 @@ def init_denoise_wf(
         ),
         name="denoise",
     )
-    for field, value in (("confounds_file", confounds_file), ("high_pass", high_pass),
-                         ("low_pass", low_pass)):
+    for field, value in (("high_pass", high_pass), ("low_pass", low_pass)):
         if value is not None:
             setattr(denoise.inputs, field, value)
-    ds_qc = sink("ds_qc", desc="denoise", suffix="qc", extension=".tsv")
     workflow.connect([
-        (denoise, ds_qc, [("qc_file", "in_file"), ("qc_meta", "meta_dict")]),
-        (denoise, outputnode, [("qc_file", "qc_file"), ("denoised_file", "denoised_file"),
+        (inputnode, denoise, [("bold_file", "bold_file"), ("mask_file", "mask_file"),
+                              ("confounds_file", "confounds_file"), ("t_r", "t_r")]),
+        (denoise, outputnode, [("qc_file", "qc_file"), ("qc_meta", "qc_meta"),
+                               ("denoised_file", "denoised_file"),
                                ("sample_mask", "sample_mask")]),
     ])  # fmt:skip
     if save_denoised:
-        ds_bold = sink("ds_bold", desc="denoised", suffix="bold", extension=".nii.gz")
-        workflow.connect([
-            (denoise, ds_bold, [("denoised_nifti", "in_file"), ("qc_meta", "meta_dict")]),
-        ])  # fmt:skip
+        workflow.connect([(denoise, outputnode, [("denoised_nifti", "denoised_nifti")])])  # fmt:skip
     return workflow
 
 

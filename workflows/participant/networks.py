@@ -65,6 +65,16 @@ def init_networks_wf(
         Denoised BOLD of the run.
     sample_mask
         Indices of the volumes kept by denoising.
+
+    Outputs
+    -------
+    relmat_file
+        Multi-scale static FNC of the run.
+    dfnc_file
+        Its sliding-window FNC.
+
+    Maps, time courses and FNC are written by :func:`connect_networks_fnc`, which the
+    data-driven group level shares.
     """
     from workflows.interfaces.ica import BackReconstruct
 
@@ -98,6 +108,12 @@ def init_networks_wf(
     connect_networks_fnc(workflow, sink, nodes, (inputnode, "sample_mask"), t_r=t_r,
                          confounds_file=confounds_file, dfnc_window=dfnc_window,
                          gift_compatible=gift_compatible)
+    outputnode = pe.Node(niu.IdentityInterface(fields=["relmat_file", "dfnc_file"]),
+                         name="outputnode")
+    workflow.connect([
+        (workflow.get_node("fnc"), outputnode, [("relmat_file", "relmat_file"),
+                                                ("dfnc_file", "dfnc_file")]),
+    ])  # fmt:skip
     return workflow
 
 

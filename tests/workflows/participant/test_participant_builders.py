@@ -1,0 +1,164 @@
+"""Participant workflow builders: graph structure and methods text (the graph is not run here)."""
+
+from pathlib import Path
+
+import pytest
+
+from workflows.participant.base import init_participant_wf
+from workflows.participant.denoise import init_denoise_wf
+from workflows.participant.networks import init_networks_wf
+from workflows.participant.outputs import init_denoise_outputs_wf
+from workflows.participant.pca import init_subject_pca_wf
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> list[dict]:
+    out = []
+    for run in (1, 2):
+        stem = f"sub-01_task-rest_run-{run}"
+        files = {
+            "bold": tmp_path / f"{stem}_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz",
+            "mask": tmp_path / f"{stem}_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz",
+            "confounds": tmp_path / f"{stem}_desc-confounds_timeseries.tsv",
+        }
+        for path in files.values():
+            path.touch()
+        out.append({**{k: str(v) for k, v in files.items()}, "t_r": 2.0})
+    return out
+
+
+@pytest.fixture
+def templates(tmp_path: Path) -> list[tuple[Path, Path]]:
+    pairs = []
+    for scale in (4, 10):
+        nii, tsv = tmp_path / f"scale-{scale}.nii.gz", tmp_path / f"scale-{scale}.tsv"
+        nii.touch()
+        tsv.touch()
+        pairs.append((nii, tsv))
+    return pairs
+
+
+def _node_names(workflow) -> set[str]:
+    return set(workflow.list_node_names())
+
+
+def _run_inputs(run: dict) -> dict:
+    return {"bold_file": run["bold"], "mask_file": run["mask"],
+            "confounds_file": run["confounds"], "t_r": run["t_r"]}
+
+
+def test_denoise_wf_graph(graph, runs):
+    wf = init_denoise_wf(**_run_inputs(runs[0]), strategy="scrubbing", high_pass=0.01)
+    assert _node_names(wf) == {"inputnode", "denoise", "outputnode"}
+    assert graph.fields(wf, "inputnode") == {"bold_file", "mask_file", "confounds_file", "t_r"}
+    assert graph.fields(wf, "outputnode") == {"qc_file", "qc_meta", "denoised_file",
+                                         "denoised_nifti", "sample_mask"}
+    assert wf.get_node("inputnode").inputs.bold_file == runs[0]["bold"]
+    denoise = wf.get_node("denoise").inputs
+    assert denoise.strategy == "scrubbing" and denoise.high_pass == 0.01
+    assert not denoise.save_nifti
+    assert ("denoise", "denoised_nifti", "outputnode", "denoised_nifti") not in graph.edges(wf)
+
+
+def test_denoise_wf_without_confounds_leaves_them_undefined(runs):
+    from nipype.interfaces.base import isdefined
+
+    wf = init_denoise_wf(**{**_run_inputs(runs[0]), "confounds_file": None})
+    assert not isdefined(wf.get_node("inputnode").inputs.confounds_file)
+
+
+def test_denoise_outputs_wf_graph(graph, runs, tmp_path):
+    wf = init_denoise_outputs_wf(output_dir=tmp_path / "out", bold_file=runs[0]["bold"],
+                                 dataset_links={"raw": str(tmp_path)})
+    assert _node_names(wf) == {"inputnode", "ds_qc_file", "outputnode"}
+    assert graph.fields(wf, "inputnode") == {"qc_file", "meta"}
+    ds_qc = wf.get_node("ds_qc_file").inputs
+    assert (ds_qc.desc, ds_qc.suffix, ds_qc.extension) == ("denoise", "qc", ".tsv")
+    assert ds_qc.source_file == runs[0]["bold"] and ds_qc.dataset_links == {"raw": str(tmp_path)}
+    assert {("inputnode", "qc_file", "ds_qc_file", "in_file"),
+            ("inputnode", "meta", "ds_qc_file", "meta_dict")} <= graph.edges(wf)
+    saved = init_denoise_outputs_wf(output_dir=tmp_path / "out", bold_file=runs[0]["bold"],
+                                    save_denoised=True)
+    assert saved.get_node("ds_denoised_nifti").inputs.suffix == "bold"
+
+
+def test_networks_wf_graph(graph, runs, templates, tmp_path):
+    wf = init_networks_wf(**_run_inputs(runs[0]), output_dir=tmp_path / "out",
+                          templates=templates, dfnc_window=20)
+    names = _node_names(wf)
+    assert {"inputnode", "outputnode", "backrecon_0", "backrecon_1", "fnc"} <= names
+    assert graph.fields(wf, "inputnode") == {"denoised_file", "sample_mask"}
+    assert graph.fields(wf, "outputnode") == {"relmat_file", "dfnc_file"}
+    assert wf.get_node("backrecon_1").inputs.template_file == str(templates[1][0])
+    edges = graph.edges(wf)
+    assert {("inputnode", "denoised_file", "backrecon_0", "bold_file"),
+            ("inputnode", "sample_mask", "fnc", "sample_mask"),
+            ("fnc", "relmat_file", "outputnode", "relmat_file")} <= edges
+
+
+def test_subject_pca_wf_graph(graph, runs, tmp_path):
+    wf = init_subject_pca_wf(subject_label="01", **_run_inputs(runs[0]), n_components=7,
+                             pca_dir=tmp_path / "pca")
+    assert _node_names(wf) == {"inputnode", "pca", "outputnode"}
+    assert graph.fields(wf, "inputnode") == {"denoised_file", "sample_mask"}
+    assert graph.fields(wf, "outputnode") == {"pca_file"}
+    pca = wf.get_node("pca").inputs
+    assert pca.n_components == 7 and pca.out_dir == str(tmp_path / "pca")
+    assert pca.meta == {"Subject": "01", "SourceFile": runs[0]["bold"],
+                        "MaskFile": runs[0]["mask"], "ConfoundsFile": runs[0]["confounds"],
+                        "RepetitionTime": 2.0}
+
+
+def test_denoise_only_graph(graph, runs, tmp_path):
+    wf = init_participant_wf(subject_label="01", runs=runs, output_dir=tmp_path / "out",
+                             strategy="scrubbing", fd_threshold=0.4)
+    assert wf.name == "sub_01_wf"
+    names = _node_names(wf)
+    assert {"run_00_wf.denoise", "run_00_outputs_wf.ds_qc_file", "run_01_wf.denoise"} <= names
+    assert not any("ds_denoised_nifti" in n or "networks" in n or "pca" in n for n in names)
+    assert {("run_01_wf.outputnode", "qc_file", "run_01_outputs_wf.inputnode", "qc_file"),
+            ("run_01_wf.outputnode", "qc_meta", "run_01_outputs_wf.inputnode", "meta")
+            } <= graph.edges(wf)
+    desc = wf.visit_desc()
+    assert "'scrubbing' confound strategy" in desc and "> 0.4 mm" in desc
+    assert desc.count("BOLD runs were denoised") == 1  # one paragraph for both runs
+
+
+def test_save_denoised_adds_sink(graph, runs, tmp_path):
+    wf = init_participant_wf(subject_label="01", runs=runs[:1], output_dir=tmp_path / "out",
+                             save_denoised=True)
+    assert "run_00_outputs_wf.ds_denoised_nifti" in _node_names(wf)
+    assert ("run_00_wf.outputnode", "denoised_nifti", "run_00_outputs_wf.inputnode",
+            "denoised_nifti") in graph.edges(wf)
+
+
+def test_template_mode_graph(graph, runs, templates, tmp_path):
+    wf = init_participant_wf(subject_label="01", runs=runs[:1], output_dir=tmp_path / "out",
+                             templates=templates, dfnc_window=20)
+    names = _node_names(wf)
+    for index in (0, 1):
+        assert f"run_00_networks_wf.backrecon_{index}" in names
+        assert f"run_00_networks_wf.ds_components_{index}" in names
+    assert {"run_00_networks_wf.fnc", "run_00_networks_wf.ds_relmat",
+            "run_00_networks_wf.ds_dfnc"} <= names
+    assert {("run_00_wf.outputnode", "denoised_file", "run_00_networks_wf.inputnode",
+             "denoised_file"),
+            ("run_00_wf.outputnode", "sample_mask", "run_00_networks_wf.inputnode",
+             "sample_mask")} <= graph.edges(wf)
+    desc = wf.visit_desc()
+    assert "2 scale(s) (scale-4.nii.gz, scale-10.nii.gz)" in desc
+    assert "sliding windows of 20 TRs" in desc
+    assert desc.index("BOLD runs were used as preprocessed") < desc.index("Participant networks")
+
+
+def test_data_driven_mode_graph(graph, runs, tmp_path):
+    wf = init_participant_wf(subject_label="01", runs=runs, output_dir=tmp_path / "out",
+                             model_orders=(3, 5), pca_dir=tmp_path / "pca")
+    names = _node_names(wf)
+    assert {"run_00_pca_wf.pca", "run_01_pca_wf.pca"} <= names
+    assert wf.get_node("run_01_pca_wf.pca").inputs.n_components == 5
+    assert ("run_01_wf.outputnode", "denoised_file", "run_01_pca_wf.inputnode",
+            "denoised_file") in graph.edges(wf)
+    with pytest.raises(ValueError, match="'pca_dir' is needed"):
+        init_participant_wf(subject_label="01", runs=runs, output_dir=tmp_path / "out",
+                            model_orders=(3, 5))
