@@ -631,6 +631,13 @@ def _canica(cohort: Cohort) -> dict:
     return out
 
 
+def _score_cells(row: list, per_name: int, names: list[str]) -> str:
+    """The two label cells of a result row, then its ``per_name`` scores per name (first wide)."""
+    scores = row[2:2 + per_name * len(names)]
+    nums = "".join(f"{v:11.3f}" if k % per_name == 0 else f"{v:7.3f}" for k, v in enumerate(scores))
+    return f"{row[0]:<27}{row[1]:<16}{nums}"
+
+
 def run_recovery(cohort: Cohort, n_runs: int, variants: list, preprocesses: list) -> None:
     """Template-mode and data-driven recovery for every denoising variant."""
     import nibabel as nib
@@ -674,18 +681,14 @@ def run_recovery(cohort: Cohort, n_runs: int, variants: list, preprocesses: list
           "own truth (mean over participants x networks; worst)")
     print(f"{'denoising':<27}{'method':<16}{head}{'nonconv':>8}{'den s':>7}{'bkr s':>7}")
     for row in tmpl_rows:
-        nums = "".join(f"{v:11.3f}" if k % 4 == 0 else f"{v:7.3f}"
-                       for k, v in enumerate(row[2:2 + 4 * len(names)]))
-        print(f"{row[0]:<27}{row[1]:<16}{nums}{row[-3]:8d}{row[-2]:7.2f}{row[-1]:7.2f}")
+        print(f"{_score_cells(row, 4, names)}{row[-3]:8d}{row[-2]:7.2f}{row[-1]:7.2f}")
     head = "".join(f"{n + ' grp':>11}{'worst':>7}{'subj':>7}" for n in names)
     print(f"\n(ii) data-driven: subject PCA + fit_multiscale (infomax, ICASSO {n_runs}); group "
           "maps Hungarian-matched to the planted ones (mean, worst); GICA participant maps vs "
           "their truth (mean)")
     print(f"{'denoising':<27}{'preprocess':<16}{head}{'s':>7}")
     for row in dd_rows:
-        nums = "".join(f"{v:11.3f}" if k % 3 == 0 else f"{v:7.3f}"
-                       for k, v in enumerate(row[2:2 + 3 * len(names)]))
-        print(f"{row[0]:<27}{row[1]:<16}{nums}{row[-1]:7.1f}")
+        print(f"{_score_cells(row, 3, names)}{row[-1]:7.1f}")
     peer = _canica(cohort)
     nums = "".join(f"{peer[n][0]:11.3f}{peer[n][1]:7.3f}{'':>7}" for n in names)
     print(f"{'raw (peer)':<27}{'nilearn CanICA':<16}{nums}"

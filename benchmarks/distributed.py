@@ -30,7 +30,7 @@ from torch import nn
 
 from pipeline._validation import check_random_state, derive_seeds
 from pipeline.distributed.launch import init_local_group, leave
-from pipeline.distributed.training import train_site
+from pipeline.distributed.training import pooled_standardizer, train_site
 from pipeline.introspect.models import FNCMLP
 
 __all__: list[str] = []
@@ -45,15 +45,9 @@ def train_powersgd(rank, world, X, y, *, rank_r, epochs, batch_size, lr, hidden,
 
     X = torch.as_tensor(X, dtype=torch.float32)
     y = torch.as_tensor(y, dtype=torch.long)
-    mean = std = None
-    if standardize:
-        stats = torch.cat([X.sum(0), (X * X).sum(0), torch.tensor([float(X.shape[0])])]).double()
-        dist.all_reduce(stats)
-        p = X.shape[1]
-        mean = stats[:p] / stats[-1]
-        std = (stats[p:2 * p] / stats[-1] - mean ** 2).clamp_min(0).sqrt()
-        std[std == 0] = 1.0
-        X = ((X - mean) / std).float()
+    scale = pooled_standardizer(X, dist.all_reduce) if standardize else None
+    if scale is not None:
+        X = scale(X)
     steps_t = torch.tensor([math.ceil(X.shape[0] / batch_size)])
     dist.all_reduce(steps_t, op=dist.ReduceOp.MAX)
     steps = int(steps_t)
@@ -94,8 +88,8 @@ def train_powersgd(rank, world, X, y, *, rank_r, epochs, batch_size, lr, hidden,
         dist.all_reduce = orig
     if X_test is not None:
         Xt = torch.as_tensor(X_test, dtype=torch.float32)
-        if standardize:
-            Xt = ((Xt - mean) / std).float()
+        if scale is not None:
+            Xt = scale(Xt)
         with torch.no_grad():
             c = (model(Xt).argmax(1) == torch.as_tensor(y_test)).sum().double()
         t = torch.stack([c, torch.tensor(float(len(y_test)), dtype=torch.float64)])

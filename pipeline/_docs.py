@@ -24,6 +24,9 @@ docdict["device"] = """device : {"auto", "cpu", "cuda"} or torch.device, default
         Where torch computes. ``"auto"`` uses CUDA when available, else CPU
         (logged). Asking for ``"cuda"`` without a GPU raises ``ValueError``."""
 
+docdict["ica_params"] = """ica_params : dict or None, default=None
+        Extra parameters of the ICA estimator (e.g. ``{"max_iter": 256}``)."""
+
 docdict["t_r"] = """t_r : float
         Repetition time of the acquisition, in seconds."""
 

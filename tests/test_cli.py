@@ -38,6 +38,14 @@ def participant(bids_dir, tmp_path, template):
     return argv
 
 
+def _usage_error(argv: list[str], capsys) -> str:
+    """Parse ``argv``, which must be refused as a usage error (exit 64); return the stderr."""
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == ExitCode.USAGE
+    return capsys.readouterr().err
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exc:
         run(["--version"])
@@ -53,33 +61,28 @@ def test_participant_label_spellings(participant, spelling):
 
 
 def test_usage_errors_exit_64(bids_dir, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        parse_args([str(bids_dir), str(tmp_path / "out"), "subject"])
-    assert exc.value.code == ExitCode.USAGE
-    assert "invalid choice" in capsys.readouterr().err
+    assert "invalid choice" in _usage_error([str(bids_dir), str(tmp_path / "out"), "subject"],
+                                            capsys)
 
 
 def test_output_equal_to_input_is_refused(bids_dir, template, capsys):
-    with pytest.raises(SystemExit) as exc:
-        parse_args([str(bids_dir), str(bids_dir), "participant", "--template", str(template)])
-    assert exc.value.code == ExitCode.USAGE
-    assert "suggestion: " + str(bids_dir / "derivatives" / "msica") in capsys.readouterr().err
+    err = _usage_error([str(bids_dir), str(bids_dir), "participant", "--template", str(template)],
+                       capsys)
+    assert "suggestion: " + str(bids_dir / "derivatives" / "msica") in err
 
 
 def test_work_dir_containing_output_is_refused(bids_dir, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        parse_args([str(bids_dir), str(tmp_path / "w" / "out"), "participant", "-w", str(tmp_path / "w")])
-    assert exc.value.code == ExitCode.USAGE
-    assert "must not contain the output folder" in capsys.readouterr().err
+    err = _usage_error([str(bids_dir), str(tmp_path / "w" / "out"), "participant",
+                        "-w", str(tmp_path / "w")], capsys)
+    assert "must not contain the output folder" in err
 
 
 def test_bad_filter_file(bids_dir, tmp_path, capsys):
     bad = tmp_path / "filters.json"
     bad.write_text("{not json")
-    with pytest.raises(SystemExit) as exc:
-        parse_args([str(bids_dir), str(tmp_path / "out"), "participant", "--bids-filter-file", str(bad)])
-    assert exc.value.code == ExitCode.USAGE
-    assert "is not valid JSON" in capsys.readouterr().err
+    err = _usage_error([str(bids_dir), str(tmp_path / "out"), "participant",
+                        "--bids-filter-file", str(bad)], capsys)
+    assert "is not valid JSON" in err
 
 
 def test_config_file_sets_defaults_and_cli_wins(participant, tmp_path):
@@ -95,10 +98,9 @@ def test_config_file_sets_defaults_and_cli_wins(participant, tmp_path):
 def test_config_file_unknown_key(bids_dir, tmp_path, capsys):
     cfg = tmp_path / "msica.toml"
     cfg.write_text("denoise_strategi = 'simple'\n")
-    with pytest.raises(SystemExit) as exc:
-        parse_args([str(bids_dir), str(tmp_path / "out"), "participant", "--config", str(cfg)])
-    assert exc.value.code == ExitCode.USAGE
-    assert "unknown option(s) ['denoise_strategi']" in capsys.readouterr().err
+    err = _usage_error([str(bids_dir), str(tmp_path / "out"), "participant", "--config", str(cfg)],
+                       capsys)
+    assert "unknown option(s) ['denoise_strategi']" in err
 
 
 @pytest.mark.parametrize(("line", "message"), [
@@ -113,10 +115,7 @@ def test_config_values_are_checked_like_options(participant, tmp_path, capsys, l
     """A --config value outside the option's choices (the registries) or type is one usage line."""
     cfg = tmp_path / "msica.toml"
     cfg.write_text(line + "\n")
-    with pytest.raises(SystemExit) as exc:
-        parse_args(participant("--config", str(cfg)))
-    assert exc.value.code == ExitCode.USAGE
-    *usage, error = capsys.readouterr().err.strip().splitlines()
+    *usage, error = _usage_error(participant("--config", str(cfg)), capsys).strip().splitlines()
     assert usage[0].startswith("usage: msica")
     assert error.startswith(f"msica: error: --config {cfg}: {message}")
 
@@ -155,17 +154,12 @@ def test_denoise_defaults_leave_the_data_as_they_are(participant):
     (("--no-reports", "--reports-only"), "not allowed with argument --no-reports"),
 ])
 def test_conflicting_options_are_usage_errors(participant, capsys, extra, message):
-    with pytest.raises(SystemExit) as exc:
-        parse_args(participant(*extra))
-    assert exc.value.code == ExitCode.USAGE
-    assert message in capsys.readouterr().err
+    assert message in _usage_error(participant(*extra), capsys)
 
 
 def test_participant_level_needs_networks(bids_dir, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        parse_args([str(bids_dir), str(tmp_path / "out"), "participant"])
-    assert exc.value.code == ExitCode.USAGE
-    assert "needs networks: give --template" in capsys.readouterr().err
+    err = _usage_error([str(bids_dir), str(tmp_path / "out"), "participant"], capsys)
+    assert "needs networks: give --template" in err
     assert parse_args([str(bids_dir), str(tmp_path / "out"), "group"]).templates == ()
     redraw = parse_args([str(bids_dir), str(tmp_path / "out"), "participant", "--reports-only"])
     assert redraw.reports_only and not redraw.no_reports  # only draws: needs no networks

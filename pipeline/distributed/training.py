@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ from pipeline.introspect.hooks import GradientCapture
 from pipeline.introspect.linalg import batch_and_group_svdvals
 from pipeline.introspect.models import FNCMLP
 
-__all__ = ["train_site"]
+__all__ = ["pooled_standardizer", "train_site"]
 
 LOGGER = logging.getLogger("msica.distributed")
 
@@ -75,6 +76,49 @@ def _global_accuracy(model, X, y) -> float:
     t = torch.stack([correct, torch.tensor(float(len(y)), dtype=torch.float64)])
     dist.all_reduce(t)
     return float(t[0] / t[1]) if t[1] > 0 else float("nan")
+
+
+def pooled_standardizer(
+    X: torch.Tensor, all_reduce: Callable[[torch.Tensor], Any]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The standardisation by the mean and SD of the features pooled over all sites.
+
+    Each site passes its own rows; one all-reduce of the per-feature sums,
+    sums of squares and row count (float64) gives every site the same
+    statistics. Constant features are divided by 1.
+
+    Parameters
+    ----------
+    X : tensor of shape (n_rows, n_features)
+        This site's rows.
+    all_reduce : callable
+        Sums a tensor in place over the sites (``torch.distributed.all_reduce``
+        or a counting wrapper of it).
+
+    Returns
+    -------
+    callable
+        ``scale(Z) = (Z - mean) / std`` in ``Z``'s dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> scale = pooled_standardizer(torch.tensor([[1.0], [3.0]]), lambda t: t)  # one site
+    >>> scale(torch.tensor([[1.0], [3.0]]))
+    tensor([[-1.],
+            [ 1.]])
+    """
+    stats = torch.cat([X.sum(0), (X * X).sum(0), torch.tensor([float(X.shape[0])])]).double()
+    all_reduce(stats)
+    p = X.shape[1]
+    mean = stats[:p] / stats[-1]
+    std = (stats[p:2 * p] / stats[-1] - mean ** 2).clamp_min(0).sqrt()
+    std[std == 0] = 1.0
+    return lambda Z: (Z - mean.to(Z.dtype)) / std.to(Z.dtype)
+
+
+def _identity(Z: torch.Tensor) -> torch.Tensor:
+    return Z
 
 
 def train_site(
@@ -190,16 +234,8 @@ def train_site(
             f"to {int(hi[0])}; align the feature tables."
         )
     n_classes, steps_per_epoch = max(2, int(hi[1])), int(hi[2])
-    if standardize:
-        stats = torch.cat([X.sum(0), (X * X).sum(0), torch.tensor([float(X.shape[0])])]).double()
-        setup.all_reduce(stats)
-        p = X.shape[1]
-        mean = stats[:p] / stats[-1]
-        std = (stats[p:2 * p] / stats[-1] - mean ** 2).clamp_min(0).sqrt()
-        std[std == 0] = 1.0
-        X = ((X - mean.to(tdtype)) / std.to(tdtype))
-    else:
-        mean = std = None
+    scale = pooled_standardizer(X, setup.all_reduce) if standardize else _identity
+    X = scale(X)
 
     seed_model, seed_order, seed_power = derive_seeds(random_state, 3)
     model = FNCMLP(X.shape[1], n_classes, hidden=tuple(hidden), random_state=seed_model).to(tdtype)
@@ -268,9 +304,7 @@ def train_site(
     out["param_spread"] = float(max((a - flat).abs().max() for a in allp))
     out["train_accuracy"] = _global_accuracy(model, X, y)
     if X_test is not None and y_test is not None:
-        Xt = torch.as_tensor(np.asarray(X_test), dtype=tdtype)
-        if standardize:
-            Xt = (Xt - mean.to(tdtype)) / std.to(tdtype)
+        Xt = scale(torch.as_tensor(np.asarray(X_test), dtype=tdtype))
         out["test_accuracy"] = _global_accuracy(model, Xt, torch.as_tensor(np.asarray(y_test),
                                                                            dtype=torch.long))
     else:

@@ -30,6 +30,7 @@ __all__ = [
     "BACKRECON_METHODS",
     "BackreconMethod",
     "BackreconResult",
+    "check_maps_fit_data",
     "dual_regression",
     "gica_backreconstruct",
 ]
@@ -46,6 +47,46 @@ def _as_2d(name: str, arr: Any) -> np.ndarray:
             "the mask (or fix the input) before back-reconstruction."
         )
     return arr
+
+
+def check_maps_fit_data(data: np.ndarray, maps: np.ndarray, maps_name: str, step: str) -> None:
+    """Check that ``maps`` lie on the voxels of ``data`` and are no more than its volumes.
+
+    Parameters
+    ----------
+    data : ndarray of shape (n_volumes, n_voxels)
+    maps : ndarray of shape (n_networks, n_voxels)
+    maps_name : str
+        The maps' parameter name (``"group_maps"``, ``"template"``), for the messages.
+    step : str
+        What needs ``n_networks <= n_volumes``, for the message.
+
+    Raises
+    ------
+    InputDataError
+        If the numbers of voxels differ.
+    ValueError
+        If there are more networks than volumes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_maps_fit_data(np.ones((2, 5)), np.ones((3, 5)), "template", "MOO-ICAR")
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: 'template' has 3 networks but 'data' has only 2 volumes: MOO-ICAR needs ...
+    """
+    if maps.shape[1] != data.shape[1]:
+        raise InputDataError(
+            f"{maps_name} has {maps.shape[1]} voxels, data has {data.shape[1]}: "
+            f"resample the {maps_name.replace('_', ' ')} to the data grid (--resample-template)"
+        )
+    if maps.shape[0] > data.shape[0]:
+        raise ValueError(
+            f"'{maps_name}' has {maps.shape[0]} networks but 'data' has only {data.shape[0]} "
+            f"volumes: {step} needs n_networks <= n_volumes. Use fewer networks or a longer run."
+        )
 
 
 def dual_regression(
@@ -116,17 +157,8 @@ def dual_regression(
     check_type("normalize_timecourses", normalize_timecourses, bool)
     data = _as_2d("data", data)
     group_maps = _as_2d("group_maps", group_maps)
-    if group_maps.shape[1] != data.shape[1]:
-        raise InputDataError(
-            f"group_maps has {group_maps.shape[1]} voxels, data has {data.shape[1]}: "
-            "resample the group maps to the data grid (--resample-template)"
-        )
-    n_volumes, n_networks = data.shape[0], group_maps.shape[0]
-    if n_networks > n_volumes:
-        raise ValueError(
-            f"'group_maps' has {n_networks} networks but 'data' has only {n_volumes} volumes: "
-            "the temporal regression needs n_networks <= n_volumes. Use fewer networks."
-        )
+    check_maps_fit_data(data, group_maps, "group_maps", "the temporal regression")
+    n_networks = group_maps.shape[0]
     d1, g = data, group_maps
     if demean:
         d1 = d1 - d1.mean(axis=1, keepdims=True)

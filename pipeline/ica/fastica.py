@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
 from pipeline._docs import fill_doc
 from pipeline._threads import torch_threads
 from pipeline._validation import check_random_state, check_type, resolve_device
 from pipeline.exceptions import ConvergenceWarning, InputDataError
+from pipeline.ica._unmixing import _UnmixingMixin, check_w_init, function_form
 
 __all__ = ["TorchFastICA", "fastica"]
 
@@ -52,7 +53,7 @@ def _fastica_parallel(
 
 
 @fill_doc
-class TorchFastICA(TransformerMixin, BaseEstimator):
+class TorchFastICA(_UnmixingMixin, TransformerMixin, BaseEstimator):
     """FastICA (symmetric, log cosh) in torch, float64.
 
     Parameters
@@ -137,20 +138,6 @@ class TorchFastICA(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
 
-    def fit(self, X, y=None):
-        """Estimate the unmixing matrix from ``X`` of shape (n_samples, n_features).
-
-        Returns
-        -------
-        self : TorchFastICA
-        """
-        self._fit(X)
-        return self
-
-    def fit_transform(self, X, y=None):
-        """Fit and return the sources, of shape (n_samples, n_components)."""
-        return self._fit(X)
-
     def _fit(self, X) -> np.ndarray:
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         n_samples, n_features = X.shape
@@ -177,12 +164,7 @@ class TorchFastICA(TransformerMixin, BaseEstimator):
         if self.w_init is None:
             w_init = rng.normal(size=(n_comp, n_comp))
         else:
-            w_init = np.asarray(self.w_init, dtype=np.float64)
-            if w_init.shape != (n_comp, n_comp):
-                raise ValueError(
-                    f"'w_init' must have shape (n_components, n_components)=({n_comp}, "
-                    f"{n_comp}). Got {w_init.shape}."
-                )
+            w_init = check_w_init(self.w_init, n_comp, "n_components")
         data = torch.tensor(X, dtype=torch.float64, device=dev)
         if self.whiten:
             self.mean_ = X.mean(axis=0)
@@ -227,18 +209,6 @@ class TorchFastICA(TransformerMixin, BaseEstimator):
             )
         return (w @ x_white).T.cpu().numpy()
 
-    def transform(self, X):
-        """Sources of ``X``, shape (n_samples, n_components)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        return (X - self.mean_) @ self.components_.T
-
-    def inverse_transform(self, X):
-        """Map sources back to the data space, shape (n_samples, n_features)."""
-        check_is_fitted(self)
-        return np.asarray(X, dtype=np.float64) @ self.mixing_.T + self.mean_
-
-
 @fill_doc
 def fastica(X: Any, n_components: int | None = None, *, return_n_iter: bool = False, **params):
     """Function form of :class:`TorchFastICA`.
@@ -268,8 +238,4 @@ def fastica(X: Any, n_components: int | None = None, *, return_n_iter: bool = Fa
     >>> S.shape
     (500, 2)
     """
-    est = TorchFastICA(n_components=n_components, **params)
-    sources = est._fit(X)
-    if return_n_iter:
-        return est.components_, sources, est.n_iter_
-    return est.components_, sources
+    return function_form(TorchFastICA(n_components=n_components, **params), X, return_n_iter)

@@ -224,8 +224,7 @@ class GroupICA(BaseEstimator):
     icasso_mode : {"randinit", "bootstrap", "both"}, default="randinit"
     z_score : bool, default=True
         Return z-scored maps (the mixing absorbs the scale).
-    ica_params : dict or None, default=None
-        Extra parameters of the ICA estimator (e.g. ``{"max_iter": 256}``).
+    %(ica_params)s
     %(random_state)s
     %(device)s
 

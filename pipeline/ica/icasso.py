@@ -175,8 +175,7 @@ class ICASSO(BaseEstimator):
         ``"randinit"``: random initial unmixing per run; ``"bootstrap"``:
         the unmixing is estimated on voxels resampled with replacement;
         ``"both"``: both at once.
-    ica_params : dict or None, default=None
-        Extra parameters of the ICA estimator (e.g. ``{"max_iter": 256}``).
+    %(ica_params)s
     %(random_state)s
     %(device)s
 

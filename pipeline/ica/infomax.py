@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
 from pipeline._docs import fill_doc
 from pipeline._threads import torch_threads
 from pipeline._validation import check_random_state, check_type, resolve_device
 from pipeline.exceptions import ConvergenceWarning, InputDataError
+from pipeline.ica._unmixing import _UnmixingMixin, check_w_init, function_form
 
 __all__ = ["Infomax", "fit_runs", "infomax"]
 
@@ -276,7 +277,7 @@ def _runica(
 
 
 @fill_doc
-class Infomax(TransformerMixin, BaseEstimator):
+class Infomax(_UnmixingMixin, TransformerMixin, BaseEstimator):
     """(Extended) Infomax ICA in torch with GIFT's ``icatb_runica`` defaults.
 
     Parameters
@@ -401,27 +402,6 @@ class Infomax(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
 
-    def fit(self, X, y=None):
-        """Estimate the unmixing matrix.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Data; in spatial ICA, voxels x reduced components.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : Infomax
-        """
-        self._fit(X)
-        return self
-
-    def fit_transform(self, X, y=None):
-        """Fit and return the sources, of shape (n_samples, n_features)."""
-        return self._fit(X)
-
     def _fit(self, X) -> np.ndarray:
         prep = self._prepare(X)
         dev = prep["data"].device
@@ -467,13 +447,8 @@ class Infomax(TransformerMixin, BaseEstimator):
         if self.w_init is None:
             w_start = torch.eye(n_features, dtype=torch.float64, device=dev)
         else:
-            w_start = np.asarray(self.w_init, dtype=np.float64)
-            if w_start.shape != (n_features, n_features):
-                raise ValueError(
-                    f"'w_init' must have shape (n_features, n_features)=({n_features}, "
-                    f"{n_features}). Got {w_start.shape}."
-                )
-            w_start = torch.as_tensor(w_start, device=dev)
+            w_start = torch.as_tensor(check_w_init(self.w_init, n_features, "n_features"),
+                                      device=dev)
         params = {
             "lrate": lrate,
             "block": int(block),
@@ -516,18 +491,6 @@ class Infomax(TransformerMixin, BaseEstimator):
                 stacklevel=4,
             )
         return sources[order].T.cpu().numpy()
-
-    def transform(self, X):
-        """Sources of ``X``, shape (n_samples, n_features)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        return (X - self.mean_) @ self.components_.T
-
-    def inverse_transform(self, X):
-        """Map sources back to the data space, shape (n_samples, n_features)."""
-        check_is_fitted(self)
-        X = np.asarray(X, dtype=np.float64)
-        return X @ self.mixing_.T + self.mean_
 
 
 def fit_runs(estimators: list, datasets: list) -> list[bool]:
@@ -618,8 +581,4 @@ def infomax(X: Any, *, return_n_iter: bool = False, **params: Any):
     >>> W.shape, S.shape
     ((2, 2), (1000, 2))
     """
-    est = Infomax(**params)
-    sources = est._fit(X)
-    if return_n_iter:
-        return est.components_, sources, est.n_iter_
-    return est.components_, sources
+    return function_form(Infomax(**params), X, return_n_iter)

@@ -51,6 +51,7 @@ from sklearn.utils.validation import check_is_fitted
 from pipeline._docs import fill_doc
 from pipeline._validation import check_type, resolve_device
 from pipeline.exceptions import ConvergenceWarning, InputDataError
+from pipeline.ica.backrecon import check_maps_fit_data
 
 __all__ = ["SpatiallyConstrainedICA", "moo_icar", "zscore_maps"]
 
@@ -109,17 +110,7 @@ def _check_inputs(data: Any, template: Any) -> tuple[np.ndarray, np.ndarray]:
             )
         arrays.append(arr)
     data, template = arrays
-    if template.shape[1] != data.shape[1]:
-        raise InputDataError(
-            f"template has {template.shape[1]} voxels, data has {data.shape[1]}: "
-            "resample the template to the data grid (--resample-template)"
-        )
-    n_volumes, n_networks = data.shape[0], template.shape[0]
-    if n_networks > n_volumes:
-        raise ValueError(
-            f"'template' has {n_networks} networks but 'data' has only {n_volumes} volumes: "
-            "MOO-ICAR needs n_networks <= n_volumes. Use fewer networks or a longer run."
-        )
+    check_maps_fit_data(data, template, "template", "MOO-ICAR")
     if data.shape[1] < 2:
         raise ValueError(f"'data' must have at least 2 voxels. Got {data.shape[1]}.")
     flat = np.flatnonzero(np.ptp(template, axis=1) == 0)

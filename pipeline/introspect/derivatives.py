@@ -145,8 +145,14 @@ class LayerHandler:
         return b is not None and b.requires_grad
 
 
-class LinearHandler(LayerHandler):
-    """``nn.Linear``: ``weight.grad = Σ_rows d aᵀ``."""
+class _SingleWeightHandler(LayerHandler):
+    """Shared parts of the layers with one ``weight`` (and its ``bias``) applied per row."""
+
+    def _call_rows(
+        self, module: nn.Module, x: torch.Tensor, g: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+        """One call's input rows ``(..., n_in)``, deltas ``(n_rows, n_out)``, batch, rows/sample."""
+        raise NotImplementedError
 
     def keep(self, module, inputs, output):
         return inputs[0].detach()
@@ -155,12 +161,9 @@ class LinearHandler(LayerHandler):
         A_list, D_list, s_list = [], [], []
         n_samples = 0
         for x, (g,) in calls:
-            if x.ndim == 1:
-                x, g = x.unsqueeze(0), g.unsqueeze(0)
-            b = x.shape[0]
-            per = x[0].numel() // x.shape[-1]
-            A_list.append(x)
-            D_list.append(g.reshape(-1, g.shape[-1]))
+            a, d, b, per = self._call_rows(module, x, g)
+            A_list.append(a)
+            D_list.append(d)
             s_list.append(torch.arange(b, device=x.device).repeat_interleave(per))
             n_samples = max(n_samples, b)
         bias = include_bias and self._has_bias(module, "bias")
@@ -168,7 +171,16 @@ class LinearHandler(LayerHandler):
         return [Factors("weight", A, _cat(D_list), _cat(s_list), n_samples, bias)]
 
 
-class ConvHandler(LayerHandler):
+class LinearHandler(_SingleWeightHandler):
+    """``nn.Linear``: ``weight.grad = Σ_rows d aᵀ``."""
+
+    def _call_rows(self, module, x, g):
+        if x.ndim == 1:
+            x, g = x.unsqueeze(0), g.unsqueeze(0)
+        return x, g.reshape(-1, g.shape[-1]), x.shape[0], x[0].numel() // x.shape[-1]
+
+
+class ConvHandler(_SingleWeightHandler):
     """``nn.Conv1d`` / ``nn.Conv2d`` through unfolded input patches."""
 
     def __init__(self, n_spatial: int) -> None:
@@ -181,9 +193,6 @@ class ConvHandler(LayerHandler):
                 f"groups={module.groups}) are not implemented; only groups=1 convolutions are. "
                 "Pass on_unsupported='warn' to skip it."
             )
-
-    def keep(self, module, inputs, output):
-        return inputs[0].detach()
 
     def _patches(self, module, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == self.n_spatial + 1:  # unbatched
@@ -200,20 +209,11 @@ class ConvHandler(LayerHandler):
         cols = F.unfold(x, kernel_size=kernel, dilation=dil, padding=0, stride=stride)
         return cols.transpose(1, 2)  # (batch, positions, C * prod(kernel))
 
-    def factors(self, module, calls, include_bias):
-        A_list, D_list, s_list = [], [], []
-        n_samples = 0
-        for x, (g,) in calls:
-            patches = self._patches(module, x)
-            b, n_pos = patches.shape[0], patches.shape[1]
-            g = g.reshape(b, g.shape[-self.n_spatial - 1], -1).transpose(1, 2)
-            A_list.append(patches)
-            D_list.append(g.reshape(b * n_pos, -1))
-            s_list.append(torch.arange(b, device=x.device).repeat_interleave(n_pos))
-            n_samples = max(n_samples, b)
-        bias = include_bias and self._has_bias(module, "bias")
-        A = _rows_with_ones(A_list, bias)
-        return [Factors("weight", A, _cat(D_list), _cat(s_list), n_samples, bias)]
+    def _call_rows(self, module, x, g):
+        patches = self._patches(module, x)
+        b, n_pos = patches.shape[0], patches.shape[1]
+        g = g.reshape(b, g.shape[-self.n_spatial - 1], -1).transpose(1, 2)
+        return patches, g.reshape(b * n_pos, -1), b, n_pos
 
 
 class _CellHandler(LayerHandler):

@@ -1,5 +1,6 @@
 """Both levels end to end in template mode on a small simulated dataset (what `msica demo` runs)."""
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -95,8 +96,6 @@ def test_deleted_derivative_is_rewritten_on_rerun(processed):
 
 def test_classifier_on_connectivity_kinds_of_network_time_courses(processed, tmp_path):
     """The group classifier node on tangent and correlation kinds of the time courses."""
-    import os
-
     from pipeline.classify.persistence import load_model
     from workflows.bids.derivatives import collect_participant_outputs, derivatives_layout
     from workflows.interfaces.classify import ClassifyTarget
@@ -110,12 +109,8 @@ def test_classifier_on_connectivity_kinds_of_network_time_courses(processed, tmp
                                                      extension=".tsv"),
         relmat_files=collect_participant_outputs(layout, suffix="relmat", desc="multiscale",
                                                  extension=".tsv"))
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
+    with contextlib.chdir(tmp_path):  # the interface writes to the working directory
         result = node.run()
-    finally:
-        os.chdir(cwd)
     meta = result.outputs.meta
     assert set(meta["Connectivity"]) == {"tangent", "correlation"}
     assert meta["ChanceTested"] is False and meta["PermutationPValue"] is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -41,15 +43,8 @@ def _run(tmp_path, name, **kwargs):
     cwd.mkdir()
     node = IntrospectTraining(features_file=str(features), participants_file=str(pfile),
                               epochs=8, batch_size=16, hidden=[8], lr=0.02, **kwargs)
-    import os
-
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        res = node.run()
-    finally:
-        os.chdir(old)
-    return res.outputs
+    with contextlib.chdir(cwd):  # the interface writes to the working directory
+        return node.run().outputs
 
 
 @pytest.fixture(scope="module")

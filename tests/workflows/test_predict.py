@@ -33,31 +33,44 @@ def _write_relmats(root: Path, ids: list[str], diagnosis: list[str], rng) -> Non
         frame.to_csv(func / f"{pid}_task-rest_desc-multiscale_relmat.tsv", sep="\t")
 
 
+def _train_model(tmp_path: Path, rng, n: int, *, keep_sites: bool = False,
+                 **classify_kwargs) -> Path:
+    """Train on ``n`` participants of two sites; return the saved model (``sites`` if kept)."""
+    ids = [f"sub-{i:02d}" for i in range(1, n + 1)]
+    dx = ["patient", "control"] * (n // 2)
+    participants = pd.DataFrame({"participant_id": ids, "diagnosis": dx,
+                                 "site": ["a"] * (n // 2) + ["b"] * (n // 2)})
+    train_out = tmp_path / "train"
+    _write_relmats(train_out, ids, dx, rng)
+    table, _ = read_fnc_features(sorted(str(p) for p in train_out.rglob("*_relmat.tsv")))
+    outcome = classify_target(table, participants, "diagnosis", confounds=(), random_state=0,
+                              n_bootstrap=10, **classify_kwargs)
+    model = tmp_path / "desc-diagnosis_model.skops"
+    save_model(outcome.final_model, model, feature_names=outcome.feature_names,
+               target="diagnosis", X=outcome.X, y=outcome.target.y.to_numpy(),
+               sites=outcome.sites if keep_sites else None)
+    return model
+
+
+def _new_participants(tmp_path: Path, rng, numbers: range,
+                      **columns) -> tuple[Path, Path, dict[str, str]]:
+    """A BIDS folder with participants.tsv and their derivatives; returns the true diagnoses."""
+    ids = [f"sub-{i:02d}" for i in numbers]
+    dx = ["patient", "control"] * (len(ids) // 2)
+    bids = tmp_path / "newbids"
+    bids.mkdir()
+    pd.DataFrame({"participant_id": ids, "diagnosis": dx, **columns}).to_csv(
+        bids / "participants.tsv", sep="\t", index=False)
+    out = tmp_path / "new"
+    _write_relmats(out, ids, dx, rng)
+    return bids, out, dict(zip(ids, dx))
+
+
 @pytest.fixture
 def trained(tmp_path):
     rng = np.random.default_rng(RANDOM_STATE)
-    ids = [f"sub-{i:02d}" for i in range(1, 25)]
-    dx = ["patient", "control"] * 12
-    participants = pd.DataFrame({"participant_id": ids, "diagnosis": dx,
-                                 "site": ["a"] * 12 + ["b"] * 12})
-    train_out = tmp_path / "train"
-    _write_relmats(train_out, ids, dx, rng)
-    relmats = sorted(str(p) for p in train_out.rglob("*_relmat.tsv"))
-    table, _ = read_fnc_features(relmats)
-    outcome = classify_target(table, participants, "diagnosis", confounds=(),
-                              random_state=0, n_bootstrap=10)
-    model = tmp_path / "desc-diagnosis_model.skops"
-    save_model(outcome.final_model, model, feature_names=outcome.feature_names,
-               target="diagnosis", X=outcome.X, y=outcome.target.y.to_numpy())
-    new_ids = [f"sub-{i:02d}" for i in range(30, 36)]
-    new_dx = ["patient", "control"] * 3
-    new_bids = tmp_path / "newbids"
-    new_bids.mkdir()
-    pd.DataFrame({"participant_id": new_ids, "diagnosis": new_dx}).to_csv(
-        new_bids / "participants.tsv", sep="\t", index=False)
-    new_out = tmp_path / "new"
-    _write_relmats(new_out, new_ids, new_dx, rng)
-    return model, new_bids, new_out, dict(zip(new_ids, new_dx))
+    model = _train_model(tmp_path, rng, 24)
+    return model, *_new_participants(tmp_path, rng, range(30, 36))
 
 
 def test_predict_scores_new_participants(trained):
@@ -133,30 +146,11 @@ def test_predict_refuses_malicious_model_and_runs_nothing(trained, tmp_path, cap
 
 def test_predict_harmonized_model_on_a_new_site(tmp_path):
     rng = np.random.default_rng(RANDOM_STATE)
-    ids = [f"sub-{i:02d}" for i in range(1, 41)]
-    dx = ["patient", "control"] * 20
-    participants = pd.DataFrame({"participant_id": ids, "diagnosis": dx,
-                                 "site": ["a"] * 20 + ["b"] * 20})
-    train_out = tmp_path / "train"
-    _write_relmats(train_out, ids, dx, rng)
-    table, _ = read_fnc_features(sorted(str(p) for p in train_out.rglob("*_relmat.tsv")))
-    outcome = classify_target(table, participants, "diagnosis", confounds=(),
-                              harmonize="combat", n_splits=2, inner_cv=2, random_state=0,
-                              n_bootstrap=10, baseline=False)
-    model = tmp_path / "desc-diagnosis_model.skops"
-    save_model(outcome.final_model, model, feature_names=outcome.feature_names,
-               target="diagnosis", X=outcome.X, y=outcome.target.y.to_numpy(),
-               sites=outcome.sites)
-    new_ids = [f"sub-{i:02d}" for i in range(50, 62)]
-    new_dx = ["patient", "control"] * 6
-    bids = tmp_path / "newbids"
-    bids.mkdir()
-    pd.DataFrame({"participant_id": new_ids, "diagnosis": new_dx, "site": "c"}).to_csv(
-        bids / "participants.tsv", sep="\t", index=False)
-    out = tmp_path / "new"
-    _write_relmats(out, new_ids, new_dx, rng)
+    model = _train_model(tmp_path, rng, 40, keep_sites=True, harmonize="combat", n_splits=2,
+                         inner_cv=2, baseline=False)
+    bids, out, truth = _new_participants(tmp_path, rng, range(50, 62), site="c")
     assert run(["predict", str(bids), str(out), "--model", str(model)]) == ExitCode.OK
     scored = pd.read_csv(out / "group" / "desc-diagnosisscored_predictions.tsv", sep="\t",
                          index_col="participant_id")
     assert (scored["site"] == "c").all() and not scored["site_seen_in_training"].any()
-    assert (scored["prediction"] == pd.Series(dict(zip(new_ids, new_dx)))).mean() >= 0.75
+    assert (scored["prediction"] == pd.Series(truth)).mean() >= 0.75

@@ -14,6 +14,13 @@ N_VOXELS = 1500
 NOISE = 0.3
 
 
+def corr_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``a`` with the same row of ``b``."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
 def _sparse_maps(rng: np.random.RandomState, n_maps: int, n_voxels: int, n_active: int):
     """Non-negative sparse maps with disjoint supports (gamma-distributed weights)."""
     maps = np.zeros((n_maps, n_voxels))

@@ -8,14 +8,10 @@ import pytest
 from pipeline.exceptions import InputDataError
 from pipeline.ica.backrecon import BACKRECON_METHODS, dual_regression, gica_backreconstruct
 
+from .conftest import corr_rows
+
 RANDOM_STATE = 42
 N_VOLUMES, N_VOXELS, N_NETWORKS = 80, 900, 5
-
-
-def _corr_rows(a, b):
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +30,8 @@ def planted():
 def test_dual_regression_recovers_planted(planted):
     maps, tcs = dual_regression(planted["data"], planted["group"])
     assert maps.shape == (N_NETWORKS, N_VOXELS) and tcs.shape == (N_VOLUMES, N_NETWORKS)
-    assert _corr_rows(maps, planted["maps"]).min() >= 0.8
-    assert _corr_rows(tcs.T, planted["tcs"].T).min() >= 0.8
+    assert corr_rows(maps, planted["maps"]).min() >= 0.8
+    assert corr_rows(tcs.T, planted["tcs"].T).min() >= 0.8
 
 
 def test_dual_regression_matches_normal_equations(planted):
@@ -243,11 +239,11 @@ def test_backreconstruction_recovers_simulated_participants():
             dr_maps, dr_tcs = dual_regression(bold, group)
             centred_tcs = true_tcs - true_tcs.mean(0)
             oracle = np.linalg.lstsq(centred_tcs, bold - bold.mean(0), rcond=None)[0]
-            scores["moo_maps"].append(_corr_rows(est.components_, true_maps).mean())
-            scores["moo_tcs"].append(_corr_rows(est.timecourses_.T, true_tcs.T).mean())
-            scores["dr_maps"].append(_corr_rows(dr_maps, true_maps).mean())
-            scores["dr_tcs"].append(_corr_rows(dr_tcs.T, true_tcs.T).mean())
-            scores["oracle"].append(_corr_rows(oracle, true_maps).mean())
+            scores["moo_maps"].append(corr_rows(est.components_, true_maps).mean())
+            scores["moo_tcs"].append(corr_rows(est.timecourses_.T, true_tcs.T).mean())
+            scores["dr_maps"].append(corr_rows(dr_maps, true_maps).mean())
+            scores["dr_tcs"].append(corr_rows(dr_tcs.T, true_tcs.T).mean())
+            scores["oracle"].append(corr_rows(oracle, true_maps).mean())
     means = {k: float(np.mean(v)) for k, v in scores.items()}
     # measured: moo maps 0.886, moo tcs 0.972, dr maps 0.862, dr tcs 0.984, oracle 0.856
     assert means["moo_maps"] >= 0.8 and means["moo_tcs"] >= 0.8, means

@@ -14,6 +14,8 @@ from sklearn.exceptions import NotFittedError
 from pipeline.exceptions import ConvergenceWarning, InputDataError
 from pipeline.ica.scica import SpatiallyConstrainedICA, moo_icar, zscore_maps
 
+from .conftest import corr_rows
+
 RANDOM_STATE = 42
 N_VOLUMES, N_VOXELS, N_NETWORKS = 60, 1500, 6
 DEVICES = [
@@ -23,12 +25,6 @@ DEVICES = [
         marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
     ),
 ]
-
-
-def _corr_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -135,13 +131,13 @@ def test_recovers_planted_maps_and_timecourses(planted, gift_compatible):
     )
     assert maps.shape == (N_NETWORKS, N_VOXELS)
     assert tcs.shape == (N_VOLUMES, N_NETWORKS)
-    r_maps = _corr_rows(maps, planted["maps"])
-    r_tcs = _corr_rows(tcs.T, planted["tcs"].T)
+    r_maps = corr_rows(maps, planted["maps"])
+    r_tcs = corr_rows(tcs.T, planted["tcs"].T)
     assert r_maps.min() >= 0.8, r_maps
     assert r_tcs.min() >= 0.8, r_tcs
     # MOO-ICAR is guided by the template: each map is closer to the participant's
     # own (jittered) map than to the template it started from.
-    assert np.all(r_maps > _corr_rows(planted["template"], planted["maps"]) - 0.05)
+    assert np.all(r_maps > corr_rows(planted["template"], planted["maps"]) - 0.05)
 
 
 def test_gift_mode_matches_numpy_reference(planted):
@@ -201,7 +197,7 @@ def test_default_mode_handles_rank_deficient_data(planted):
     data = planted["tcs"] @ planted["maps"] + noise  # rank 6 + 20 = 26 < 60 volumes
     est = SpatiallyConstrainedICA(planted["template"], device="cpu").fit(data)
     assert est.n_whitened_ == N_NETWORKS + 20
-    assert _corr_rows(est.components_, planted["maps"]).min() >= 0.8
+    assert corr_rows(est.components_, planted["maps"]).min() >= 0.8
     assert np.all(np.isfinite(est.components_))
 
 
@@ -334,7 +330,7 @@ def test_coinstac_participants_correlate_with_neuromark(shared_data):
     ).fit(runs[0])
     np.testing.assert_allclose(gift0.components_, ref_maps, atol=1e-6)
     np.testing.assert_allclose(gift0.timecourses_, ref_tcs, atol=1e-6 * np.abs(ref_tcs).max())
-    assert _corr_rows(gift0.components_, ref_maps).min() > 0.999999
+    assert corr_rows(gift0.components_, ref_maps).min() > 0.999999
     medians = []
     for i, data in enumerate(runs):
         with warnings.catch_warnings():
@@ -345,12 +341,12 @@ def test_coinstac_participants_correlate_with_neuromark(shared_data):
         gift = gift0 if i == 0 else SpatiallyConstrainedICA(
             template, gift_compatible=True, zscore=False, device="cpu"
         ).fit(data)
-        r = _corr_rows(ours.components_, template)
+        r = corr_rows(ours.components_, template)
         medians.append(np.median(r))
         assert r.min() >= 0.25, r.min()  # every network is found (measured min 0.39, 0.43)
         assert np.all(ours.objective_ >= gift.objective_ - 1e-12)
         # GIFT's solution hardly moves from its start; both stay close on real data.
-        assert np.median(_corr_rows(ours.components_, gift.components_)) >= 0.9
+        assert np.median(corr_rows(ours.components_, gift.components_)) >= 0.9
         assert gift.converged_.all()
     # measured medians: about 0.50 and 0.55 (recorded in the report)
     assert np.median(medians) >= 0.45, medians
