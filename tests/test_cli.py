@@ -1,5 +1,6 @@
 """Command-line parsing, option cross-checks and exit codes (no workflow is run here)."""
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -101,6 +102,40 @@ def test_config_file_unknown_key(bids_dir, tmp_path, capsys):
     err = _usage_error([str(bids_dir), str(tmp_path / "out"), "participant", "--config", str(cfg)],
                        capsys)
     assert "unknown option(s) ['denoise_strategi']" in err
+
+
+def test_config_paths_become_paths(bids_dir, tmp_path, template):
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("index\tlabel\n1\tA\n2\tB\n3\tC\n")
+    cfg = tmp_path / "msica.toml"
+    cfg.write_text(f"templates = [{str(template)!r}]\ntemplate_labels = [{str(labels)!r}]\n"
+                   f"work_dir = {str(tmp_path / 'work')!r}\n")
+    settings = parse_args([str(bids_dir), str(tmp_path / "out"), "participant",
+                           "--config", str(cfg)])
+    assert settings.templates == (template,) and settings.template_labels == (labels,)
+    assert settings.work_dir == tmp_path / "work"
+
+
+def test_config_missing_template_is_a_usage_error(bids_dir, tmp_path, capsys):
+    cfg = tmp_path / "msica.toml"
+    cfg.write_text(f"templates = [{str(tmp_path / 'absent.nii.gz')!r}]\n")
+    err = _usage_error([str(bids_dir), str(tmp_path / "out"), "participant",
+                        "--config", str(cfg)], capsys)
+    assert "absent.nii.gz does not exist" in err.strip().splitlines()[-1]
+
+
+def test_run_settings_toml_reruns_the_same_settings(participant, tmp_path):
+    filters = tmp_path / "filters.json"
+    filters.write_text('{"bold": {"session": null, "task": "rest"}}')
+    first = parse_args(participant("--denoise-strategy", "simple", "--high-pass", "none",
+                                   "--bids-filter-file", str(filters), "--seed", "7"))
+    recorded = first.write_toml()
+    again = parse_args([str(first.bids_dir), str(tmp_path / "out2"), "participant",
+                        "--config", str(recorded)])
+    differ = {f.name for f in dataclasses.fields(Settings)
+              if getattr(first, f.name) != getattr(again, f.name)}
+    assert differ == {"output_dir", "run_uuid"}
+    assert again.bids_filters == {"bold": {"session": None, "task": "rest"}}
 
 
 @pytest.mark.parametrize(("line", "message"), [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["DENOISE_DEFAULTS", "Settings", "load_config_file", "new_run_uuid"]
+LOGGER = logging.getLogger("msica.cli")
+
+__all__ = ["DENOISE_DEFAULTS", "RUN_FIELDS", "Settings", "load_config_file", "new_run_uuid"]
 
 DENOISE_STRATEGIES = ("simple", "scrubbing", "compcor", "none")
 #: Denoising defaults, chosen by measurement (benchmarks/defaults.py, docs/defaults.md):
@@ -167,11 +170,18 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Settings that each run takes from its command line (positional arguments, run id),
+#: never from ``--config``.
+RUN_FIELDS = frozenset({"bids_dir", "output_dir", "analysis_level", "run_uuid"})
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
     """Read a ``--config`` TOML file into option defaults.
 
-    Keys are option names with underscores (``denoise_strategy = "compcor"``),
-    either at the top level or under an ``[msica]`` table.
+    Keys are the fields of :class:`Settings` (``denoise_strategy = "compcor"``,
+    ``templates = ["nm.nii"]``), either at the top level or under an ``[msica]``
+    table, so a run's own ``logs/msica-<run_uuid>.toml`` can be given again; its
+    :data:`RUN_FIELDS` are taken from the command line instead.
 
     Raises
     ------
@@ -183,9 +193,12 @@ def load_config_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"--config {path} is not valid TOML ({exc}); fix the syntax.") from exc
     data = data.get("msica", data)
-    known = {f.name for f in dataclasses.fields(Settings)} - {
-        "bids_dir", "output_dir", "analysis_level", "run_uuid",
-    }
+    recorded = sorted(RUN_FIELDS & data.keys())
+    if recorded:
+        LOGGER.info("--config %s: %s taken from the command line, not the file.", path,
+                    ", ".join(recorded))
+        data = {key: value for key, value in data.items() if key not in RUN_FIELDS}
+    known = {f.name for f in dataclasses.fields(Settings)} - RUN_FIELDS
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from collections.abc import Sequence
 from functools import partial
@@ -44,13 +45,16 @@ def _denoise_options(opts: argparse.Namespace, parser: MsicaParser) -> dict:
     return values
 
 
-def _check_config_values(parser: MsicaParser, path: Path, data: dict) -> None:
-    """Check ``--config`` values as the command line checks its own: choices, then types.
+def _config_defaults(parser: MsicaParser, path: Path, data: dict) -> dict:
+    """``--config`` values checked and converted as the command line does its own.
 
-    argparse checks neither for defaults, so without this a TOML value outside the
-    choices (which read the registries, e.g. ``backrecon_method``) or a number that the
-    option's type refuses (``nprocs = 0``) would pass.
+    argparse applies neither choices nor types to defaults, so each value goes through
+    its option's choices (which read the registries, e.g. ``backrecon_method``) and type
+    (paths checked and made :class:`~pathlib.Path`, ``nprocs = 0`` refused) here; a value
+    refused is one usage line (exit 64). ``bids_filters`` may also be the JSON text of
+    the filters, as a run's own settings TOML records them.
     """
+    converted = dict(data)
     for action in parser._actions:
         if action.dest not in data:
             continue
@@ -61,13 +65,21 @@ def _check_config_values(parser: MsicaParser, path: Path, data: dict) -> None:
             if bad:
                 parser.error(f"--config {path}: {action.dest} = {value!r}; choose from "
                              f"{', '.join(map(str, action.choices))}.")
-        if callable(action.type):
-            for item in items:
-                if isinstance(item, (str, int, float)) and not isinstance(item, bool):
-                    try:
-                        action.type(str(item))
-                    except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
-                        parser.error(f"--config {path}: {action.dest} = {item!r}: {exc}")
+        if action.dest == "bids_filters" and isinstance(value, str) and value.lstrip()[:1] == "{":
+            try:
+                converted[action.dest] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                parser.error(f"--config {path}: bids_filters is not valid JSON ({exc.msg}).")
+            continue
+        if not callable(action.type):
+            continue
+        try:
+            done = [action.type(str(item)) if isinstance(item, (str, int, float))
+                    and not isinstance(item, bool) else item for item in items]
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            parser.error(f"--config {path}: {action.dest} = {value!r}: {exc}")
+        converted[action.dest] = done if isinstance(value, list) else done[0]
+    return converted
 
 
 def build_parser() -> MsicaParser:
@@ -250,8 +262,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
             config = load_config_file(opts.config)
         except ValueError as exc:
             parser.error(str(exc))
-        _check_config_values(parser, opts.config, config)
-        parser.set_defaults(**config)
+        parser.set_defaults(**_config_defaults(parser, opts.config, config))
         opts = parser.parse_args(argv)
 
     if opts.output_dir == opts.bids_dir:
