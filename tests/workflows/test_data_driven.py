@@ -102,6 +102,7 @@ def test_every_participant_back_reconstructed(processed):
             "Method"] == "gica"
     assert (out / "group" / "desc-dfncstates_relmat.tsv").is_file()
     assert "spatial group ICA" in (out / "logs" / "CITATION-groupica.md").read_text()
+    assert "spatial group ICA" in (out / "group.html").read_text()  # the report's methods
 
 
 def test_group_level_without_subject_pcas(tmp_path, processed, capsys):

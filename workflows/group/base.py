@@ -120,8 +120,9 @@ def _tables_desc(relmat_files: list[str] | None, dfnc_files: list[str] | None,
             + (" and their sliding-window FNC was clustered into states with city-block k-means "
                "on subject exemplars, as in GIFT" if dfnc_files else "") + ".")
     if timeseries_files:
-        text += (" Network amplitude (standard deviation) and fALFF of the detrended time "
-                 "courses were tabulated per participant.")
+        text += (" Network amplitude (standard deviation), fALFF and spectral dynamic range (as "
+                 "GIFT's spectral statistics) of the detrended time courses were tabulated "
+                 "per participant.")
     return text
 
 

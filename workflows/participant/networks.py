@@ -86,7 +86,8 @@ def init_networks_wf(
     workflow.__desc__ = (
         f"Participant networks were estimated at {len(templates)} scale(s) ({scales_text}) by "
         f"{method_text}; maps were z-scored. Network time courses were detrended (3rd order with "
-        "sine/cosine terms), motion-regressed, despiked and low-pass filtered at 0.15 Hz "
+        f"sine/cosine terms), {'motion-regressed, ' if confounds_file else ''}despiked and "
+        "low-pass filtered at 0.15 Hz "
         f"(5th-order Butterworth, zero phase) as in GIFT, and static FNC ({fnc_text}) was "
         f"computed within and across scales, with tapered sliding windows of {dfnc_window} TRs "
         "(Gaussian sigma 3 TRs, step 1 TR) for dynamic FNC."

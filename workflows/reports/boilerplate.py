@@ -88,8 +88,9 @@ def methods_html(output_dir: str | Path, levels: tuple[str, ...]) -> str:
     ----------
     output_dir : path-like
         msica derivatives root (holds ``logs/CITATION*.md``).
-    levels : tuple of {"participant", "group"}
-        Whose methods text to include, in order.
+    levels : tuple of {"participant", "groupica", "group"}
+        Whose methods text to include, in order (``groupica``: the data-driven group
+        ICA's); a level without a methods file is left out.
     """
     logs = Path(output_dir) / "logs"
     cited = all_references()

@@ -290,6 +290,6 @@ def group_report(output_dir: str | Path,
         sections.append(Section("errors", "Errors", "".join(
             note(f"{where}: {exc}", css="error") for where, exc in failures.items())))
     sections.append(Section("methods", "Methods",
-                            methods_html(output_dir, ("participant", "group"))))
+                            methods_html(output_dir, ("participant", "groupica", "group"))))
     return write_page(output_dir / "group.html", "msica: group report",
                       f"Group-level derivatives in {output_dir.name}/group/.", sections)
