@@ -49,25 +49,21 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "abide_
 MED_MISSING = {"", "-9999", "`", "nan"}
 PROTECT = ("age", "sex")
 
-#: msica's default (``"msica"``) and the ablations run beside it: FastSearchClassifier options.
+#: msica's default (``"msica"``: the pipeline's CLASSIFIER_DEFAULTS on tangent + correlation)
+#: and the ablations run beside it: FastSearchClassifier options over the defaults.
 VARIANTS = {
-    "msica": {"kinds": ("tangent", "correlation"), "harmonize": "combat", "stack": True,
-              "models": ("logistic_l2", "linear_svm")},
-    "tangent": {"kinds": ("tangent",), "harmonize": "none", "models": ("logistic_l2",)},
-    "tangent+combat": {"kinds": ("tangent",), "harmonize": "combat", "models": ("logistic_l2",)},
-    "correlation+combat": {"kinds": ("correlation",), "harmonize": "combat",
-                           "models": ("logistic_l2",)},
-    "partial+combat": {"kinds": ("partial_correlation",), "harmonize": "combat",
-                       "models": ("logistic_l2",)},
-    # the baseline's own model (all edges, L2 logistic, C in the same grid), C chosen by
-    # inner folds leaving sites out, without and with ComBat: isolates each step
-    "correlation-loso": {"kinds": ("correlation",), "harmonize": "none",
-                         "models": ("logistic_l2",), "k_grid": ("all",),
-                         "param_grids": {"logistic_l2": {"C": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]}}},
-    "correlation-loso+combat": {"kinds": ("correlation",), "harmonize": "combat",
-                                "models": ("logistic_l2",), "k_grid": ("all",),
-                                "param_grids": {"logistic_l2": {"C": [1e-4, 1e-3, 1e-2, 1e-1,
-                                                                      1.0]}}},
+    "msica": {"kinds": ("tangent", "correlation")},
+    "svm-menu": {"kinds": ("tangent", "correlation"), "models": ("logistic_l2", "linear_svm")},
+    "elasticnet-menu": {"kinds": ("tangent", "correlation"),
+                        "models": ("logistic_l2", "elasticnet")},
+    "stack": {"kinds": ("tangent", "correlation"), "combine": "stack"},
+    "no-combat": {"kinds": ("tangent", "correlation"), "harmonize": "none"},
+    "no-calibration": {"kinds": ("tangent", "correlation"), "calibration": "none"},
+    "screen": {"kinds": ("tangent", "correlation"), "k_grid": (0.05, 0.25, "all")},
+    "inner-sites": {"kinds": ("tangent", "correlation"), "inner_split": "sites"},
+    "tangent": {"kinds": ("tangent",)},
+    "correlation": {"kinds": ("correlation",)},
+    "partial": {"kinds": ("partial_correlation",)},
 }
 
 
@@ -136,12 +132,8 @@ def make_msica(variant: str, n_protect: int, random_state=0):
     """msica's classifier for one variant (no per-site tuning: the same settings everywhere)."""
     from pipeline.classify.search import FastSearchClassifier
 
-    options = {"k_grid": (0.05, 0.25, "all"),
-               "param_grids": {"logistic_l2": {"C": [1e-3, 1e-2, 1e-1]},
-                               "linear_svm": {"C": [1e-4, 1e-3, 1e-2]}},
-               **VARIANTS[variant]}
-    return FastSearchClassifier(n_protect=0 if options["harmonize"] == "none" else n_protect,
-                                inner_cv=5, random_state=random_state, device="cpu", **options)
+    return FastSearchClassifier(n_protect=n_protect, inner_cv=5, random_state=random_state,
+                                device="cpu", **VARIANTS[variant])
 
 
 def _ci(table, metric, prefix=""):
@@ -171,7 +163,8 @@ def _print_result(name, res, seconds):
                               strict=True))
         print(f"      calibration (predicted -> observed P({res.pos_label})): {curve}; "
               f"Brier {brier:.3f}")
-    choices = [c for c in ("kind", "model", "k", "C", "members") if c in res.folds]
+    choices = [c for c in ("kind", "model", "k", "C", "members", "harmonize", "inner_split",
+                           "calibration") if c in res.folds]
     if choices:
         for row in res.folds.to_dict(orient="records"):
             print(f"      fold {row['test_sites']}: "
@@ -240,10 +233,9 @@ def run_loso(series, participants, target, pos_label, variants, n_permutations, 
         n_jobs=n_jobs), time.perf_counter() - t0)
     design = design_matrix(covs, table, (), protect=PROTECT)
     for variant in variants:
-        X = design.X if VARIANTS[variant]["harmonize"] != "none" else design.X[:, design.n_protect:]
         t0 = time.perf_counter()
         est = make_msica(variant, design.n_protect, random_state)
-        results[variant] = (nested_cross_validate(est, X, y, groups=sites, pos_label=pos_label,
+        results[variant] = (nested_cross_validate(est, design.X, y, groups=sites, pos_label=pos_label,
                                                   random_state=random_state, n_jobs=n_jobs),
                             time.perf_counter() - t0)
     for name, (res, seconds) in results.items():
@@ -257,10 +249,9 @@ def run_loso(series, participants, target, pos_label, variants, n_permutations, 
               f"AUC pooled {res.roc_auc - base.roc_auc:+.3f}, site-averaged "
               f"{res.per_site['roc_auc'].mean() - base.per_site['roc_auc'].mean():+.3f}")
     if n_permutations and variants:
-        X = design.X if VARIANTS[variants[0]]["harmonize"] != "none" \
-            else design.X[:, design.n_protect:]
         t0 = time.perf_counter()
-        perm = permutation_test(make_msica(variants[0], design.n_protect, random_state), X, y,
+        perm = permutation_test(make_msica(variants[0], design.n_protect, random_state),
+                                design.X, y,
                                 groups=sites, n_permutations=n_permutations,
                                 random_state=random_state, pos_label=pos_label, n_jobs=n_jobs,
                                 observed=results[variants[0]][0])
@@ -292,11 +283,9 @@ def run_transfer(train, test, variants, random_state=0):
             covs = covariance_table(participant_covariances(series), labels,
                                     part["participant_id"])
             designs.append(design_matrix(covs, part, (), protect=PROTECT, categories=categories))
-        harmonized = VARIANTS[variant]["harmonize"] != "none"
-        skip = 0 if harmonized else designs[0].n_protect
         est = make_msica(variant, designs[0].n_protect, random_state)
-        est.fit(designs[0].X[:, skip:], y_tr, groups=p_tr["site"].to_numpy())
-        X_te, sites = designs[1].X[:, skip:], p_te["site"].to_numpy()
+        est.fit(designs[0].X, y_tr, groups=p_tr["site"].to_numpy())
+        X_te, sites = designs[1].X, p_te["site"].to_numpy()
         proba = est.predict_proba(X_te, groups=sites)
         out[variant] = (est.classes_[np.argmax(proba, axis=1)],
                         proba[:, list(est.classes_).index("ASD")])
