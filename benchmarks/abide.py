@@ -172,7 +172,7 @@ def _print_result(name, res, seconds):
 
 
 def time_tangent(table, train_rows):
-    """Seconds of one tangent fit + transform: msica (covariances given) vs nilearn (series)."""
+    """Seconds of one tangent fit and transform (covariances given), iterations, reference."""
     from pipeline.classify.connectivity import ConnectivityFeatures
 
     vectors = table.to_numpy()[train_rows]
@@ -182,16 +182,19 @@ def time_tangent(table, train_rows):
     t0 = time.perf_counter()
     est.transform(vectors)
     t_transform = time.perf_counter() - t0
-    return t_fit, t_transform, est.n_iter_
+    return t_fit, t_transform, est.n_iter_, est.mean_
 
 
 def time_tangent_nilearn(series):
+    """Seconds of nilearn's tangent fit and transform of the series, and its reference."""
     from nilearn.connectome import ConnectivityMeasure
 
     zscored = [(s - s.mean(axis=0)) / s.std(axis=0, ddof=1) for s in series]
     t0 = time.perf_counter()
-    ConnectivityMeasure(kind="tangent", vectorize=True).fit(zscored).transform(zscored)
-    return time.perf_counter() - t0
+    peer = ConnectivityMeasure(kind="tangent", vectorize=True).fit(zscored)
+    t_fit = time.perf_counter() - t0
+    peer.transform(zscored)
+    return t_fit, time.perf_counter() - t0, peer.mean_
 
 
 def run_loso(series, participants, target, pos_label, variants, n_permutations, n_jobs,
@@ -217,14 +220,18 @@ def run_loso(series, participants, target, pos_label, variants, n_permutations, 
                             tgt.participant_ids)
     print(f"  per-participant Ledoit-Wolf covariances (once): {time.perf_counter() - t0:.1f} s")
     largest = np.flatnonzero(sites != pd.Series(sites).value_counts().idxmin())
-    t_fit, t_transform, n_iter = time_tangent(covs, largest)
+    t_fit, t_transform, n_iter, mean = time_tangent(covs, largest)
     line = (f"  tangent space on {len(largest)} participants x {sub[0].shape[1]} ROIs: fit "
             f"{t_fit:.1f} s ({n_iter} geometric-mean iterations), transform {t_transform:.1f} s")
     if time_peer:
-        t_peer = time_tangent_nilearn([sub[i] for i in largest])
-        line += (f"; nilearn ConnectivityMeasure(kind='tangent') fit+transform {t_peer:.1f} s "
-                 f"(ratio nilearn/msica {t_peer / (t_fit + t_transform):.1f}x)")
+        t_peer_fit, t_peer, peer_mean = time_tangent_nilearn([sub[i] for i in largest])
+        line += (f"; nilearn ConnectivityMeasure(kind='tangent') fit {t_peer_fit:.1f} s, "
+                 f"fit+transform {t_peer:.1f} s (ratio nilearn/msica: fit "
+                 f"{t_peer_fit / t_fit:.1f}x, fit+transform {t_peer / (t_fit + t_transform):.1f}x"
+                 f"); max |msica - nilearn| reference {np.abs(mean - peer_mean).max():.1e}")
     print(line)
+    if variants is None:  # --timing-only
+        return {}
     results = {}
     t0 = time.perf_counter()
     corr = correlation_features(sub)
@@ -311,6 +318,9 @@ def main(argv=None):
                         help="permutations of msica's whole nested CV (each costs one full run)")
     parser.add_argument("--medication", action="store_true",
                         help="also classify medication (on vs off) among ASD participants")
+    parser.add_argument("--timing-only", action="store_true",
+                        help="only time the tangent space (msica vs nilearn) on the largest "
+                        "leave-one-site-out training set, no classification")
     parser.add_argument("--no-peer-timing", action="store_true",
                         help="skip timing nilearn's tangent space (about a minute)")
     parser.add_argument("--n-jobs", type=int, default=None,
@@ -339,8 +349,10 @@ def _run(args):
         print(f"test data {args.test_data}: {len(test_series)} kept, exclusions {test_excluded}")
         run_transfer((series, participants), (test_series, test_participants), args.variants)
         return
-    run_loso(series, participants, "diagnosis", "ASD", args.variants, args.n_permutations,
-             args.n_jobs, not args.no_peer_timing)
+    run_loso(series, participants, "diagnosis", "ASD", None if args.timing_only else args.variants,
+             args.n_permutations, args.n_jobs, not args.no_peer_timing)
+    if args.timing_only:
+        return
     if args.medication:
         print("\nmedication (CURRENT_MED_STATUS 1=on vs 0=off, ASD participants only; "
               "empty, -9999 and '`' treated as missing)")
