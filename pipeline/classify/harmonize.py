@@ -54,8 +54,8 @@ HARMONIZERS = {
 
 #: The rule of ``harmonize="auto"``: ComBat when the training rows hold at least
 #: ``min_sites`` sites and every site has at least ``min_site_size`` participants, else none.
-#: On ABIDE CC200 leave-one-site-out, ComBat raised pooled balanced accuracy / AUC from
-#: 0.682 / 0.753 to 0.702 / 0.768 (docs/defaults.md).
+#: On ABIDE CC200 leave-one-site-out, ComBat raised pooled balanced accuracy / AUC (see
+#: docs/defaults.md).
 AUTO_COMBAT = {"min_sites": 2, "min_site_size": 20}
 
 #: Values of the ``harmonize`` option: a method of :data:`HARMONIZERS`, or "auto".

@@ -121,7 +121,7 @@ def test_classifier_on_connectivity_kinds_of_network_time_courses(processed, tmp
     assert meta["ChanceTested"] is False and meta["PermutationPValue"] is None
     assert meta["ModelMenu"] == ["logistic_l2"] and meta["HarmonizationOption"] == "auto"
     settings = meta["FinalModelSettings"]  # the defaults, "auto" ones decided on the sites
-    assert (settings["combine"], settings["calibration"]) == ("mean", "sigmoid")
+    assert (settings["combine"], settings["calibration"]) == ("mean", "none")
     assert settings["harmonize"] in {"none", "combat"}
     assert {fold["combine"] for fold in meta["ChosenPerFold"]} == {"mean"}
     metrics = pd.read_csv(result.outputs.metrics_file, sep="\t", index_col="metric")

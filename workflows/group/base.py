@@ -77,8 +77,7 @@ def classifier_methods(targets, *, confounds, harmonize, protect, connectivity,
             + (f" (protected: {', '.join(protect)})" if harmonize != "none" and protect else "")
             + f", confound regression ({', '.join(confounds or []) or 'none'}), scaling and "
             + " or ".join(MODELS[m].description for m in CLASSIFIER_DEFAULTS["models"])
-            + " on every feature, its penalty chosen by the inner folds and its probabilities "
-            "calibrated by Platt scaling on them"
+            + " on every feature, its penalty chosen by the inner folds"
             + (", the kinds' probabilities averaged" if len(connectivity) > 1 else "")
             + "; a plain baseline (correlation, standardized L2 logistic regression) was "
             "cross-validated on the same folds.")
