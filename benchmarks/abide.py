@@ -7,12 +7,13 @@ same process:
 * **baseline**: nilearn ``ConnectivityMeasure(kind="correlation")`` features
   (upper triangle, no diagonal), ``StandardScaler`` + L2 logistic regression
   with ``C`` chosen by a 5-fold inner ``GridSearchCV`` (random folds).
-* **msica** (and its ablations, ``--variants``): :class:`FastSearchClassifier`
-  on each participant's Ledoit-Wolf covariance (computed once), with the
-  connectivity kinds computed, ComBat harmonization fitted, and kind, model, k
-  and C chosen inside each training set by inner folds that leave training
-  sites out. ComBat protects age and sex; a test site's ComBat effects come
-  from its own features (no labels).
+* **msica**: :class:`FastSearchClassifier` with the pipeline's defaults
+  (``CLASSIFIER_DEFAULTS``) on the tangent and correlation kinds of each
+  participant's Ledoit-Wolf covariance (computed once; the kinds, ComBat and
+  C learned inside each training set, the "auto" rules decided there, the
+  kinds' probabilities averaged). ComBat protects age and sex; a test site's
+  ComBat effects come from its own features (no labels). The ablations
+  (``--variants``) each change one setting of it.
 
 Printed per pipeline: pooled and per-site balanced accuracy and AUC with
 bootstrap 95% CIs, the site-averaged figures, the calibration curve and Brier
