@@ -7,12 +7,13 @@ same process:
 * **baseline**: nilearn ``ConnectivityMeasure(kind="correlation")`` features
   (upper triangle, no diagonal), ``StandardScaler`` + L2 logistic regression
   with ``C`` chosen by a 5-fold inner ``GridSearchCV`` (random folds).
-* **msica** (and its ablations, ``--variants``): :class:`FastSearchClassifier`
-  on each participant's Ledoit-Wolf covariance (computed once), with the
-  connectivity kinds computed, ComBat harmonization fitted, and kind, model, k
-  and C chosen inside each training set by inner folds that leave training
-  sites out. ComBat protects age and sex; a test site's ComBat effects come
-  from its own features (no labels).
+* **msica**: :class:`FastSearchClassifier` with the pipeline's defaults
+  (``CLASSIFIER_DEFAULTS``) on the tangent and correlation kinds of each
+  participant's Ledoit-Wolf covariance (computed once; the kinds, ComBat and
+  C learned inside each training set, the "auto" rules decided there, the
+  kinds' probabilities averaged). ComBat protects age and sex; a test site's
+  ComBat effects come from its own features (no labels). The ablations
+  (``--variants``) each change one setting of it.
 
 Printed per pipeline: pooled and per-site balanced accuracy and AUC with
 bootstrap 95% CIs, the site-averaged figures, the calibration curve and Brier
@@ -49,25 +50,25 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "abide_
 MED_MISSING = {"", "-9999", "`", "nan"}
 PROTECT = ("age", "sex")
 
-#: msica's default (``"msica"``) and the ablations run beside it: FastSearchClassifier options.
+#: msica's default (``"msica"``: the pipeline's CLASSIFIER_DEFAULTS on tangent + correlation)
+#: and the ablations run beside it: FastSearchClassifier options over the defaults.
 VARIANTS = {
-    "msica": {"kinds": ("tangent", "correlation"), "harmonize": "combat", "stack": True,
-              "models": ("logistic_l2", "linear_svm")},
-    "tangent": {"kinds": ("tangent",), "harmonize": "none", "models": ("logistic_l2",)},
-    "tangent+combat": {"kinds": ("tangent",), "harmonize": "combat", "models": ("logistic_l2",)},
-    "correlation+combat": {"kinds": ("correlation",), "harmonize": "combat",
-                           "models": ("logistic_l2",)},
-    "partial+combat": {"kinds": ("partial_correlation",), "harmonize": "combat",
-                       "models": ("logistic_l2",)},
-    # the baseline's own model (all edges, L2 logistic, C in the same grid), C chosen by
-    # inner folds leaving sites out, without and with ComBat: isolates each step
-    "correlation-loso": {"kinds": ("correlation",), "harmonize": "none",
-                         "models": ("logistic_l2",), "k_grid": ("all",),
-                         "param_grids": {"logistic_l2": {"C": [1e-4, 1e-3, 1e-2, 1e-1, 1.0]}}},
-    "correlation-loso+combat": {"kinds": ("correlation",), "harmonize": "combat",
-                                "models": ("logistic_l2",), "k_grid": ("all",),
-                                "param_grids": {"logistic_l2": {"C": [1e-4, 1e-3, 1e-2, 1e-1,
-                                                                      1.0]}}},
+    "msica": {"kinds": ("tangent", "correlation")},
+    "svm-menu": {"kinds": ("tangent", "correlation"), "models": ("logistic_l2", "linear_svm")},
+    "elasticnet-menu": {"kinds": ("tangent", "correlation"),
+                        "models": ("logistic_l2", "elasticnet")},
+    "stack": {"kinds": ("tangent", "correlation"), "combine": "stack"},
+    "no-combat": {"kinds": ("tangent", "correlation"), "harmonize": "none"},
+    "no-calibration": {"kinds": ("tangent", "correlation"), "calibration": "none"},
+    "c-grid-3": {"kinds": ("tangent", "correlation"),
+                 "param_grids": {"logistic_l2": {"C": [1e-3, 1e-2, 1e-1]}}},
+    "c-grid-3-no-calibration": {"kinds": ("tangent", "correlation"), "calibration": "none",
+                                "param_grids": {"logistic_l2": {"C": [1e-3, 1e-2, 1e-1]}}},
+    "screen": {"kinds": ("tangent", "correlation"), "k_grid": (0.05, 0.25, "all")},
+    "inner-sites": {"kinds": ("tangent", "correlation"), "inner_split": "sites"},
+    "tangent": {"kinds": ("tangent",)},
+    "correlation": {"kinds": ("correlation",)},
+    "partial": {"kinds": ("partial_correlation",)},
 }
 
 
@@ -136,12 +137,8 @@ def make_msica(variant: str, n_protect: int, random_state=0):
     """msica's classifier for one variant (no per-site tuning: the same settings everywhere)."""
     from pipeline.classify.search import FastSearchClassifier
 
-    options = {"k_grid": (0.05, 0.25, "all"),
-               "param_grids": {"logistic_l2": {"C": [1e-3, 1e-2, 1e-1]},
-                               "linear_svm": {"C": [1e-4, 1e-3, 1e-2]}},
-               **VARIANTS[variant]}
-    return FastSearchClassifier(n_protect=0 if options["harmonize"] == "none" else n_protect,
-                                inner_cv=5, random_state=random_state, device="cpu", **options)
+    return FastSearchClassifier(n_protect=n_protect, inner_cv=5, random_state=random_state,
+                                device="cpu", **VARIANTS[variant])
 
 
 def _ci(table, metric, prefix=""):
@@ -171,7 +168,8 @@ def _print_result(name, res, seconds):
                               strict=True))
         print(f"      calibration (predicted -> observed P({res.pos_label})): {curve}; "
               f"Brier {brier:.3f}")
-    choices = [c for c in ("kind", "model", "k", "C", "members") if c in res.folds]
+    choices = [c for c in ("kind", "model", "k", "C", "members", "harmonize", "inner_split",
+                           "calibration") if c in res.folds]
     if choices:
         for row in res.folds.to_dict(orient="records"):
             print(f"      fold {row['test_sites']}: "
@@ -179,7 +177,7 @@ def _print_result(name, res, seconds):
 
 
 def time_tangent(table, train_rows):
-    """Seconds of one tangent fit + transform: msica (covariances given) vs nilearn (series)."""
+    """Seconds of one tangent fit and transform (covariances given), iterations, reference."""
     from pipeline.classify.connectivity import ConnectivityFeatures
 
     vectors = table.to_numpy()[train_rows]
@@ -189,16 +187,19 @@ def time_tangent(table, train_rows):
     t0 = time.perf_counter()
     est.transform(vectors)
     t_transform = time.perf_counter() - t0
-    return t_fit, t_transform, est.n_iter_
+    return t_fit, t_transform, est.n_iter_, est.mean_
 
 
 def time_tangent_nilearn(series):
+    """Seconds of nilearn's tangent fit and transform of the series, and its reference."""
     from nilearn.connectome import ConnectivityMeasure
 
     zscored = [(s - s.mean(axis=0)) / s.std(axis=0, ddof=1) for s in series]
     t0 = time.perf_counter()
-    ConnectivityMeasure(kind="tangent", vectorize=True).fit(zscored).transform(zscored)
-    return time.perf_counter() - t0
+    peer = ConnectivityMeasure(kind="tangent", vectorize=True).fit(zscored)
+    t_fit = time.perf_counter() - t0
+    peer.transform(zscored)
+    return t_fit, time.perf_counter() - t0, peer.mean_
 
 
 def run_loso(series, participants, target, pos_label, variants, n_permutations, n_jobs,
@@ -224,14 +225,18 @@ def run_loso(series, participants, target, pos_label, variants, n_permutations, 
                             tgt.participant_ids)
     print(f"  per-participant Ledoit-Wolf covariances (once): {time.perf_counter() - t0:.1f} s")
     largest = np.flatnonzero(sites != pd.Series(sites).value_counts().idxmin())
-    t_fit, t_transform, n_iter = time_tangent(covs, largest)
+    t_fit, t_transform, n_iter, mean = time_tangent(covs, largest)
     line = (f"  tangent space on {len(largest)} participants x {sub[0].shape[1]} ROIs: fit "
             f"{t_fit:.1f} s ({n_iter} geometric-mean iterations), transform {t_transform:.1f} s")
     if time_peer:
-        t_peer = time_tangent_nilearn([sub[i] for i in largest])
-        line += (f"; nilearn ConnectivityMeasure(kind='tangent') fit+transform {t_peer:.1f} s "
-                 f"(ratio nilearn/msica {t_peer / (t_fit + t_transform):.1f}x)")
+        t_peer_fit, t_peer, peer_mean = time_tangent_nilearn([sub[i] for i in largest])
+        line += (f"; nilearn ConnectivityMeasure(kind='tangent') fit {t_peer_fit:.1f} s, "
+                 f"fit+transform {t_peer:.1f} s (ratio nilearn/msica: fit "
+                 f"{t_peer_fit / t_fit:.1f}x, fit+transform {t_peer / (t_fit + t_transform):.1f}x"
+                 f"); max |msica - nilearn| reference {np.abs(mean - peer_mean).max():.1e}")
     print(line)
+    if variants is None:  # --timing-only
+        return {}
     results = {}
     t0 = time.perf_counter()
     corr = correlation_features(sub)
@@ -240,10 +245,9 @@ def run_loso(series, participants, target, pos_label, variants, n_permutations, 
         n_jobs=n_jobs), time.perf_counter() - t0)
     design = design_matrix(covs, table, (), protect=PROTECT)
     for variant in variants:
-        X = design.X if VARIANTS[variant]["harmonize"] != "none" else design.X[:, design.n_protect:]
         t0 = time.perf_counter()
         est = make_msica(variant, design.n_protect, random_state)
-        results[variant] = (nested_cross_validate(est, X, y, groups=sites, pos_label=pos_label,
+        results[variant] = (nested_cross_validate(est, design.X, y, groups=sites, pos_label=pos_label,
                                                   random_state=random_state, n_jobs=n_jobs),
                             time.perf_counter() - t0)
     for name, (res, seconds) in results.items():
@@ -257,10 +261,9 @@ def run_loso(series, participants, target, pos_label, variants, n_permutations, 
               f"AUC pooled {res.roc_auc - base.roc_auc:+.3f}, site-averaged "
               f"{res.per_site['roc_auc'].mean() - base.per_site['roc_auc'].mean():+.3f}")
     if n_permutations and variants:
-        X = design.X if VARIANTS[variants[0]]["harmonize"] != "none" \
-            else design.X[:, design.n_protect:]
         t0 = time.perf_counter()
-        perm = permutation_test(make_msica(variants[0], design.n_protect, random_state), X, y,
+        perm = permutation_test(make_msica(variants[0], design.n_protect, random_state),
+                                design.X, y,
                                 groups=sites, n_permutations=n_permutations,
                                 random_state=random_state, pos_label=pos_label, n_jobs=n_jobs,
                                 observed=results[variants[0]][0])
@@ -292,11 +295,9 @@ def run_transfer(train, test, variants, random_state=0):
             covs = covariance_table(participant_covariances(series), labels,
                                     part["participant_id"])
             designs.append(design_matrix(covs, part, (), protect=PROTECT, categories=categories))
-        harmonized = VARIANTS[variant]["harmonize"] != "none"
-        skip = 0 if harmonized else designs[0].n_protect
         est = make_msica(variant, designs[0].n_protect, random_state)
-        est.fit(designs[0].X[:, skip:], y_tr, groups=p_tr["site"].to_numpy())
-        X_te, sites = designs[1].X[:, skip:], p_te["site"].to_numpy()
+        est.fit(designs[0].X, y_tr, groups=p_tr["site"].to_numpy())
+        X_te, sites = designs[1].X, p_te["site"].to_numpy()
         proba = est.predict_proba(X_te, groups=sites)
         out[variant] = (est.classes_[np.argmax(proba, axis=1)],
                         proba[:, list(est.classes_).index("ASD")])
@@ -322,6 +323,9 @@ def main(argv=None):
                         help="permutations of msica's whole nested CV (each costs one full run)")
     parser.add_argument("--medication", action="store_true",
                         help="also classify medication (on vs off) among ASD participants")
+    parser.add_argument("--timing-only", action="store_true",
+                        help="only time the tangent space (msica vs nilearn) on the largest "
+                        "leave-one-site-out training set, no classification")
     parser.add_argument("--no-peer-timing", action="store_true",
                         help="skip timing nilearn's tangent space (about a minute)")
     parser.add_argument("--n-jobs", type=int, default=None,
@@ -350,8 +354,10 @@ def _run(args):
         print(f"test data {args.test_data}: {len(test_series)} kept, exclusions {test_excluded}")
         run_transfer((series, participants), (test_series, test_participants), args.variants)
         return
-    run_loso(series, participants, "diagnosis", "ASD", args.variants, args.n_permutations,
-             args.n_jobs, not args.no_peer_timing)
+    run_loso(series, participants, "diagnosis", "ASD", None if args.timing_only else args.variants,
+             args.n_permutations, args.n_jobs, not args.no_peer_timing)
+    if args.timing_only:
+        return
     if args.medication:
         print("\nmedication (CURRENT_MED_STATUS 1=on vs 0=off, ASD participants only; "
               "empty, -9999 and '`' treated as missing)")

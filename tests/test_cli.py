@@ -278,7 +278,7 @@ def test_classifier_options_parse_into_settings(tmp_path):
     assert settings.connectivity == ("tangent", "correlation")
     defaults = parse_args([str(bids), str(tmp_path / "out"), "group"])
     assert (defaults.harmonize, defaults.connectivity, defaults.site_column) == \
-        ("none", ("fnc",), None)
+        ("auto", ("fnc",), None)  # harmonization: the pipeline's "auto" rule by default
     with pytest.raises(SystemExit) as exc:
         parse_args([str(bids), str(tmp_path / "out"), "group", "--connectivity", "fnc",
                     "tangent"])

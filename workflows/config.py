@@ -21,6 +21,9 @@ from typing import Any
 
 import tomli_w
 
+from pipeline.classify.harmonize import HARMONIZE_OPTIONS
+from pipeline.classify.search import CLASSIFIER_DEFAULTS
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -40,7 +43,9 @@ DENOISE_DEFAULTS = {"denoise_strategy": "none", "high_pass": None, "low_pass": N
                     "detrend": False, "standardize": False}
 PLUGINS = ("MultiProc", "Linear", "SLURM")
 DEVICES = ("auto", "cpu", "cuda")
-HARMONIZERS = ("none", "combat")
+#: Site harmonization options of the classifiers ("auto": ComBat by its rule, see
+#: pipeline.classify.harmonize.resolve_harmonize).
+HARMONIZERS = HARMONIZE_OPTIONS
 #: Classifier features: msica's multi-scale FNC edges, or a connectivity kind of the network
 #: time courses (pipeline.classify.connectivity.CONNECTIVITY_KINDS).
 CONNECTIVITY = ("fnc", "correlation", "partial_correlation", "covariance", "tangent")
@@ -89,7 +94,7 @@ class Settings:
     confounds: tuple[str, ...] = ("age", "sex")
     n_permutations: int = 100
     site_column: str | None = None
-    harmonize: str = "none"
+    harmonize: str = CLASSIFIER_DEFAULTS["harmonize"]
     harmonize_protect: tuple[str, ...] = ("age", "sex")
     connectivity: tuple[str, ...] = ("fnc",)
     introspect: bool = False

@@ -1,6 +1,7 @@
 """Site-aware classifiers on connectivity features, with harmonization, biomarkers and safe models.
 
-Entry points: :func:`classify_target` (one target end to end),
+Entry points: :func:`classify_target` (one target end to end, with the defaults of
+:data:`CLASSIFIER_DEFAULTS`),
 :class:`FastSearchClassifier` (the estimator), :class:`ConnectivityFeatures`
 (connectivity kinds, :data:`CONNECTIVITY_KINDS`), :class:`ComBat` (site
 harmonization), :func:`nested_cross_validate`, :func:`permutation_test`,
@@ -23,11 +24,11 @@ from pipeline.classify.connectivity import (
     covariance_table,
     participant_covariances,
 )
-from pipeline.classify.harmonize import HARMONIZERS, ComBat
+from pipeline.classify.harmonize import HARMONIZERS, ComBat, resolve_harmonize
 from pipeline.classify.models import MODEL_NAMES, MODELS, TorchMLPClassifier, default_param_grid, make_model
 from pipeline.classify.persistence import data_hash, load_model, predict_table, save_model
 from pipeline.classify.preprocess import FoldPreprocessor
-from pipeline.classify.search import FastSearchClassifier
+from pipeline.classify.search import CLASSIFIER_DEFAULTS, FastSearchClassifier, resolve_inner_split
 from pipeline.classify.selection import RankedSelector, StabilitySelector, anova_f_scores
 from pipeline.classify.targets import (
     Target,
@@ -45,6 +46,7 @@ from pipeline.classify.validation import (
 )
 
 __all__ = [
+    "CLASSIFIER_DEFAULTS",
     "CONNECTIVITY_KINDS",
     "HARMONIZERS",
     "MODELS",
@@ -84,5 +86,7 @@ __all__ = [
     "permutation_test",
     "plot_top_connections",
     "predict_table",
+    "resolve_harmonize",
+    "resolve_inner_split",
     "save_model",
 ]

@@ -20,10 +20,17 @@ import numpy as np
 import pandas as pd
 
 from pipeline._docs import fill_doc
+from pipeline._validation import check_in_allowed
 from pipeline.classify.biomarkers import biomarker_report
 from pipeline.classify.confounds import encode_confounds
 from pipeline.classify.connectivity import ConnectivityFeatures, node_labels_of
-from pipeline.classify.search import AS_GIVEN, FastSearchClassifier
+from pipeline.classify.search import (
+    AS_GIVEN,
+    AUTO_SITE_SPLIT_MIN_SITES,
+    CLASSIFIER_DEFAULTS,
+    INNER_SPLITS,
+    FastSearchClassifier,
+)
 from pipeline.classify.targets import Target, derive_target, drop_without_features
 from pipeline.classify.validation import (
     NestedCVResult,
@@ -149,9 +156,13 @@ def resolve_site_column(participants: pd.DataFrame, site_column: str | None = "a
     return site_column
 
 
-def _baseline(kinds, inner_cv, random_state):
-    """Correlation features, standardized L2 logistic regression, C by inner CV (no k search)."""
+def _baseline(kinds, inner_cv, inner_split, random_state):
+    """Correlation features, standardized L2 logistic regression, C by the same inner folds.
+
+    No harmonization, no feature screen, no calibration: the plain baseline.
+    """
     return FastSearchClassifier(models=("logistic_l2",), k_grid=("all",), inner_cv=inner_cv,
+                                inner_split=inner_split, harmonize="none", calibration="none",
                                 kinds=None if kinds is None else ("correlation",),
                                 random_state=random_state)
 
@@ -189,14 +200,16 @@ def classify_target(
     protect=(),
     site_column: str | None = "auto",
     kinds=None,
-    harmonize: str = "none",
-    stack: bool = False,
-    models=("logistic_l2",),
-    k_grid=(0.01, 0.05, 0.2, "all"),
+    harmonize: str = CLASSIFIER_DEFAULTS["harmonize"],
+    combine: str = CLASSIFIER_DEFAULTS["combine"],
+    calibration: str = CLASSIFIER_DEFAULTS["calibration"],
+    models=CLASSIFIER_DEFAULTS["models"],
+    k_grid=CLASSIFIER_DEFAULTS["k_grid"],
     param_grids: dict | None = None,
     n_splits: int = 5,
     n_repeats: int = 1,
     inner_cv: int = 5,
+    inner_split: str = CLASSIFIER_DEFAULTS["inner_split"],
     n_permutations: int = 0,
     n_bootstrap: int = 1000,
     baseline: bool = True,
@@ -230,10 +243,11 @@ def classify_target(
         ``"site"`` when present; without sites (or with one), stratified k-fold.
     kinds : sequence of str or None
         Connectivity kinds (see :class:`FastSearchClassifier`).
-    harmonize : {"none", "combat"}, default="none"
-    stack : bool, default=False
-    models, k_grid, param_grids, inner_cv
-        See :class:`FastSearchClassifier`.
+    harmonize, combine, calibration, models, k_grid, param_grids, inner_cv, inner_split
+        See :class:`FastSearchClassifier`; the defaults are
+        :data:`~pipeline.classify.search.CLASSIFIER_DEFAULTS` ("auto" settings are
+        decided on each training set and recorded per fold in ``cv.folds`` and
+        in ``final_model.settings_``).
     n_splits, n_repeats : int
         Outer folds (leave-one-site-out when there are at most ``n_splits``
         sites) and repeats.
@@ -258,7 +272,7 @@ def classify_target(
     ------
     ValueError
         If ``site_column`` names a missing column, a protected covariate is
-        the target, or harmonization is asked for without sites.
+        the target, or ComBat is asked for without sites.
     InputDataError
         If too few participants with features remain, or a fold is too small.
     """
@@ -266,6 +280,7 @@ def classify_target(
         raise ValueError(f"the target {target!r} cannot be a covariate protected by "
                          "harmonization (its effect must not be kept out of the site model); "
                          "remove it from the protected covariates.")
+    check_in_allowed("inner_split", inner_split, INNER_SPLITS)
     table = participants.set_index("participant_id") if "participant_id" in \
         participants.columns else participants
     site_column = resolve_site_column(table, site_column)
@@ -281,18 +296,24 @@ def classify_target(
         validation = (f"stratified {n_splits}-fold cross-validation (no site column"
                       + (f" with 2+ sites: {site_column!r} has one value" if site_column else "")
                       + "); nested, inner folds stratified")
-        if harmonize != "none":
+        if harmonize == "combat":
             raise ValueError(f"--harmonize {harmonize} needs sites: participants.tsv has no "
                              "site column with 2 or more sites; add one (or name it with "
                              "--site-column) or use --harmonize none.")
     else:
+        inner = {"sites": "leave training sites out",
+                 "stratified": "stratified on site x class",
+                 "auto": f"leave training sites out when they hold {AUTO_SITE_SPLIT_MIN_SITES}+ "
+                         "sites, else stratified on site x class"}[inner_split]
         validation = (f"nested cross-validation on sites ({site_column!r}): outer folds "
                       f"{'leave one site out' if len(np.unique(groups)) <= n_splits else 'keep sites apart'}"
-                      ", inner folds leave training sites out")
+                      f", inner folds {inner}")
     estimator = FastSearchClassifier(models=models, k_grid=k_grid, param_grids=param_grids,
                                      n_confounds=design.n_confounds, n_protect=design.n_protect,
-                                     inner_cv=inner_cv, kinds=kinds, harmonize=harmonize,
-                                     stack=stack, random_state=random_state, device=device)
+                                     inner_cv=inner_cv, inner_split=inner_split, kinds=kinds,
+                                     harmonize=harmonize, combine=combine,
+                                     calibration=calibration, random_state=random_state,
+                                     device=device)
     seed = random_state if isinstance(random_state, (int, np.integer)) else None
     cv_kwargs = {"groups": groups, "n_splits": n_splits, "n_repeats": n_repeats,
                  "pos_label": pos_label}
@@ -301,7 +322,7 @@ def classify_target(
     base = None
     if baseline:
         n_cov = design.n_protect + design.n_confounds
-        base = nested_cross_validate(_baseline(kinds, inner_cv, random_state),
+        base = nested_cross_validate(_baseline(kinds, inner_cv, inner_split, random_state),
                                      design.X[:, n_cov:], y, n_bootstrap=n_bootstrap,
                                      random_state=seed, n_jobs=n_jobs, **cv_kwargs)
     perm = None

@@ -39,8 +39,12 @@ LOGGER = logging.getLogger("msica.classify")
 #: Extension of saved models.
 MODEL_EXTENSION = ".skops"
 
-#: msica's own types a model file may hold besides those skops trusts (numpy, scikit-learn).
+#: Types a model file may hold besides those skops trusts (numpy, scikit-learn's public
+#: estimators): msica's own, and the parts of a fitted CalibratedClassifierCV (plain
+#: scikit-learn classes holding arrays; skops does not list private classes as trusted).
 TRUSTED_TYPES = (
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
     "pipeline.classify.confounds.ConfoundRegressor",
     "pipeline.classify.connectivity.ConnectivityFeatures",
     "pipeline.classify.harmonize.ComBat",
@@ -121,7 +125,8 @@ def save_model(estimator, path, *, feature_names, target: str, X, y, confounds=(
     path = Path(path)
     if path.suffix != MODEL_EXTENSION:
         raise ValueError(f"'path' must end in '{MODEL_EXTENSION}'. Got {str(path)!r}.")
-    harmonize = getattr(estimator, "harmonize", "none")
+    settings = getattr(estimator, "settings_", {})
+    harmonize = settings.get("harmonize", getattr(estimator, "harmonize", "none"))
     meta = {
         "target": target,
         "classes": [str(c) for c in getattr(estimator, "classes_", [])],
@@ -132,6 +137,7 @@ def save_model(estimator, path, *, feature_names, target: str, X, y, confounds=(
                                 for k, v in (confound_categories or {}).items()},
         "kinds": None if getattr(estimator, "kinds", None) is None else list(estimator.kinds),
         "harmonize": harmonize,
+        "settings": dict(settings),
         "training_sites": sorted(map(str, set(np.asarray(sites).tolist())))
         if sites is not None else [],
         "new_sites": ("sites not among training_sites are harmonized with site effects "

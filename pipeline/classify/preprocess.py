@@ -41,7 +41,8 @@ class FoldPreprocessor(TransformerMixin, BaseEstimator):
         None uses the feature columns as they are.
     harmonize : {"none", "combat"}, default="none"
     n_protect : int, default=0
-        Leading columns: covariates ComBat keeps (dropped from the output).
+        Leading columns: covariates ComBat keeps; dropped from the output, and
+        unused without harmonization.
     n_confounds : int, default=0
         Next columns: confounds regressed out (dropped from the output).
     %(device)s
@@ -103,9 +104,6 @@ class FoldPreprocessor(TransformerMixin, BaseEstimator):
             check_in_allowed("harmonize", self.harmonize, HARMONIZERS)
             if self.kind is not None:
                 check_in_allowed("kind", self.kind, CONNECTIVITY_KINDS)
-            if self.n_protect and self.harmonize == "none":
-                raise ValueError("'n_protect' columns are covariates protected by "
-                                 "harmonization; set harmonize='combat' or n_protect=0.")
         protect, confounds, features = self._blocks(X)
         if self.kind is not None:
             if fit:

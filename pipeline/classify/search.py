@@ -19,6 +19,7 @@ import logging
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from sklearn.model_selection import (
@@ -33,11 +34,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from pipeline._docs import fill_doc
 from pipeline._validation import check_in_allowed, check_random_state
 from pipeline.classify.connectivity import CONNECTIVITY_KINDS
+from pipeline.classify.harmonize import resolve_harmonize
 from pipeline.classify.models import MODEL_NAMES, default_param_grid, make_model
 from pipeline.classify.preprocess import FoldPreprocessor
 from pipeline.classify.selection import RankedSelector, resolve_k
 
-__all__ = ["FastSearchClassifier", "inner_splitter", "positive_scores"]
+__all__ = ["CLASSIFIER_DEFAULTS", "COMBINE", "INNER_SPLITS", "FastSearchClassifier",
+           "inner_splits", "positive_scores", "resolve_inner_split"]
 
 #: Name of the feature block when no connectivity kind is computed (features as given).
 AS_GIVEN = "features"
@@ -45,30 +48,98 @@ AS_GIVEN = "features"
 LOGGER = logging.getLogger("msica.classify")
 
 
-def inner_splitter(n_splits: int, y, groups=None, random_state=None):
-    """Splitter for model selection: sites left out when there are several.
+#: msica's classifier defaults, the one place they are set: :class:`FastSearchClassifier`,
+#: :func:`~pipeline.classify.analysis.classify_target` and the group level's options follow
+#: them. Measured on ABIDE CC200 leave-one-site-out against the plain baseline
+#: (``benchmarks/abide.py``, docs/defaults.md): L2 logistic regression only (an SVM or
+#: elastic-net menu did not help), every feature (no univariate screen), ComBat by the
+#: "auto" rule, inner folds by the "auto" rule and several connectivity kinds averaged
+#: ("mean") rather than stacked. Platt calibration of the final model is available but not
+#: the default: it lowered pooled balanced accuracy / AUC from 0.696 / 0.773 to 0.640 / 0.702
+#: (0.663 / 0.733 with class-balanced Platt), and the class-balanced models' own
+#: probabilities were the better calibrated over the test sites (Brier 0.195 vs 0.224).
+CLASSIFIER_DEFAULTS = {
+    "models": ("logistic_l2",),
+    "k_grid": ("all",),
+    "harmonize": "auto",
+    "inner_split": "auto",
+    "calibration": "none",
+    "combine": "mean",
+}
 
-    With ``groups`` holding 2 to ``n_splits`` distinct sites,
-    :class:`~sklearn.model_selection.LeaveOneGroupOut` (each inner fold
-    validates on a training site the inner model has not seen, as the outer
-    test site will be); with more sites, a shuffled
-    :class:`~sklearn.model_selection.StratifiedGroupKFold`. Without sites, a
-    shuffled :class:`~sklearn.model_selection.StratifiedKFold`, with
-    ``n_splits`` lowered to the smallest class size when needed.
+#: Values of ``inner_split``: "sites" (inner folds leave training sites out), "stratified"
+#: (folds stratified on site x class) or "auto" ("sites" when the training rows hold at least
+#: ``AUTO_SITE_SPLIT_MIN_SITES`` sites, else "stratified").
+INNER_SPLITS = ("auto", "sites", "stratified")
+AUTO_SITE_SPLIT_MIN_SITES = 3
+
+#: How several connectivity kinds are combined: "mean" (average of each kind's best model's
+#: probabilities), "stack" (a logistic regression on their out-of-fold scores, kept when its
+#: inner score is the best) or "select" (the single best kind).
+COMBINE = ("mean", "stack", "select")
+
+#: Probability calibration of the final model (scikit-learn's CalibratedClassifierCV methods).
+CALIBRATIONS = ("none", "sigmoid", "isotonic")
+
+
+def resolve_inner_split(inner_split: str, groups=None) -> str:
+    """The inner split to use on these training rows: "auto" decided by the number of sites.
 
     Returns
     -------
-    splitter, groups_or_None
+    {"sites", "stratified"}
+        "sites" needs 2 or more sites (else "stratified"); "auto" is "sites" from
+        :data:`AUTO_SITE_SPLIT_MIN_SITES` sites on.
+
+    Examples
+    --------
+    >>> resolve_inner_split("auto", ["a", "b", "c"]), resolve_inner_split("auto", ["a", "b"])
+    ('sites', 'stratified')
     """
+    check_in_allowed("inner_split", inner_split, INNER_SPLITS)
+    n_groups = 0 if groups is None else len(np.unique(np.asarray(groups).astype(str)))
+    if inner_split == "auto":
+        return "sites" if n_groups >= AUTO_SITE_SPLIT_MIN_SITES else "stratified"
+    return "sites" if inner_split == "sites" and n_groups >= 2 else "stratified"
+
+
+def inner_splits(n_splits: int, y, groups=None, random_state=None, *,
+                 split: str = "sites") -> list[tuple[np.ndarray, np.ndarray]]:
+    """Train/validation splits of the inner model selection (each row validated once).
+
+    ``split="sites"`` with 2 to ``n_splits`` distinct sites in ``groups``:
+    :class:`~sklearn.model_selection.LeaveOneGroupOut` (each inner fold
+    validates on a training site the inner model has not seen, as the outer
+    test site will be); with more sites, a shuffled
+    :class:`~sklearn.model_selection.StratifiedGroupKFold`. Otherwise
+    (``"stratified"``, or fewer than 2 sites) a shuffled
+    :class:`~sklearn.model_selection.StratifiedKFold` on site x class (on class
+    alone without sites, or when a site x class cell is smaller than the
+    number of folds), with ``n_splits`` lowered to the smallest class size
+    when needed. See :func:`resolve_inner_split` for ``"auto"``.
+
+    Returns
+    -------
+    list of (ndarray, ndarray)
+    """
+    split = resolve_inner_split(split, groups)
     seed = int(check_random_state(random_state).randint(2**31 - 1))
-    min_class = int(pd.Series(np.asarray(y)).value_counts().min())
-    n_groups = 0 if groups is None else len(np.unique(groups))
-    if 2 <= n_groups <= n_splits:
-        return LeaveOneGroupOut(), groups
-    if n_groups > n_splits:
-        return StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed), groups
-    return StratifiedKFold(n_splits=max(2, min(n_splits, min_class)), shuffle=True,
-                           random_state=seed), None
+    y = np.asarray(y)
+    placeholder = np.zeros((len(y), 1))
+    if split == "sites":
+        n_groups = len(np.unique(groups))
+        splitter = LeaveOneGroupOut() if n_groups <= n_splits else StratifiedGroupKFold(
+            n_splits=n_splits, shuffle=True, random_state=seed)
+        return list(splitter.split(placeholder, y, groups))
+    n_splits = max(2, min(n_splits, int(pd.Series(y).value_counts().min())))
+    strata = y
+    if groups is not None:
+        cells = pd.Series(np.asarray(groups).astype(str)).str.cat(y.astype(str),
+                                                                  sep="|").to_numpy()
+        if pd.Series(cells).value_counts().min() >= n_splits:
+            strata = cells
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return list(splitter.split(placeholder, strata))
 
 
 def positive_scores(estimator, X, classes) -> np.ndarray:
@@ -102,6 +173,13 @@ def _margin(model, Z) -> np.ndarray:
     return np.log(proba) - np.log1p(-proba)
 
 
+def _probabilities(model, Z) -> np.ndarray:
+    """Class probabilities of a fitted model (a softmax of decision values without them)."""
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(Z)
+    return _softmax(model.decision_function(Z))
+
+
 def _softmax(decision):
     decision = np.atleast_2d(np.asarray(decision, dtype=np.float64).T).T
     if decision.shape[1] == 1:
@@ -115,6 +193,8 @@ def _softmax(decision):
 class FastSearchClassifier(ClassifierMixin, BaseEstimator):
     """Kind → harmonization → confounds → scaling → F-ranked features → model, chosen by inner CV.
 
+    The defaults are :data:`CLASSIFIER_DEFAULTS`.
+
     The columns of ``X`` are ``[protected covariates | confounds | features]``
     (see :class:`~pipeline.classify.preprocess.FoldPreprocessor`); the feature
     block holds either features used as they are (``kinds=None``) or
@@ -125,8 +205,9 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
     ----------
     models : sequence of str, default=("logistic_l2",)
         Candidate models (names of :data:`pipeline.classify.models.MODELS`).
-    k_grid : sequence, default=(0.01, 0.05, 0.2, "all")
-        Candidate numbers of features (ints, fractions in (0, 1] or "all").
+    k_grid : sequence, default=("all",)
+        Candidate numbers of features (ints, fractions in (0, 1] or "all");
+        the default keeps every feature (no univariate screen).
         Counts above the number of features are skipped.
     param_grids : dict or None, default=None
         ``{model: {param: [values]}}`` overriding :func:`default_param_grid`.
@@ -134,8 +215,11 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
         Confound columns regressed out inside each training set (after the
         protected covariates).
     inner_cv : int, default=5
-        Number of inner folds; with sites, sites are left out (one at a time
-        when there are at most ``inner_cv``, see :func:`inner_splitter`).
+        Number of inner folds (see :func:`inner_splits`).
+    inner_split : {"auto", "sites", "stratified"}, default="auto"
+        Inner folds that leave training sites out, or stratified on site x
+        class; "auto" leaves sites out when the training rows hold at least
+        :data:`AUTO_SITE_SPLIT_MIN_SITES` sites (:func:`resolve_inner_split`).
     scoring : {"auto", "roc_auc", "balanced_accuracy"}, default="auto"
         Inner selection criterion; "auto" is ROC AUC for two classes and
         balanced accuracy otherwise.
@@ -143,14 +227,25 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
         Connectivity kinds to try (names of
         :data:`~pipeline.classify.connectivity.CONNECTIVITY_KINDS`); None uses
         the feature columns as given.
-    harmonize : {"none", "combat"}, default="none"
-        Site harmonization inside each training set (sites from ``groups``).
+    harmonize : {"auto", "none", "combat"}, default="auto"
+        Site harmonization inside each training set (sites from ``groups``);
+        "auto" runs ComBat when the training rows hold 2 or more sites of 20 or
+        more participants each
+        (:func:`~pipeline.classify.harmonize.resolve_harmonize`).
     n_protect : int, default=0
-        Leading covariate columns that harmonization keeps (e.g. age, sex).
-    stack : bool, default=False
-        Also try a stacking of the kinds (binary targets, two or more kinds): a
-        logistic regression on each kind's best model's out-of-fold scores,
-        kept when its inner score is the best.
+        Leading covariate columns that harmonization keeps (e.g. age, sex);
+        dropped when there is no harmonization.
+    combine : {"mean", "stack", "select"}, default="mean"
+        With two or more kinds: average the probabilities of each
+        kind's best model ("mean"); try a stacking, a logistic regression on
+        their out-of-fold scores kept when its inner score is the best
+        ("stack", binary targets); or keep the single best kind ("select").
+    calibration : {"none", "sigmoid", "isotonic"}, default="none"
+        Calibration of the final model's probabilities
+        (:class:`~sklearn.calibration.CalibratedClassifierCV` on the inner
+        folds of the training rows, ``ensemble=False``: Platt scaling of
+        out-of-fold decision values for "sigmoid"). A stacking's
+        meta-learner is a logistic regression and is not recalibrated.
     %(random_state)s
     %(device)s
 
@@ -158,13 +253,19 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
     ----------
     best_params_ : dict
         ``{"kind": name, "model": name, "k": int, **model parameters}``; for
-        the stacking, ``{"kind": "stack", "model": "stack", "members": text}``.
+        the mean or the stacking of kinds, ``{"kind": "mean"|"stack", "model":
+        "mean"|"stack", "members": text}``.
+    settings_ : dict
+        The settings used on these training rows, "auto" ones resolved:
+        ``harmonize``, ``inner_split``, ``calibration``, ``combine`` and the
+        seeds ``split_seed`` and ``model_seed`` drawn from ``random_state``.
     best_score_ : float
         Mean inner score of the choice.
     members_ : list of dict
         Fitted parts of the chosen candidate, one per kind used: ``kind``,
         ``preprocessor`` (FoldPreprocessor), ``columns`` (selected column
-        indices of the preprocessed features), ``model``, ``params``.
+        indices of the preprocessed features), ``model`` (calibrated unless
+        ``calibration="none"`` or stacked), ``params``.
     meta_ : LogisticRegression or None
         Meta-learner of the stacking.
     cv_results_ : dict of list
@@ -184,25 +285,32 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
     2
     """
 
-    def __init__(self, models=("logistic_l2",), k_grid=(0.01, 0.05, 0.2, "all"), param_grids=None,
-                 n_confounds=0, inner_cv=5, scoring="auto", kinds=None, harmonize="none",
-                 n_protect=0, stack=False, random_state=None, device="auto"):
+    def __init__(self, models=CLASSIFIER_DEFAULTS["models"], k_grid=CLASSIFIER_DEFAULTS["k_grid"],
+                 param_grids=None, n_confounds=0, inner_cv=5,
+                 inner_split=CLASSIFIER_DEFAULTS["inner_split"], scoring="auto", kinds=None,
+                 harmonize=CLASSIFIER_DEFAULTS["harmonize"], n_protect=0,
+                 combine=CLASSIFIER_DEFAULTS["combine"],
+                 calibration=CLASSIFIER_DEFAULTS["calibration"], random_state=None,
+                 device="auto"):
         self.models = models
         self.k_grid = k_grid
         self.param_grids = param_grids
         self.n_confounds = n_confounds
         self.inner_cv = inner_cv
+        self.inner_split = inner_split
         self.scoring = scoring
         self.kinds = kinds
         self.harmonize = harmonize
         self.n_protect = n_protect
-        self.stack = stack
+        self.combine = combine
+        self.calibration = calibration
         self.random_state = random_state
         self.device = device
 
     def _preprocessor(self, kind):
-        return FoldPreprocessor(kind=kind, harmonize=self.harmonize, n_protect=self.n_protect,
-                                n_confounds=self.n_confounds, device=self.device)
+        return FoldPreprocessor(kind=kind, harmonize=self.settings_["harmonize"],
+                                n_protect=self.n_protect, n_confounds=self.n_confounds,
+                                device=self.device)
 
     def _kinds(self):
         if self.kinds is None:
@@ -252,7 +360,8 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_protect + n_confounds + n_features)
         y : array-like of shape (n_samples,)
         groups : array-like of shape (n_samples,) or None
-            Sites: inner folds leave them out, and harmonization is per site.
+            Sites: they decide the "auto" settings, the inner folds may leave
+            them out, and harmonization is per site.
         """
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
@@ -265,17 +374,25 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
                              f"{list(MODEL_NAMES)}. Got {self.models!r}.")
         scoring = self.scoring
         check_in_allowed("scoring", scoring, ["auto", "roc_auc", "balanced_accuracy"])
+        check_in_allowed("combine", self.combine, COMBINE)
+        check_in_allowed("calibration", self.calibration, CALIBRATIONS)
         if scoring == "auto":
             scoring = "roc_auc" if len(self.classes_) == 2 else "balanced_accuracy"
         kinds = self._kinds()
         sites = None if groups is None else np.asarray(groups).astype(str)
         rng = check_random_state(self.random_state)
-        split_seed, model_seed = rng.randint(2**31 - 1, size=2)
+        split_seed, model_seed = (int(seed) for seed in rng.randint(2**31 - 1, size=2))
+        self.settings_ = {"harmonize": resolve_harmonize(self.harmonize, sites),
+                          "inner_split": resolve_inner_split(self.inner_split, sites),
+                          "calibration": self.calibration, "combine": self.combine,
+                          "split_seed": split_seed, "model_seed": model_seed}
         candidates = list(self._candidates())
-        splitter, split_groups = inner_splitter(self.inner_cv, y, sites, split_seed)
-        splits = list(splitter.split(X, y, split_groups))
+        splits = inner_splits(self.inner_cv, y, sites, split_seed,
+                              split=self.settings_["inner_split"])
         binary = len(self.classes_) == 2
-        records, margins = [], {}
+        combined = len(kinds) > 1 and (self.combine == "mean"
+                                       or (self.combine == "stack" and binary))
+        records, oof = [], {}
         for fold, (train, valid) in enumerate(splits):
             for kind in kinds:
                 prefix = self._preprocessor(kind)
@@ -300,9 +417,12 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
                                         "score": _score(scoring, y[valid], pred, scores,
                                                         self.classes_),
                                         "_params": params})
-                        if binary and self.stack and len(kinds) > 1:
-                            margins.setdefault(key, np.full(len(y), np.nan))[valid] = \
-                                _margin(model, Zva_k)
+                        if combined:
+                            value = _margin(model, Zva_k) if self.combine == "stack" \
+                                else _probabilities(model, Zva_k)
+                            if key not in oof:
+                                oof[key] = np.full((len(y), *value.shape[1:]), np.nan)
+                            oof[key][valid] = value
         table = pd.DataFrame(records)
         keys = ["kind", "model", "k", "params"]
         summary = (table.groupby(keys, sort=False)["score"]
@@ -313,31 +433,41 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
         ranked = summary.assign(_s=summary["mean_score"].fillna(-np.inf))
         best = ranked.loc[ranked["_s"].idxmax()]
         chosen = [best]
-        if margins:
+        self.meta_ = None
+        if combined:
             per_kind = [ranked[ranked["kind"] == kind].sort_values("_s", ascending=False,
                                                                    kind="stable").iloc[0]
                         for kind in (k or AS_GIVEN for k in kinds)]
-            oof = np.column_stack([margins[tuple(r[c] for c in keys)] for r in per_kind])
-            stack_scores = [self._meta_score(scoring, oof, y, tr, va) for tr, va in splits]
-            stack_row = {"kind": "stack", "model": "stack", "k": 0,
-                         "params": "; ".join(f"{r['kind']}: {r['model']} k={r['k']} "
-                                             f"{r['params']}" for r in per_kind),
-                         "mean_score": float(np.nanmean(stack_scores)),
-                         "std_score": float(np.nanstd(stack_scores, ddof=1))}
-            summary = pd.concat([summary, pd.DataFrame([stack_row])], ignore_index=True)
-            if stack_row["mean_score"] > best["_s"]:
+            parts = [oof[tuple(r[c] for c in keys)] for r in per_kind]
+            if self.combine == "stack":
+                features = np.column_stack(parts)
+                fold_scores = [self._meta_score(scoring, features, y, tr, va)
+                               for tr, va in splits]
+            else:
+                mean = np.mean(parts, axis=0)
+                fold_scores = [_score(scoring, y[va], self.classes_[np.argmax(mean[va], axis=1)],
+                                      mean[va, 1] if binary else mean[va], self.classes_)
+                               for _, va in splits]
+            row = {"kind": self.combine, "model": self.combine, "k": 0,
+                   "params": "; ".join(f"{r['kind']}: {r['model']} k={r['k']} "
+                                       f"{r['params']}" for r in per_kind),
+                   "mean_score": float(np.nanmean(fold_scores)),
+                   "std_score": float(np.nanstd(fold_scores, ddof=1))}
+            summary = pd.concat([summary, pd.DataFrame([row])], ignore_index=True)
+            if self.combine == "mean" or row["mean_score"] > best["_s"]:
                 chosen = per_kind
-                self.meta_ = LogisticRegression(C=1.0).fit(oof, y)
-                self.best_params_ = {"kind": "stack", "model": "stack",
-                                     "members": stack_row["params"]}
-                self.best_score_ = stack_row["mean_score"]
+                if self.combine == "stack":
+                    self.meta_ = LogisticRegression(C=1.0).fit(features, y)
+                self.best_params_ = {"kind": self.combine, "model": self.combine,
+                                     "members": row["params"]}
+                self.best_score_ = row["mean_score"]
         if len(chosen) == 1:
-            self.meta_ = None
             params = table.loc[(table[keys] == best[keys]).all(axis=1), "_params"].iloc[0]
             self.best_params_ = {"kind": best["kind"], "model": best["model"],
                                  "k": int(best["k"]), **params}
             self.best_score_ = float(best["mean_score"])
         self.cv_results_ = summary.to_dict(orient="list")
+        calibrate = self.calibration != "none" and self.meta_ is None
         self.members_ = []
         for row in chosen:
             params = table.loc[(table[keys] == row[keys]).all(axis=1), "_params"].iloc[0]
@@ -347,12 +477,16 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
             columns = np.sort(RankedSelector(k=int(row["k"])).fit(Z, y).top(int(row["k"])))
             model = make_model(row["model"], n_classes=len(self.classes_),
                                random_state=model_seed, device=self.device).set_params(**params)
+            if calibrate:  # out-of-fold decision values of the inner folds -> sigmoid
+                model = CalibratedClassifierCV(model, method=self.calibration, cv=splits,
+                                               ensemble=False)
             model.fit(np.ascontiguousarray(Z[:, columns]), y)
             self.members_.append({"kind": row["kind"], "preprocessor": prefix,
                                   "columns": columns, "model": model,
                                   "params": {"model": row["model"], "k": int(row["k"]),
                                              **params}})
-        LOGGER.info("inner CV chose %s (score %.3f)", self.best_params_, self.best_score_)
+        LOGGER.info("inner CV chose %s (score %.3f) with %s", self.best_params_,
+                    self.best_score_, self.settings_)
         return self
 
     def _meta_score(self, scoring, oof, y, train, valid):
@@ -376,7 +510,9 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
         return validate_data(self, X, dtype=np.float64, reset=False)
 
     def predict_proba(self, X, groups=None):
-        """Class probabilities; for models without them, a softmax of decision values.
+        """Class probabilities: the model's, the mean of the kinds' or the stacking's.
+
+        Models without probabilities (uncalibrated) give a softmax of decision values.
 
         Parameters
         ----------
@@ -389,16 +525,13 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
             margins = np.column_stack([_margin(m["model"], self._member_inputs(m, X, groups))
                                        for m in self.members_])
             return self.meta_.predict_proba(margins)
-        member = self.members_[0]
-        Z = self._member_inputs(member, X, groups)
-        if hasattr(member["model"], "predict_proba"):
-            return member["model"].predict_proba(Z)
-        return _softmax(member["model"].decision_function(Z))
+        return np.mean([_probabilities(m["model"], self._member_inputs(m, X, groups))
+                        for m in self.members_], axis=0)
 
     def predict(self, X, groups=None):
         """Predicted class of each row (``groups``: sites, as in :meth:`predict_proba`)."""
         X = self._check_X(X)
-        if self.meta_ is None:
+        if self.meta_ is None and len(self.members_) == 1:
             member = self.members_[0]
             return member["model"].predict(self._member_inputs(member, X, groups))
         return self.classes_[np.argmax(self.predict_proba(X, groups), axis=1)]

@@ -195,7 +195,8 @@ class NestedCVResult:
         One row per (repeat, test participant): ``sample``, ``repeat``, ``fold``,
         ``group``, ``y_true``, ``y_pred``, ``score`` (P(pos_label) for binary).
     folds : pandas.DataFrame
-        Per fold: test sites, sizes, metrics, chosen model/k/params.
+        Per fold: test sites, sizes, metrics, chosen model/k/params and the estimator's
+        ``settings_`` ("auto" settings as decided, seeds) when it has them.
     metrics : pandas.DataFrame
         Overall metrics with bootstrap CIs (see :func:`bootstrap_metrics`).
     per_site : pandas.DataFrame
@@ -267,6 +268,7 @@ def _run_fold(estimator, X, y, group_arr, has_groups, fold, repeat, train, test,
                 if len(classes) == 2 else
                 {"balanced_accuracy": balanced_accuracy_score(y[test], pred)})
     info.update(getattr(est, "best_params_", {}))
+    info.update(getattr(est, "settings_", {}))
     selected = getattr(est, "selected_features_", {})
     rows = []
     for i, t in enumerate(test):

@@ -114,7 +114,11 @@ def test_classifier_on_connectivity_kinds_of_network_time_courses(processed, tmp
     meta = result.outputs.meta
     assert set(meta["Connectivity"]) == {"tangent", "correlation"}
     assert meta["ChanceTested"] is False and meta["PermutationPValue"] is None
-    assert "stacking of the kinds" in meta["ModelMenu"]
+    assert meta["ModelMenu"] == ["logistic_l2"] and meta["HarmonizationOption"] == "auto"
+    settings = meta["FinalModelSettings"]  # the defaults, "auto" ones decided on the sites
+    assert (settings["combine"], settings["calibration"]) == ("mean", "none")
+    assert settings["harmonize"] in {"none", "combat"}
+    assert {fold["combine"] for fold in meta["ChosenPerFold"]} == {"mean"}
     metrics = pd.read_csv(result.outputs.metrics_file, sep="\t", index_col="metric")
     assert metrics.loc["permutation_p_value", "note"].startswith("chance has not been tested")
     biomarkers = pd.read_csv(result.outputs.biomarkers_file, sep="\t")

@@ -201,9 +201,11 @@ def build_parser() -> MsicaParser:
                        help="group level: participants.tsv column of the sites (outer and inner "
                        "folds leave sites out; harmonization per site); default 'site' when "
                        "present, else stratified k-fold")
-    g_sci.add_argument("--harmonize", choices=HARMONIZERS, default="none",
+    g_sci.add_argument("--harmonize", choices=HARMONIZERS, default=Settings.harmonize,
                        help="group level: site harmonization of the classifier features inside "
-                       "the training folds (combat: ComBat; a test or new site is harmonized "
+                       "the training folds (auto, the default: ComBat when a training set holds "
+                       "2+ sites of 20+ participants each, else none; the choice is recorded; "
+                       "combat: ComBat; a test or new site is harmonized "
                        "from its own features, never its labels)")
     g_sci.add_argument(*both("--harmonize-protect"), dest="harmonize_protect", nargs="*",
                        default=["age", "sex"],
@@ -212,8 +214,8 @@ def build_parser() -> MsicaParser:
     g_sci.add_argument("--connectivity", nargs="+", choices=CONNECTIVITY, default=["fnc"],
                        help="group level: classifier features: fnc (the participant level's "
                        "multi-scale FNC edges) or connectivity kinds of the multi-scale network "
-                       "time courses, learned inside the folds; several: the inner folds "
-                       "choose among them and their stacking")
+                       "time courses, learned inside the folds; several: their models' "
+                       "probabilities are averaged")
     g_sci.add_argument("--introspect", action="store_true",
                        help="group level: also train the torch MLP on each target and record "
                        "per-layer, per-group gradient spectra (on GPU with --device cuda/auto)")

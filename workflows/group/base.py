@@ -15,6 +15,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from pipeline._validation import uses_cuda
+from pipeline.classify.search import AUTO_SITE_SPLIT_MIN_SITES, CLASSIFIER_DEFAULTS
 from workflows.bids.derivatives import collect_participant_outputs, derivatives_layout
 from workflows.bids.naming import target_tag
 from workflows.execution.engine import Workflow
@@ -68,22 +69,23 @@ def classifier_methods(targets, *, confounds, harmonize, protect, connectivity,
                        n_permutations) -> str:
     """Methods text of the classifiers, from the registries and the values used."""
     from pipeline.classify.connectivity import CONNECTIVITY_KINDS
-    from pipeline.classify.harmonize import HARMONIZERS
+    from pipeline.classify.harmonize import describe_harmonize
     from pipeline.classify.models import MODELS
-    from workflows.interfaces.classify import TRANSFER_MODELS
 
     features = ("the participant-level multi-scale FNC edges" if connectivity == ["fnc"] else
                 "; ".join(CONNECTIVITY_KINDS[k].description for k in connectivity)
                 + " (multi-scale network time courses)")
     text = (f" Targets ({', '.join(targets)}) were classified from {features} with nested "
-            "cross-validation whose outer and inner folds leave sites out (stratified folds "
-            "without a site column). Inside each training set: "
-            f"{HARMONIZERS[harmonize]['description']}"
+            "cross-validation whose outer folds leave sites out and whose inner folds leave "
+            f"training sites out when a training set holds {AUTO_SITE_SPLIT_MIN_SITES} or more "
+            "sites, else are stratified on site and class (stratified folds without a site "
+            "column). Inside each training set: "
+            f"{describe_harmonize(harmonize)}"
             + (f" (protected: {', '.join(protect)})" if harmonize != "none" and protect else "")
-            + f", confound regression ({', '.join(confounds or []) or 'none'}), scaling, "
-            "univariate feature selection and the model, chosen among "
-            + ", ".join(MODELS[m].description for m in TRANSFER_MODELS)
-            + (" and a stacking of the connectivity kinds" if len(connectivity) > 1 else "")
+            + f", confound regression ({', '.join(confounds or []) or 'none'}), scaling and "
+            + " or ".join(MODELS[m].description for m in CLASSIFIER_DEFAULTS["models"])
+            + " on every feature, its penalty chosen by the inner folds"
+            + (", the kinds' probabilities averaged" if len(connectivity) > 1 else "")
             + "; a plain baseline (correlation, standardized L2 logistic regression) was "
             "cross-validated on the same folds.")
     if n_permutations:
@@ -251,7 +253,7 @@ def init_classify_wf(
     confounds: list[str] | None = None,
     protect: list[str] | None = None,
     site_column: str | None = None,
-    harmonize: str = "none",
+    harmonize: str = CLASSIFIER_DEFAULTS["harmonize"],
     connectivity: list[str] | None = None,
     n_permutations: int = 100,
     nprocs: int = 1,
@@ -414,7 +416,7 @@ def init_group_wf(
     confounds: list[str] | None = None,
     n_permutations: int = 100,
     site_column: str | None = None,
-    harmonize: str = "none",
+    harmonize: str = CLASSIFIER_DEFAULTS["harmonize"],
     harmonize_protect: list[str] | None = None,
     connectivity: list[str] | None = None,
     nprocs: int = 1,
@@ -454,8 +456,10 @@ def init_group_wf(
         Label permutations of the whole nested CV, for p-values.
     site_column : str, optional
         participants.tsv column of the sites ('site' when present if None).
-    harmonize : {"none", "combat"}
-        Site harmonization of the classifier features inside the training folds.
+    harmonize : {"auto", "none", "combat"}
+        Site harmonization of the classifier features inside the training folds
+        ("auto": ComBat by its rule, see
+        :func:`pipeline.classify.harmonize.resolve_harmonize`).
     harmonize_protect : list of str, optional
         Covariates harmonization keeps.
     connectivity : list of str, optional

@@ -17,10 +17,10 @@ from nipype.interfaces.base import (
     traits,
 )
 
-__all__ = ["TRANSFER_MODELS", "ClassifyTarget", "read_network_covariances"]
+from pipeline.classify.harmonize import HARMONIZE_OPTIONS
+from pipeline.classify.search import CLASSIFIER_DEFAULTS
 
-#: The model menu of the group level (the inner folds choose among them).
-TRANSFER_MODELS = ("logistic_l2", "elasticnet", "linear_svm")
+__all__ = ["ClassifyTarget", "read_network_covariances"]
 
 
 def read_network_covariances(timeseries_files, relmat_files) -> pd.DataFrame:
@@ -90,7 +90,9 @@ class _ClassifyTargetInputSpec(BaseInterfaceInputSpec):
     protect = traits.List(traits.Str, usedefault=True, desc="covariates kept by harmonization")
     site_column = traits.Str("auto", usedefault=True,
                              desc="site column ('auto': 'site' when present)")
-    harmonize = traits.Enum("none", "combat", usedefault=True)
+    harmonize = traits.Enum(CLASSIFIER_DEFAULTS["harmonize"], *(
+        h for h in HARMONIZE_OPTIONS if h != CLASSIFIER_DEFAULTS["harmonize"]), usedefault=True,
+        desc="site harmonization ('auto': ComBat by its rule, the choice recorded)")
     connectivity = traits.List(traits.Str, value=["fnc"], usedefault=True,
                                desc="'fnc' or connectivity kinds")
     n_permutations = traits.Int(100, usedefault=True, desc="label permutations (0: none)")
@@ -121,7 +123,7 @@ class ClassifyTarget(SimpleInterface):
         from pipeline.classify.analysis import classify_target, metrics_table
         from pipeline.classify.biomarkers import plot_top_connections
         from pipeline.classify.connectivity import CONNECTIVITY_KINDS
-        from pipeline.classify.harmonize import HARMONIZERS
+        from pipeline.classify.harmonize import describe_harmonize
         from pipeline.classify.persistence import MODEL_EXTENSION, save_model
         from pipeline.fnc.names import is_edge
         from workflows.reports.figures import savefig_reproducible
@@ -141,8 +143,7 @@ class ClassifyTarget(SimpleInterface):
         outcome = classify_target(
             features, participants, inputs.target, confounds=tuple(confounds),
             protect=tuple(protect), site_column=inputs.site_column, kinds=kinds,
-            harmonize=inputs.harmonize, stack=kinds is not None and len(kinds) > 1,
-            models=TRANSFER_MODELS, n_permutations=inputs.n_permutations,
+            harmonize=inputs.harmonize, n_permutations=inputs.n_permutations,
             random_state=inputs.random_state, device=inputs.device,
             n_jobs=inputs.n_jobs if inputs.n_jobs > 1 else None)
         cwd = Path(runtime.cwd)
@@ -170,7 +171,9 @@ class ClassifyTarget(SimpleInterface):
         perm = outcome.permutation
         folds = outcome.cv.folds
         choices = [c for c in folds.columns if c in ("kind", "model", "k", "C", "l1_ratio",
-                                                      "members")]
+                                                      "members", "harmonize", "inner_split",
+                                                      "calibration", "combine", "split_seed",
+                                                      "model_seed")]
         meta = {
             "Target": inputs.target,
             "Classes": [str(c) for c in outcome.target.classes],
@@ -182,10 +185,14 @@ class ClassifyTarget(SimpleInterface):
             "Validation": outcome.validation,
             "Connectivity": "fnc (participant-level multi-scale FNC edges)" if kinds is None
             else {k: CONNECTIVITY_KINDS[k].description for k in kinds},
-            "Harmonization": HARMONIZERS[inputs.harmonize]["description"],
+            "Harmonization": describe_harmonize(inputs.harmonize),
+            "HarmonizationOption": inputs.harmonize,
             "ProtectedCovariates": protect,
-            "ModelMenu": list(TRANSFER_MODELS) + (["stacking of the kinds"]
-                                                  if kinds and len(kinds) > 1 else []),
+            "ModelMenu": list(CLASSIFIER_DEFAULTS["models"]),
+            "ClassifierSettings": {**{k: list(v) if isinstance(v, tuple) else v
+                                      for k, v in CLASSIFIER_DEFAULTS.items()},
+                                   "harmonize": inputs.harmonize},
+            "FinalModelSettings": outcome.final_model.settings_,
             "ChosenPerFold": folds[["test_sites", *choices]].to_dict(orient="records"),
             "BalancedAccuracy": outcome.cv.balanced_accuracy,
             "ROCAUC": outcome.cv.roc_auc,

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from pipeline.classify.analysis import classify_target, metrics_table
+from pipeline.classify.harmonize import resolve_harmonize
 from pipeline.classify.persistence import load_model, predict_table, save_model
+from pipeline.classify.search import resolve_inner_split
 
 simulate = pytest.importorskip("pipeline.simulate", reason="simulator not available")
 features_mod = pytest.importorskip("pipeline.features", reason="feature tables not available")
@@ -62,6 +64,13 @@ def test_final_model_saved_and_reapplied(sim, tmp_path):
     out = classify_target(feats, participants, "diagnosis", k_grid=(3,), n_splits=3, inner_cv=2,
                           n_bootstrap=0, n_permutations=3, random_state=0)
     assert out.permutation.p_value == pytest.approx(0.25)  # best possible with 3 permutations
+    # every fold records the settings it used, "auto" ones as decided on its training sites
+    for fold in out.cv.folds.to_dict(orient="records"):
+        train_sites = out.sites[~np.isin(out.sites, fold["test_sites"].split(","))]
+        assert fold["harmonize"] == resolve_harmonize("auto", train_sites)
+        assert fold["inner_split"] == resolve_inner_split("auto", train_sites)
+        assert (fold["calibration"], fold["combine"]) == ("none", "mean")
+        assert isinstance(fold["split_seed"], (int, np.integer))
     table = metrics_table(out)
     assert table.loc["permutation_p_value", "estimate"] == pytest.approx(0.25)
     assert {"baseline_estimate", "baseline_ci_low"} <= set(table.columns)
@@ -94,6 +103,8 @@ def test_without_site_column_stratified_folds_and_untested_chance(sim, caplog):
         out = classify_target(feats, no_site, "diagnosis", confounds=(), k_grid=(3,),
                               n_splits=3, inner_cv=2, n_bootstrap=0, random_state=0)
     assert out.validation.startswith("stratified 3-fold") and out.sites is None
+    settings = out.final_model.settings_  # the "auto" defaults, decided without sites
+    assert (settings["harmonize"], settings["inner_split"]) == ("none", "stratified")
     assert out.cv.predictions["group"].eq("all").all() and len(out.cv.folds) == 3
     assert "chance has not been tested" in caplog.text
     table = metrics_table(out)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from pipeline.classify.harmonize import ComBat
+from pipeline.classify.harmonize import ComBat, resolve_harmonize
 from pipeline.classify.preprocess import FoldPreprocessor
 from pipeline.exceptions import InputDataError
 
@@ -79,8 +79,29 @@ def test_errors():
         est.transform(X[:3], sites=["a"])
     with pytest.raises(ValueError, match="'n_covariates' must be an int"):
         ComBat(n_covariates=X.shape[1]).fit(X, sites=sites)
-    with pytest.raises(ValueError, match="set harmonize='combat' or n_protect=0"):
-        FoldPreprocessor(n_protect=1).fit(X)
+
+
+def test_protected_columns_are_dropped_without_harmonization():
+    X, sites, *_ = _sites_data()
+    out = FoldPreprocessor(n_protect=1).fit_transform(X, sites=sites)
+    np.testing.assert_allclose(out, FoldPreprocessor().fit_transform(X[:, 1:]))
+
+
+@pytest.mark.parametrize(("counts", "expected"), [
+    ({"a": 20, "b": 20}, "combat"),
+    ({"a": 20, "b": 20, "c": 60}, "combat"),
+    ({"a": 20, "b": 19}, "none"),          # one site below 20 participants
+    ({"a": 20, "b": 20, "c": 5}, "none"),  # a small site would break ComBat
+    ({"a": 100}, "none"),                  # one site: nothing to harmonize
+])
+def test_harmonize_auto_picks_combat_only_with_two_sites_of_twenty(counts, expected):
+    sites = np.concatenate([[site] * n for site, n in counts.items()])
+    assert resolve_harmonize("auto", sites) == expected
+    assert resolve_harmonize("auto", None) == "none"
+    assert resolve_harmonize("none", sites) == "none"  # explicit choices are kept as given
+    assert resolve_harmonize("combat", sites) == "combat"
+    with pytest.raises(ValueError, match="'harmonize' must be one of"):
+        resolve_harmonize("neuroharmonize", sites)
 
 
 @parametrize_with_checks(
