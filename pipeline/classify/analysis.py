@@ -325,6 +325,10 @@ def classify_target(
         base = nested_cross_validate(_baseline(kinds, inner_cv, inner_split, random_state),
                                      design.X[:, n_cov:], y, n_bootstrap=n_bootstrap,
                                      random_state=seed, n_jobs=n_jobs, **cv_kwargs)
+    for result in (cv, base):
+        if result is not None:  # out-of-fold rows named by participant, not only by row
+            result.predictions.insert(
+                0, "participant_id", feats.index[result.predictions["sample"]].to_numpy())
     perm = None
     if n_permutations:
         perm = permutation_test(estimator, design.X, y, n_permutations=n_permutations,

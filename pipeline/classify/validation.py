@@ -193,7 +193,8 @@ class NestedCVResult:
     ----------
     predictions : pandas.DataFrame
         One row per (repeat, test participant): ``sample``, ``repeat``, ``fold``,
-        ``group``, ``y_true``, ``y_pred``, ``score`` (P(pos_label) for binary).
+        ``group``, ``y_true``, ``y_pred``, ``score`` (P(pos_label) for binary);
+        :func:`~pipeline.classify.analysis.classify_target` adds ``participant_id``.
     folds : pandas.DataFrame
         Per fold: test sites, sizes, metrics, chosen model/k/params and the estimator's
         ``settings_`` ("auto" settings as decided, seeds) when it has them.

@@ -123,6 +123,9 @@ def test_participants_without_features_are_reported_and_left_out(sim, caplog):
     assert "3 participant(s) of participants.tsv have no features" in caplog.text
     assert all(pid in caplog.text for pid in missing)
     assert len(out.target.y) == len(feats) - 3
+    preds = out.cv.predictions  # each out-of-fold row names its participant
+    assert sorted(preds["participant_id"]) == sorted(feats.index[3:])
+    assert (preds["y_true"].to_numpy() == out.target.y.loc[preds["participant_id"]].to_numpy()).all()
     from pipeline.exceptions import InputDataError
 
     with pytest.raises(InputDataError, match="every class needs at least 2"):
