@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -382,8 +382,9 @@ class ConnectivityKind:
         ``(training covariances) -> state`` for kinds that learn from data.
     description : str
         Methods text.
-    references : tuple of str
-        Citation keys (``workflows/data/boilerplate.bib``).
+    references : mapping of str to str
+        The works behind the kind (key -> reference text), cited after ``description``
+        in the methods text.
     """
 
     name: str
@@ -391,7 +392,7 @@ class ConnectivityKind:
     discard_diagonal: bool
     fit: Callable | None = None
     description: str = ""
-    references: tuple = ()
+    references: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def learns(self) -> bool:
@@ -399,26 +400,38 @@ class ConnectivityKind:
         return self.fit is not None
 
 
+_LEDOIT_WOLF = {"ledoit2004": "Ledoit O, Wolf M. A well-conditioned estimator for "
+                             "large-dimensional covariance matrices. J Multivar Anal. "
+                             "2004;88(2):365-411."}
+
 #: The connectivity kinds, by name (the registry: one entry and one function per kind).
 CONNECTIVITY_KINDS: dict[str, ConnectivityKind] = {
     kind.name: kind for kind in (
         ConnectivityKind(
             "correlation", _correlation, True,
             description="correlation of the Ledoit-Wolf covariance of the z-scored time series",
-            references=("ledoit2004",)),
+            references=_LEDOIT_WOLF),
         ConnectivityKind(
             "partial_correlation", _partial_correlation, True,
             description="partial correlation from the inverse of the Ledoit-Wolf covariance",
-            references=("ledoit2004", "varoquaux2013")),
+            references={**_LEDOIT_WOLF, "varoquaux2013": (
+                "Varoquaux G, Craddock RC. Learning and comparing functional connectomes "
+                "across subjects. NeuroImage. 2013;80:405-415.")}),
         ConnectivityKind(
             "covariance", _covariance, False,
             description="Ledoit-Wolf shrinkage covariance of the z-scored time series",
-            references=("ledoit2004",)),
+            references=_LEDOIT_WOLF),
         ConnectivityKind(
             "tangent", _tangent, False, fit=_fit_tangent,
             description="tangent-space embedding of the Ledoit-Wolf covariances at their "
                         "geometric mean over the training participants of each fold",
-            references=("ledoit2004", "varoquaux2010", "dadi2019")),
+            references={**_LEDOIT_WOLF, "varoquaux2010": (
+                "Varoquaux G, Baronnet F, Kleinschmidt A, Fillard P, Thirion B. Detection of "
+                "brain functional-connectivity difference in post-stroke patients using "
+                "group-level covariance modeling. MICCAI 2010, LNCS 6361:200-208."),
+                "dadi2019": (
+                "Dadi K, Rahim M, Abraham A, et al. Benchmarking functional connectome-based "
+                "predictive models for resting-state fMRI. NeuroImage. 2019;192:115-134.")}),
     )
 }
 

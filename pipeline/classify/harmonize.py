@@ -42,13 +42,20 @@ LOGGER = logging.getLogger("msica.classify")
 
 #: Site harmonization methods by name (``"none"`` leaves the features as they are).
 HARMONIZERS = {
-    "none": {"description": "no site harmonization", "references": ()},
+    "none": {"description": "no site harmonization", "references": {}},
     "combat": {
         "description": "ComBat (empirical-Bayes location and scale per site, protected "
                        "covariates kept) fitted on the training sites of each fold; a test site "
                        "unseen in training has its site effects estimated from its own "
                        "features, without labels",
-        "references": ("johnson2007", "fortin2018"),
+        "references": {
+            "johnson2007": "Johnson WE, Li C, Rabinovic A. Adjusting batch effects in "
+                           "microarray expression data using empirical Bayes methods. "
+                           "Biostatistics. 2007;8(1):118-127.",
+            "fortin2018": "Fortin JP, Cullen N, Sheline YI, et al. Harmonization of cortical "
+                          "thickness measurements across scanners and sites. NeuroImage. "
+                          "2018;167:104-120.",
+        },
     },
 }
 

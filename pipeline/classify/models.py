@@ -7,8 +7,8 @@ tries. :class:`TorchMLPClassifier` is a scikit-learn classifier backed by torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -50,49 +50,49 @@ class ModelSpec:
         Hyperparameters the inner cross-validation tries.
     description : str
         Methods text.
-    references : tuple of str
-        Citation keys.
+    references : mapping of str to str
+        The works behind the model (key -> reference text), cited after ``description``
+        in the methods text; the software (scikit-learn, PyTorch) is cited by every
+        report already.
     """
 
     name: str
     factory: Callable
     param_grid: dict
     description: str
-    references: tuple = ()
+    references: Mapping[str, str] = field(default_factory=dict)
 
 
 #: The model menu, by name (the registry: one entry and one function per model).
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("logistic_l2", _logistic(0.0, binary_solver="liblinear", multi_solver="lbfgs"),
-              {"C": _C_GRID}, "L2-penalized logistic regression", ("scikit-learn",)),
+              {"C": _C_GRID}, "L2-penalized logistic regression"),
     ModelSpec("logistic_l1", _logistic(1.0, binary_solver="liblinear", multi_solver="saga",
                                        tol=1e-3),
-              {"C": [0.05, 0.1, 0.5, 1.0]}, "L1-penalized logistic regression",
-              ("scikit-learn",)),
+              {"C": [0.05, 0.1, 0.5, 1.0]}, "L1-penalized logistic regression",),
     ModelSpec("elasticnet", _logistic(0.5, binary_solver="saga", multi_solver="saga", tol=1e-3,
                                       max_iter=300),
               {"C": [0.05, 0.1, 0.5], "l1_ratio": [0.5]},
-              "elastic-net logistic regression", ("scikit-learn",)),
+              "elastic-net logistic regression"),
     ModelSpec("linear_svm",
               lambda n_classes, seed, device: LinearSVC(C=0.01, class_weight="balanced",
                                                         dual="auto", max_iter=5000,
                                                         random_state=seed),
-              {"C": [0.0001, 0.001, 0.01, 0.1]}, "linear support vector machine",
-              ("scikit-learn",)),
+              {"C": [0.0001, 0.001, 0.01, 0.1]}, "linear support vector machine",),
     ModelSpec("hist_gradient_boosting",
               lambda n_classes, seed, device: HistGradientBoostingClassifier(
                   max_iter=100, learning_rate=0.1, max_leaf_nodes=15, class_weight="balanced",
                   early_stopping=False, random_state=seed),
-              {"learning_rate": [0.05, 0.1]}, "histogram gradient boosting", ("scikit-learn",)),
+              {"learning_rate": [0.05, 0.1]}, "histogram gradient boosting"),
     ModelSpec("random_forest",
               lambda n_classes, seed, device: RandomForestClassifier(
                   n_estimators=200, max_features="sqrt", class_weight="balanced",
                   random_state=seed, n_jobs=1),
-              {"max_features": ["sqrt"]}, "random forest", ("scikit-learn",)),
+              {"max_features": ["sqrt"]}, "random forest"),
     ModelSpec("mlp",
               lambda n_classes, seed, device: TorchMLPClassifier(random_state=seed,
                                                                  device=device),
-              {"alpha": [1e-3, 1e-1]}, "multi-layer perceptron (torch)", ("pytorch",)),
+              {"alpha": [1e-3, 1e-1]}, "multi-layer perceptron (torch)"),
 )}
 
 #: Names of the models of :data:`MODELS`.

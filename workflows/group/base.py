@@ -69,21 +69,28 @@ def classifier_methods(targets, *, confounds, harmonize, protect, connectivity,
                        n_permutations) -> str:
     """Methods text of the classifiers, from the registries and the values used."""
     from pipeline.classify.connectivity import CONNECTIVITY_KINDS
-    from pipeline.classify.harmonize import describe_harmonize
+    from pipeline.classify.harmonize import HARMONIZERS, describe_harmonize
     from pipeline.classify.models import MODELS
 
+    def cited(description: str, references) -> str:
+        return description + (f" ({', '.join('@' + key for key in references)})"
+                              if references else "")
+
     features = ("the participant-level multi-scale FNC edges" if connectivity == ["fnc"] else
-                "; ".join(CONNECTIVITY_KINDS[k].description for k in connectivity)
+                "; ".join(cited(kind.description, kind.references)
+                          for kind in map(CONNECTIVITY_KINDS.get, connectivity))
                 + " (multi-scale network time courses)")
     text = (f" Targets ({', '.join(targets)}) were classified from {features} with nested "
             "cross-validation whose outer folds leave sites out and whose inner folds leave "
             f"training sites out when a training set holds {AUTO_SITE_SPLIT_MIN_SITES} or more "
             "sites, else are stratified on site and class (stratified folds without a site "
             "column). Inside each training set: "
-            f"{describe_harmonize(harmonize)}"
+            + cited(describe_harmonize(harmonize),  # "auto" and "combat" both describe ComBat
+                    HARMONIZERS["combat"]["references"] if harmonize != "none" else ())
             + (f" (protected: {', '.join(protect)})" if harmonize != "none" and protect else "")
             + f", confound regression ({', '.join(confounds or []) or 'none'}), scaling and "
-            + " or ".join(MODELS[m].description for m in CLASSIFIER_DEFAULTS["models"])
+            + " or ".join(cited(MODELS[m].description, MODELS[m].references)
+                          for m in CLASSIFIER_DEFAULTS["models"])
             + " on every feature, its penalty chosen by the inner folds"
             + (", the kinds' probabilities averaged" if len(connectivity) > 1 else "")
             + "; a plain baseline (correlation, standardized L2 logistic regression) was "

@@ -16,8 +16,8 @@ from pathlib import Path
 __all__ = ["REFERENCES", "all_references", "methods_html", "package_versions"]
 
 #: Works cited by ``@key`` in the workflows' methods text, and the software every run uses;
-#: the entries of pipeline's registries (back-reconstruction methods, FNC measures) carry
-#: their own (:func:`all_references`).
+#: the entries of pipeline's registries (back-reconstruction methods, FNC measures,
+#: connectivity kinds, harmonizers, models) carry their own (:func:`all_references`).
 REFERENCES: dict[str, str] = {
     "gift": "Calhoun VD, Adali T, Pearlson GD, Pekar JJ. A method for making group inferences "
             "from functional MRI data using independent component analysis. Hum Brain Mapp. "
@@ -57,16 +57,25 @@ def all_references() -> dict[str, str]:
     Returns
     -------
     dict
-        ``@key`` -> reference text, from :data:`REFERENCES`,
-        :data:`pipeline.ica.backrecon.BACKRECON_METHODS` and
-        :data:`pipeline.fnc.static.FNC_MEASURES`.
+        ``@key`` -> reference text, from :data:`REFERENCES` and the registries:
+        :data:`pipeline.ica.backrecon.BACKRECON_METHODS`,
+        :data:`pipeline.fnc.static.FNC_MEASURES`,
+        :data:`pipeline.classify.connectivity.CONNECTIVITY_KINDS`,
+        :data:`pipeline.classify.harmonize.HARMONIZERS` and
+        :data:`pipeline.classify.models.MODELS`.
     """
+    from pipeline.classify.connectivity import CONNECTIVITY_KINDS
+    from pipeline.classify.harmonize import HARMONIZERS
+    from pipeline.classify.models import MODELS
     from pipeline.fnc.static import FNC_MEASURES
     from pipeline.ica.backrecon import BACKRECON_METHODS
 
     out = dict(REFERENCES)
-    for entry in (*BACKRECON_METHODS.values(), *FNC_MEASURES.values()):
+    for entry in (*BACKRECON_METHODS.values(), *FNC_MEASURES.values(),
+                  *CONNECTIVITY_KINDS.values(), *MODELS.values()):
         out.update(entry.references)
+    for harmonizer in HARMONIZERS.values():
+        out.update(harmonizer["references"])
     return out
 
 

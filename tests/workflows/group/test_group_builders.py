@@ -1,10 +1,12 @@
 """Group workflow builders: graph structure, sinks and methods text (the graph is not run here)."""
 
+import re
 from pathlib import Path
 
 import pytest
 
 from workflows.group.base import (
+    classifier_methods,
     init_classify_wf,
     init_dfnc_states_wf,
     init_fnc_table_wf,
@@ -179,3 +181,20 @@ def test_group_crashes_are_reported_by_node_name(files, tmp_path):
              for node in flat.nodes()}
     assert names["classify_diagnosis"] == "msica_group_wf.classify_diagnosis_wf.classify_diagnosis"
     assert names["gather_qc"] == "msica_group_wf.qc_wf.gather_qc"
+
+
+@pytest.mark.parametrize(("connectivity", "harmonize", "keys"), [
+    (["fnc"], "none", set()),
+    (["tangent", "correlation"], "auto", {"ledoit2004", "varoquaux2010", "dadi2019",
+                                          "johnson2007", "fortin2018"}),
+    (["partial_correlation"], "combat", {"ledoit2004", "varoquaux2013", "johnson2007",
+                                         "fortin2018"}),
+])
+def test_classifier_methods_cite_the_registries_works(connectivity, harmonize, keys):
+    from workflows.reports.boilerplate import all_references
+
+    text = classifier_methods(["diagnosis"], confounds=["age"], harmonize=harmonize,
+                              protect=["sex"], connectivity=connectivity, n_permutations=0)
+    cited = set(re.findall(r"@(\w+)", text))
+    assert cited == keys
+    assert cited <= set(all_references())  # every citation becomes a numbered reference
