@@ -68,7 +68,7 @@ _ARMIJO = 1e-4  # sufficient-increase constant of the default mode
 _MEMORY = 10  # length of the non-monotone line-search memory (default mode)
 _GIFT_RETRY_THRESHOLD = 0.02  # second eigenvalue threshold tried by GIFT
 _GIFT_STD_TOLERANCE = 1e-2  # GIFT re-runs when ||1 - std(maps)|| exceeds this
-_BLOCK_ELEMENTS = 2**22  # whitening in place: 32 MiB of float64 per block of voxels
+_BLOCK_ELEMENTS = 2**20  # whitening in place: 8 MiB of float64 per block of voxels
 
 
 @dataclass
@@ -133,7 +133,8 @@ def _logcosh_mean(y: torch.Tensor, gift: bool) -> torch.Tensor:
             )
         return out
     a = y.abs()
-    return (a + torch.log1p(torch.exp(-2.0 * a))).mean(dim=1) - math.log(2.0)
+    # log cosh(y) = |y| + log1p(exp(-2|y|)) - log 2, with one temporary besides |y|
+    return (torch.exp(-2.0 * a).log1p_().add_(a)).mean(dim=1) - math.log(2.0)
 
 
 def _objective(lcm: torch.Tensor, eyr: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
