@@ -151,8 +151,13 @@ def _tiled(source: Path, bids: Path, repeats: int) -> Path:
                         img.header).to_filename(path)
         del data
     for path in staging.rglob("*_desc-confounds_timeseries.tsv"):
-        table = pd.read_csv(path, sep="\t")
-        pd.concat([table] * repeats).to_csv(path, sep="\t", index=False, na_rep="n/a")
+        table = pd.concat([pd.read_csv(path, sep="\t")] * repeats, ignore_index=True)
+        # temporal derivatives recomputed over the seams (n/a only in the first row)
+        for column in [c for c in table.columns if c.endswith("_derivative1")]:
+            table[column] = table[column.removesuffix("_derivative1")].diff()
+        for column in [c for c in table.columns if c.endswith("_derivative1_power2")]:
+            table[column] = table[column.removesuffix("_power2")] ** 2
+        table.to_csv(path, sep="\t", index=False, na_rep="n/a")
     staging.rename(bids)
     return bids
 
