@@ -33,6 +33,10 @@ Two modes share this objective:
 
 All networks are updated together (one batched tensor operation per pass,
 per-network step sizes and convergence masks), in float64, on CPU or CUDA.
+Memory: besides the caller's array, the run is held once, as a float64 copy
+centred and whitened in place (8 bytes per voxel and volume); the iterations
+read it one block of voxels at a time (no array of networks x voxels but
+the templates and the maps).
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ _ARMIJO = 1e-4  # sufficient-increase constant of the default mode
 _MEMORY = 10  # length of the non-monotone line-search memory (default mode)
 _GIFT_RETRY_THRESHOLD = 0.02  # second eigenvalue threshold tried by GIFT
 _GIFT_STD_TOLERANCE = 1e-2  # GIFT re-runs when ||1 - std(maps)|| exceeds this
-_BLOCK_ELEMENTS = 2**20  # whitening in place: 8 MiB of float64 per block of voxels
+_BLOCK_ELEMENTS = 2**20  # whitening and iterations by blocks of voxels of 8 MiB of float64
 
 
 @dataclass
