@@ -15,7 +15,9 @@ networks (denoising "simple", MOO-ICAR per scale, static and dynamic FNC):
 - ``direct``: the participant level's pipeline calls without Nipype (denoise, MOO-ICAR per
   scale, time-course post-processing, static and dynamic FNC);
 - ``workflow``: ``msica participant`` (``--plugin Linear --nprocs 1``: one process, so its
-  peak is the run's peak), with the reports' share of CPU timed apart.
+  peak is the run's peak) with the denoising of ``denoise`` (strategy "simple", high-pass,
+  detrending, z-scoring; msica's defaults denoise nothing), the reports' share of CPU timed
+  apart.
 
 Bytes per voxel x volume = peak RSS / (brain voxels x volumes); ``above imports`` subtracts the
 resident size after the imports (the libraries' own ~0.3-0.5 GB).
@@ -259,7 +261,10 @@ def _step_workflow(bids: Path) -> dict:
     with tempfile.TemporaryDirectory(dir=bids.parent) as tmp:
         argv = [str(bids), str(Path(tmp) / "out"), "participant", "-w", str(Path(tmp) / "work"),
                 "--participant-label", "01", "--nprocs", "1", "--omp-nthreads", "1",
-                "--plugin", "Linear", "--device", "cpu"]
+                "--plugin", "Linear", "--device", "cpu",
+                # the denoising of the direct calls (msica's defaults denoise nothing)
+                "--denoise-strategy", "simple", "--high-pass", "0.01", "--detrend",
+                "--standardize"]
         for template, labels in truth_templates(bids):
             argv += ["--template", str(template), "--template-labels", str(labels)]
         t0 = _cpu_s()
