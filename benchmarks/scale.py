@@ -353,6 +353,7 @@ def _case_main(kind: str, params_json: str, threads: int) -> None:
     params = json.loads(params_json)
     _pin_threads(threads)
     import nibabel  # noqa: F401  (imports counted in the baseline, not in the case)
+    import nilearn.maskers  # noqa: F401  (the interfaces import it when they run)
     import nilearn.signal  # noqa: F401
     import torch  # noqa: F401
 
