@@ -44,7 +44,7 @@ from pipeline.confounds import PRESETS, run_confounds
 from pipeline.exceptions import InputDataError
 from pipeline.image_checks import check_same_grid, load_bold, load_mask, read_masked
 
-__all__ = ["STRATEGIES", "DenoiseResult", "denoise_bold", "qc_table", "temporal_snr"]
+__all__ = ["STRATEGIES", "DenoiseResult", "denoise_bold", "qc_table", "temporal_snr", "tsnr_map"]
 
 LOGGER = logging.getLogger("msica.pipeline")
 
@@ -135,6 +135,36 @@ def temporal_snr(signals: np.ndarray, mean: np.ndarray | None = None) -> float:
     signals = np.asarray(signals, dtype=np.float64)
     mu = signals.mean(axis=0) if mean is None else np.asarray(mean, dtype=np.float64)
     return _median_ratio(mu, signals.std(axis=0))
+
+
+def tsnr_map(signals: np.ndarray) -> np.ndarray:
+    """Temporal mean / temporal standard deviation of each voxel (0 where constant).
+
+    Computed in float64 over blocks of voxels, so that a float32 run needs no
+    run-sized temporary.
+
+    Parameters
+    ----------
+    signals : ndarray of shape (n_volumes, n_voxels)
+        The standard deviation is taken over axis 0 with ``ddof=0``.
+
+    Returns
+    -------
+    ndarray of shape (n_voxels,), float64
+
+    Examples
+    --------
+    >>> tsnr_map(np.array([[9.0, 1.0], [11.0, 1.0]])).tolist()
+    [10.0, 0.0]
+    """
+    n_volumes, n_voxels = signals.shape
+    out = np.zeros(n_voxels)
+    width = max(64, _BLOCK_BYTES // (8 * max(n_volumes, 1)))
+    for start in range(0, n_voxels, width):
+        block = signals[:, start:start + width].astype(np.float64)
+        std = block.std(axis=0)
+        np.divide(block.mean(axis=0), std, out=out[start:start + width], where=std > 0)
+    return out
 
 
 def _median_ratio(mean: np.ndarray, std: np.ndarray) -> float:

@@ -33,6 +33,10 @@ Two modes share this objective:
 
 All networks are updated together (one batched tensor operation per pass,
 per-network step sizes and convergence masks), in float64, on CPU or CUDA.
+Memory: besides the caller's array, the run is held once, as a float64 copy
+centred and whitened in place (8 bytes per voxel and volume); the iterations
+read it one block of voxels at a time (no array of networks x voxels but
+the templates and the maps).
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ _ARMIJO = 1e-4  # sufficient-increase constant of the default mode
 _MEMORY = 10  # length of the non-monotone line-search memory (default mode)
 _GIFT_RETRY_THRESHOLD = 0.02  # second eigenvalue threshold tried by GIFT
 _GIFT_STD_TOLERANCE = 1e-2  # GIFT re-runs when ||1 - std(maps)|| exceeds this
-_BLOCK_ELEMENTS = 2**22  # whitening in place: 32 MiB of float64 per block of voxels
+_BLOCK_ELEMENTS = 2**20  # whitening and iterations by blocks of voxels of 8 MiB of float64
 
 
 @dataclass
@@ -122,18 +126,41 @@ def _check_inputs(data: Any, template: Any) -> tuple[np.ndarray, np.ndarray]:
     return data, template
 
 
-def _logcosh_mean(y: torch.Tensor, gift: bool) -> torch.Tensor:
-    """Row means of log(cosh(y)); GIFT's direct formula or an overflow-free one."""
+def _logcosh_sum(y: torch.Tensor, gift: bool) -> torch.Tensor:
+    """Row sums of log(cosh(y)); GIFT's direct formula or an overflow-free one."""
     if gift:
-        out = torch.log(torch.cosh(y)).mean(dim=1)
-        if not bool(torch.isfinite(out).all()):
-            raise InputDataError(
-                "log(cosh(y)) overflowed in gift_compatible mode (more than ~5e5 voxels); "
-                "use gift_compatible=False, which evaluates it without overflow."
-            )
-        return out
+        return torch.log(torch.cosh(y)).sum(dim=1)
     a = y.abs()
-    return (a + torch.log1p(torch.exp(-2.0 * a))).mean(dim=1) - math.log(2.0)
+    # log cosh(y) = |y| + log1p(exp(-2|y|)) - log 2, with one temporary besides |y|
+    return torch.exp(-2.0 * a).log1p_().add_(a).sum(dim=1) - y.shape[1] * math.log(2.0)
+
+
+def _moments(
+    w: torch.Tensor, Y: torch.Tensor, rn: torch.Tensor, gift: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Means over voxels of log cosh(y), y r (GIFT mode; else None) and tanh(y) Y^T, y = w Y.
+
+    Evaluated one block of voxels at a time, so that no (n_networks, n_voxels)
+    array is made: the iterations hold the whitened run and little else.
+    """
+    n_net, (p, m) = w.shape[0], Y.shape
+    lcm = w.new_zeros(n_net)
+    eyr = w.new_zeros(n_net) if gift else None
+    eygy = w.new_zeros((n_net, p))
+    width = max(1, _BLOCK_ELEMENTS // max(n_net, p))
+    for start in range(0, m, width):
+        block = Y[:, start:start + width]
+        y = w @ block
+        lcm += _logcosh_sum(y, gift)
+        if gift:
+            eyr += (y * rn[:, start:start + width]).sum(dim=1)
+        eygy += torch.tanh_(y) @ block.T
+    if gift and not bool(torch.isfinite(lcm).all()):
+        raise InputDataError(
+            "log(cosh(y)) overflowed in gift_compatible mode (more than ~5e5 voxels); "
+            "use gift_compatible=False, which evaluates it without overflow."
+        )
+    return lcm / m, None if eyr is None else eyr / m, eygy / m
 
 
 def _objective(lcm: torch.Tensor, eyr: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -141,12 +168,10 @@ def _objective(lcm: torch.Tensor, eyr: torch.Tensor, c: torch.Tensor) -> torch.T
 
 
 def _gradient(
-    Y: torch.Tensor, y: torch.Tensor, lcm: torch.Tensor, c: torch.Tensor, yr: torch.Tensor
+    eygy: torch.Tensor, lcm: torch.Tensor, c: torch.Tensor, yr: torch.Tensor
 ) -> torch.Tensor:
     """Euclidean gradient of the objective w.r.t. w (rows), GIFT's formula."""
-    m = Y.shape[1]
     neg = lcm - GAUSS_LOGCOSH
-    eygy = torch.tanh(y) @ Y.T / m
     kd = (2.0 / math.pi) * c / (1.0 + (c * neg**2) ** 2)
     return (_A * kd * 2.0 * neg)[:, None] * eygy + _B * yr
 
@@ -211,9 +236,9 @@ def _solve(
         w = (w / torch.sqrt((w**2).sum(dim=0))).T.contiguous()
     else:
         w = yr / torch.linalg.vector_norm(yr, dim=1, keepdim=True)
-    y = w @ Y
-    lcm = _logcosh_mean(y, gift)
-    eyr = (y * rn).sum(dim=1) / m if gift else (w * yr).sum(dim=1)
+    lcm, eyr, eygy = _moments(w, Y, rn, gift)
+    if not gift:
+        eyr = (w * yr).sum(dim=1)
     c = torch.tan(eyr * math.pi / 2.0) / (lcm - GAUSS_LOGCOSH) ** 2
     F = _objective(lcm, eyr, c)
     F0 = F.clone()
@@ -225,7 +250,7 @@ def _solve(
     n_iter = torch.zeros(n_net, dtype=torch.long, device=dev)
     accepted = torch.ones(n_net, dtype=torch.long, device=dev)  # GIFT's itertime
     change = torch.full((n_net,), float("nan"), dtype=x.dtype, device=dev)
-    grad = _gradient(Y, y, lcm, c, yr)
+    grad = _gradient(eygy, lcm, c, yr)
     if not gift:
         grad = grad - (grad * w).sum(dim=1, keepdim=True) * w
         # first trial: a step of 0.1 along the tangent gradient; BB scales the next ones
@@ -247,9 +272,9 @@ def _solve(
             slope = (g * g).sum(dim=1)
         wx = wi + li[:, None] * direction
         wx = wx / torch.linalg.vector_norm(wx, dim=1, keepdim=True)
-        y3 = wx @ Y
-        lcm3 = _logcosh_mean(y3, gift)
-        eyr3 = (y3 * rn[idx]).sum(dim=1) / m if gift else (wx * yr[idx]).sum(dim=1)
+        lcm3, eyr3, eygy3 = _moments(wx, Y, rn[idx], gift)
+        if not gift:
+            eyr3 = (wx * yr[idx]).sum(dim=1)
         F3 = _objective(lcm3, eyr3, c[idx])
         n_iter[idx] += 1
         trial_w[idx] = wx
@@ -273,13 +298,13 @@ def _solve(
             stop = done | (accepted[acc] == max_iter)
             keep = ~stop
             upd = acc[keep]
-            w_new, y_new, f_new = wx[ok][keep], y3[ok][keep], F3[ok][keep]
+            w_new, eygy_new, f_new = wx[ok][keep], eygy3[ok][keep], F3[ok][keep]
             lcm_new = lcm3[ok][keep]
         else:
             stop = done
             keep = ~stop
             upd = acc
-            w_new, y_new, f_new, lcm_new = wx[ok], y3[ok], F3[ok], lcm3[ok]
+            w_new, eygy_new, f_new, lcm_new = wx[ok], eygy3[ok], F3[ok], lcm3[ok]
             history[acc] = torch.cat([history[acc, 1:], f_new[:, None]], dim=1)
             better = f_new > best_f[acc]
             best_f[acc[better]] = f_new[better]
@@ -289,7 +314,7 @@ def _solve(
             # gradients only where the iteration goes on
             go = torch.ones(upd.numel(), dtype=torch.bool, device=dev) if gift else keep
             gi = upd[go]
-            g_new = _gradient(Y, y_new[go], lcm_new[go], c[gi], yr[gi])
+            g_new = _gradient(eygy_new[go], lcm_new[go], c[gi], yr[gi])
             if not gift:
                 w_go = w_new[go]
                 g_new = g_new - (g_new * w_go).sum(dim=1, keepdim=True) * w_go
@@ -305,9 +330,8 @@ def _solve(
         # sqrt(tol) can only take steps that meet GIFT's stopping rule: count it as done.
         converged |= lam**2 < tol
         w_out = trial_w
-        y_out = w_out @ Y
-        eyr_out = (y_out * rn).sum(dim=1) / m
-        F_out = _objective(_logcosh_mean(y_out, gift), eyr_out, c)
+        lcm_out, eyr_out, _ = _moments(w_out, Y, rn, gift)
+        F_out = _objective(lcm_out, eyr_out, c)
     else:
         w_out, F_out = best_w, best_f
     maps = w_out @ Y

@@ -12,7 +12,7 @@ import pytest
 
 import pipeline.denoise
 from pipeline.confounds import MOTION_PARAMETERS, PRESETS
-from pipeline.denoise import denoise_bold, qc_table, temporal_snr
+from pipeline.denoise import denoise_bold, qc_table, temporal_snr, tsnr_map
 from pipeline.exceptions import InputDataError
 
 N_VOLUMES = 120  # as written by the fmriprep_run fixture (checked below)
@@ -88,6 +88,20 @@ def test_tsnr_matches_numpy(fmriprep_run):
     assert res.qc["tsnr_after"] == pytest.approx(expected_after, rel=1e-4)
     # removing motion (sd 60) and aCompCor-unrelated noise raises tSNR
     assert res.qc["tsnr_after"] > 1.5 * res.qc["tsnr_before"]
+
+
+def test_tsnr_map_matches_numpy_over_blocks(monkeypatch):
+    import pipeline.denoise as denoise
+
+    monkeypatch.setattr(denoise, "_BLOCK_BYTES", 8 * 7 * 64)  # 64 voxels per block
+    rng = np.random.default_rng(0)
+    x = (100.0 + rng.standard_normal((7, 200))).astype(np.float32)
+    x[:, 70] = 5.0  # constant voxel in the second block
+    x64 = x.astype(np.float64)
+    std = x64.std(axis=0)
+    expected = np.divide(x64.mean(axis=0), std, out=np.zeros(200), where=std > 0)
+    np.testing.assert_allclose(tsnr_map(x), expected, rtol=1e-12)
+    assert tsnr_map(x)[70] == 0.0
 
 
 def test_temporal_snr_skips_constant_voxels():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from workflows.reports import figures as fig
@@ -59,8 +58,6 @@ class _RunFigures:
 
 
 def _qc_section(run: _RunFigures, qc_file: str, fd_threshold: float | None) -> str:
-    import nibabel as nb
-
     qc = pd.read_csv(qc_file, sep="\t", na_values="n/a")
     parts = [table(qc[[c for c in _QC_COLUMNS if c in qc.columns]])]
     meta = read_sidecar(qc_file)
@@ -80,12 +77,12 @@ def _qc_section(run: _RunFigures, qc_file: str, fd_threshold: float | None) -> s
     if mask is not None:
         from nilearn.masking import unmask
 
-        mask_img = nb.load(mask)
-        inside = np.asarray(mask_img.dataobj) > 0
-        series = np.asarray(nb.load(bold).dataobj, dtype=np.float32)[inside]
-        std = series.std(axis=1)
-        tsnr = np.divide(series.mean(axis=1), std, out=np.zeros_like(std), where=std > 0)
-        tsnr_img = unmask(tsnr, nb.Nifti1Image(inside.astype(np.uint8), mask_img.affine))
+        from pipeline.denoise import tsnr_map
+        from pipeline.image_checks import load_bold, load_mask, read_masked
+
+        mask_img = load_mask(mask)
+        series = read_masked(load_bold(bold, min_volumes=1), mask_img)  # float32, in the mask
+        tsnr_img = unmask(tsnr_map(series), mask_img)
         parts.append(run.save(fig.plot_tsnr(tsnr_img), "tsnr", "map", ".png",
                               "Temporal SNR of the preprocessed BOLD (mean / SD over time)."))
     return "".join(parts)
