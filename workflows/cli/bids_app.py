@@ -157,7 +157,8 @@ def build_parser() -> MsicaParser:
                        "scales, or the group/ folder of a data-driven run (all its scales)")
     g_sci.add_argument(*both("--template-labels"), dest="template_labels", action="append",
                        type=is_file, default=[],
-                       help="labels TSV for each --template, in the same order")
+                       help="labels for each --template, in the same order: a labels TSV or "
+                       "GIFT's domain file (e.g. Neuromark_fMRI_1.0.txt)")
     g_sci.add_argument(*both("--resample-template"), dest="resample_template",
                        action="store_true",
                        help="resample templates that are not on the BOLD grid (continuous interpolation)")
@@ -283,7 +284,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
         opts.templates, opts.template_labels, parser=parser)
     if len(opts.templates) != len(opts.template_labels) and opts.template_labels:
         parser.error(f"got {len(opts.templates)} --template and {len(opts.template_labels)} "
-                     "--template-labels; give one labels TSV per template (or none).")
+                     "--template-labels; give one labels file per template (or none).")
     if opts.templates and opts.model_orders:
         parser.error("--template (template mode) and --model-orders (data-driven mode) "
                      "exclude each other; give one of them.")
