@@ -8,8 +8,11 @@ from typing import Any
 from workflows.config import Settings
 from workflows.execution.engine import Workflow
 from workflows.participant.denoise import init_denoise_wf
-from workflows.participant.networks import init_networks_wf
-from workflows.participant.outputs import init_denoise_outputs_wf
+from workflows.participant.networks import init_networks_wf, networks_output_fields
+from workflows.participant.outputs import (
+    init_denoise_outputs_wf,
+    init_networks_outputs_wf,
+)
 from workflows.participant.pca import init_subject_pca_wf
 
 __all__ = ["dataset_links", "init_msica_participant_wf", "init_participant_wf",
@@ -96,7 +99,7 @@ def init_participant_wf(
     Each run is denoised and QC'd (``run_XX_wf``) and its QC written
     (``run_XX_outputs_wf``). With ``templates`` (template mode), its networks are
     back-reconstructed at every scale and static and dynamic FNC are computed across
-    scales (``run_XX_networks_wf``); with ``model_orders`` (data-driven mode), it
+    scales (``run_XX_networks_wf``), and written (``run_XX_networks_outputs_wf``); with ``model_orders`` (data-driven mode), it
     is reduced by subject PCA into ``pca_dir`` for the group ICA.
 
     Parameters
@@ -159,16 +162,23 @@ def init_participant_wf(
         if templates:
             networks_wf = init_networks_wf(
                 **run_inputs,
-                output_dir=output_dir,
                 templates=templates,
                 method=backrecon_method,
                 gift_compatible=gift_compatible,
                 resample_template=resample_template,
                 device=device,
                 dfnc_window=dfnc_window,
-                dataset_links=dataset_links,
                 name=f"run_{index:02d}_networks_wf",
             )
+            ds_networks_wf = init_networks_outputs_wf(
+                output_dir=output_dir, bold_file=run["bold"], n_scales=len(templates),
+                gift_compatible=gift_compatible, dataset_links=dataset_links,
+                name=f"run_{index:02d}_networks_outputs_wf")
+            fields = networks_output_fields(len(templates), gift_compatible=gift_compatible)
+            workflow.connect([
+                (networks_wf, ds_networks_wf, [(f"outputnode.{field}", f"inputnode.{field}")
+                                               for field in fields]),
+            ])  # fmt:skip
         elif model_orders:
             networks_wf = init_subject_pca_wf(
                 **run_inputs, subject_label=subject_label, n_components=max(model_orders),

@@ -9,10 +9,46 @@ from nipype.pipeline import engine as pe
 
 from pipeline.fnc.static import FNC_MEASURES, StaticFNC
 from pipeline.ica.backrecon import BACKRECON_METHODS
-from workflows.bids.sink import sink_factory
 from workflows.execution.engine import Workflow
 
-__all__ = ["connect_networks_fnc", "init_networks_wf"]
+__all__ = ["init_networks_wf", "networks_output_fields"]
+
+#: Outputs of each scale's back-reconstruction on the outputnode (suffixed ``_<index>``).
+SCALE_FIELDS = ("components_file", "timeseries_file", "scale", "meta")
+#: Outputs of the FNC on the outputnode.
+FNC_FIELDS = ("relmat_file", "dfnc_file", "fnc_meta")
+
+
+def networks_output_fields(n_scales: int, *, gift_compatible: bool = False) -> list[str]:
+    """Return the fields of :func:`init_networks_wf`'s outputnode.
+
+    Parameters
+    ----------
+    n_scales : int
+        Number of template scales.
+    gift_compatible : bool
+        Include the maps in GIFT's scale (``gift_components_file_<index>``).
+
+    Returns
+    -------
+    list of str
+        The fields of each scale (suffixed by its index), then those of the FNC.
+
+    Examples
+    --------
+    >>> networks_output_fields(2)
+    ['components_file_0', 'timeseries_file_0', 'scale_0', 'meta_0', 'components_file_1', \
+'timeseries_file_1', 'scale_1', 'meta_1', 'relmat_file', 'dfnc_file', 'fnc_meta']
+    >>> networks_output_fields(1, gift_compatible=True)[:5]
+    ['components_file_0', 'timeseries_file_0', 'scale_0', 'meta_0', 'gift_components_file_0']
+    """
+    return [*(f"{field}_{index}" for index in range(n_scales)
+              for field in _per_scale(gift_compatible)), *FNC_FIELDS]
+
+
+def _per_scale(gift_compatible: bool) -> tuple[str, ...]:
+    return SCALE_FIELDS + (("gift_components_file",) if gift_compatible else ())
+
 
 def init_networks_wf(
     *,
@@ -20,26 +56,25 @@ def init_networks_wf(
     mask_file: str,
     confounds_file: str,
     t_r: float,
-    output_dir: Path,
     templates: list[tuple[Path, Path | None]],
     method: str = "moo-icar",
     gift_compatible: bool = False,
     resample_template: bool = False,
     device: str = "auto",
     dfnc_window: int = 30,
-    dataset_links: dict[str, str] | None = None,
     name: str = "networks_wf",
 ) -> Workflow:
     """Back-reconstruct a run's networks at every template scale, then static and dynamic FNC.
 
+    Its derivatives are written by
+    :func:`workflows.participant.outputs.init_networks_outputs_wf`.
+
     Parameters
     ----------
     bold_file, mask_file, confounds_file : str
-        The run's fMRIPrep inputs (names of the outputs derive from ``bold_file``).
+        The run's fMRIPrep inputs (``bold_file`` names the run in the time courses).
     t_r : float
         Repetition time (s).
-    output_dir : Path
-        Root of the msica derivatives.
     templates : list of (Path, Path or None)
         4-D template and labels TSV per scale.
     method : str
@@ -47,15 +82,13 @@ def init_networks_wf(
         :data:`pipeline.ica.backrecon.BACKRECON_METHODS`.
     gift_compatible : bool
         The method's GIFT-compatible variant (MOO-ICAR exactly as GIFT's NeuroMark
-        path); maps also written in GIFT's scale.
+        path); maps also made in GIFT's scale.
     resample_template : bool
         Resample templates that are not on the BOLD grid.
     device : str
         Torch device for MOO-ICAR.
     dfnc_window : int
         Sliding-window length in TRs.
-    dataset_links : dict, optional
-        Input dataset names and roots, for the ``Sources`` URIs of sidecars.
     name : str
         Workflow name.
 
@@ -68,18 +101,24 @@ def init_networks_wf(
 
     Outputs
     -------
+    components_file_<index>, timeseries_file_<index>
+        z-scored maps and time courses of the networks of each scale (index in
+        ``templates``).
+    gift_components_file_<index>
+        The maps in GIFT's scale (only with ``gift_compatible``).
+    scale_<index>, meta_<index>
+        Its model order and the parameters for the sidecars.
     relmat_file
         Multi-scale static FNC of the run.
     dfnc_file
         Its sliding-window FNC.
-
-    Maps, time courses and FNC are written by :func:`connect_networks_fnc`, which the
-    data-driven group level shares.
+    fnc_meta
+        Parameters of the FNC, for the sidecars.
     """
+    from workflows.interfaces.fnc import ComputeFNC
     from workflows.interfaces.ica import BackReconstruct
 
     workflow = Workflow(name=name)
-    sink = sink_factory(output_dir, source_file=bold_file, dataset_links=dataset_links)
     scales_text = ", ".join(Path(t).name for t, _ in templates)
     method_text = BACKRECON_METHODS[method].describe(gift_compatible)
     fnc_text = FNC_MEASURES[StaticFNC().kind].summary  # ComputeFNC's measure
@@ -92,69 +131,12 @@ def init_networks_wf(
         f"computed within and across scales, with tapered sliding windows of {dfnc_window} TRs "
         "(Gaussian sigma 3 TRs, step 1 TR) for dynamic FNC."
     )
+    n_scales = len(templates)
     inputnode = pe.Node(niu.IdentityInterface(fields=["denoised_file", "sample_mask"]),
                         name="inputnode")
-    nodes = []
-    for index, (template, labels) in enumerate(templates):
-        backrecon = pe.Node(
-            BackReconstruct(mask_file=mask_file, template_file=str(template), method=method,
-                            gift_compatible=gift_compatible, run_name=Path(bold_file).name,
-                            resample_template=resample_template, device=device),
-            name=f"backrecon_{index}",
-        )
-        if labels is not None:
-            backrecon.inputs.labels_file = str(labels)
-        workflow.connect([(inputnode, backrecon, [("denoised_file", "bold_file")])])  # fmt:skip
-        nodes.append(backrecon)
-    connect_networks_fnc(workflow, sink, nodes, (inputnode, "sample_mask"), t_r=t_r,
-                         confounds_file=confounds_file, dfnc_window=dfnc_window,
-                         gift_compatible=gift_compatible)
-    outputnode = pe.Node(niu.IdentityInterface(fields=["relmat_file", "dfnc_file"]),
-                         name="outputnode")
-    workflow.connect([
-        (workflow.get_node("fnc"), outputnode, [("relmat_file", "relmat_file"),
-                                                ("dfnc_file", "dfnc_file")]),
-    ])  # fmt:skip
-    return workflow
-
-
-def connect_networks_fnc(
-    workflow: Workflow,
-    sink,
-    backrecon_nodes: list,
-    sample_mask: tuple,
-    *,
-    t_r: float,
-    confounds_file: str | None,
-    dfnc_window: int,
-    gift_compatible: bool = False,
-) -> None:
-    """Sink a run's networks of every scale and connect them to its static and dynamic FNC.
-
-    Parameters
-    ----------
-    workflow : Workflow
-        The run's workflow, holding ``backrecon_nodes``.
-    sink : callable
-        From :func:`workflows.bids.sink.sink_factory` with the run's BOLD as source.
-    backrecon_nodes : list of Node
-        One node per scale with outputs ``components_file``, ``timeseries_file``,
-        ``scale``, ``fnc_networks``, ``domains`` and ``meta`` (and
-        ``gift_components_file`` with ``gift_compatible``).
-    sample_mask : (Node, str)
-        Where the indices of the run's kept volumes come from.
-    t_r : float
-        Repetition time (s).
-    confounds_file : str or None
-        fMRIPrep confounds TSV (motion regression of the time courses).
-    dfnc_window : int
-        Sliding-window length in TRs.
-    gift_compatible : bool
-        Also sink the maps in GIFT's scale (``desc-gift``).
-    """
-    from workflows.interfaces.fnc import ComputeFNC
-
-    n_scales = len(backrecon_nodes)
+    outputnode = pe.Node(niu.IdentityInterface(
+        fields=networks_output_fields(n_scales, gift_compatible=gift_compatible)),
+        name="outputnode")
     merge_tcs = pe.Node(niu.Merge(n_scales), name="merge_tcs", run_without_submitting=True)
     merge_scales = pe.Node(niu.Merge(n_scales), name="merge_scales",
                            run_without_submitting=True)
@@ -165,36 +147,31 @@ def connect_networks_fnc(
     fnc = pe.Node(ComputeFNC(t_r=t_r, window=dfnc_window), name="fnc")
     if confounds_file:
         fnc.inputs.confounds_file = confounds_file
-    for index, node in enumerate(backrecon_nodes):
-        ds_maps = sink(f"ds_components_{index}", desc="ica", suffix="components",
-                       extension=".nii.gz")
-        ds_tcs = sink(f"ds_timeseries_{index}", desc="ica", suffix="timeseries",
-                      extension=".tsv")
+    for index, (template, labels) in enumerate(templates):
+        backrecon = pe.Node(
+            BackReconstruct(mask_file=mask_file, template_file=str(template), method=method,
+                            gift_compatible=gift_compatible, run_name=Path(bold_file).name,
+                            resample_template=resample_template, device=device),
+            name=f"backrecon_{index}",
+        )
+        if labels is not None:
+            backrecon.inputs.labels_file = str(labels)
         workflow.connect([
-            (node, ds_maps, [("components_file", "in_file"), ("meta", "meta_dict"),
-                             ("scale", "scale")]),
-            (node, ds_tcs, [("timeseries_file", "in_file"), ("meta", "meta_dict"),
-                            ("scale", "scale")]),
-            (node, merge_tcs, [("timeseries_file", f"in{index + 1}")]),
-            (node, merge_scales, [("scale", f"in{index + 1}")]),
-            (node, merge_networks, [("fnc_networks", f"in{index + 1}")]),
-            (node, merge_domains, [("domains", f"in{index + 1}")]),
+            (inputnode, backrecon, [("denoised_file", "bold_file")]),
+            (backrecon, outputnode, [(field, f"{field}_{index}")
+                                     for field in _per_scale(gift_compatible)]),
+            (backrecon, merge_tcs, [("timeseries_file", f"in{index + 1}")]),
+            (backrecon, merge_scales, [("scale", f"in{index + 1}")]),
+            (backrecon, merge_networks, [("fnc_networks", f"in{index + 1}")]),
+            (backrecon, merge_domains, [("domains", f"in{index + 1}")]),
         ])  # fmt:skip
-        if gift_compatible:
-            ds_gift = sink(f"ds_gift_components_{index}", desc="gift", suffix="components",
-                           extension=".nii.gz")
-            workflow.connect([
-                (node, ds_gift, [("gift_components_file", "in_file"), ("meta", "meta_dict"),
-                                 ("scale", "scale")]),
-            ])  # fmt:skip
-    ds_relmat = sink("ds_relmat", desc="multiscale", suffix="relmat", extension=".tsv")
-    ds_dfnc = sink("ds_dfnc", desc="dfnc", suffix="timeseries", extension=".tsv")
     workflow.connect([
-        (sample_mask[0], fnc, [(sample_mask[1], "sample_mask")]),
+        (inputnode, fnc, [("sample_mask", "sample_mask")]),
         (merge_tcs, fnc, [("out", "timeseries_files")]),
         (merge_scales, fnc, [("out", "scales")]),
         (merge_networks, fnc, [("out", "fnc_networks")]),
         (merge_domains, fnc, [("out", "domains")]),
-        (fnc, ds_relmat, [("relmat_file", "in_file"), ("meta", "meta_dict")]),
-        (fnc, ds_dfnc, [("dfnc_file", "in_file"), ("meta", "meta_dict")]),
+        (fnc, outputnode, [("relmat_file", "relmat_file"), ("dfnc_file", "dfnc_file"),
+                           ("meta", "fnc_meta")]),
     ])  # fmt:skip
+    return workflow

@@ -6,8 +6,11 @@ import pytest
 
 from workflows.participant.base import init_participant_wf
 from workflows.participant.denoise import init_denoise_wf
-from workflows.participant.networks import init_networks_wf
-from workflows.participant.outputs import init_denoise_outputs_wf
+from workflows.participant.networks import init_networks_wf, networks_output_fields
+from workflows.participant.outputs import (
+    init_denoise_outputs_wf,
+    init_networks_outputs_wf,
+)
 from workflows.participant.pca import init_subject_pca_wf
 
 
@@ -82,18 +85,56 @@ def test_denoise_outputs_wf_graph(graph, runs, tmp_path):
     assert saved.get_node("ds_denoised_nifti").inputs.suffix == "bold"
 
 
-def test_networks_wf_graph(graph, runs, templates, tmp_path):
-    wf = init_networks_wf(**_run_inputs(runs[0]), output_dir=tmp_path / "out",
-                          templates=templates, dfnc_window=20)
+def test_networks_wf_graph(graph, runs, templates):
+    wf = init_networks_wf(**_run_inputs(runs[0]), templates=templates, dfnc_window=20)
     names = _node_names(wf)
     assert {"inputnode", "outputnode", "backrecon_0", "backrecon_1", "fnc"} <= names
+    assert not any(name.startswith("ds_") for name in names)  # sinks: init_networks_outputs_wf
     assert graph.fields(wf, "inputnode") == {"denoised_file", "sample_mask"}
-    assert graph.fields(wf, "outputnode") == {"relmat_file", "dfnc_file"}
+    assert graph.fields(wf, "outputnode") == set(networks_output_fields(2))
     assert wf.get_node("backrecon_1").inputs.template_file == str(templates[1][0])
+    assert wf.get_node("fnc").inputs.window == 20
     edges = graph.edges(wf)
     assert {("inputnode", "denoised_file", "backrecon_0", "bold_file"),
             ("inputnode", "sample_mask", "fnc", "sample_mask"),
-            ("fnc", "relmat_file", "outputnode", "relmat_file")} <= edges
+            ("backrecon_1", "timeseries_file", "merge_tcs", "in2"),
+            ("merge_tcs", "out", "fnc", "timeseries_files"),
+            ("backrecon_1", "components_file", "outputnode", "components_file_1"),
+            ("backrecon_1", "scale", "outputnode", "scale_1"),
+            ("fnc", "relmat_file", "outputnode", "relmat_file"),
+            ("fnc", "dfnc_file", "outputnode", "dfnc_file"),
+            ("fnc", "meta", "outputnode", "fnc_meta")} <= edges
+    gift = init_networks_wf(**_run_inputs(runs[0]), templates=templates, gift_compatible=True)
+    assert ("backrecon_0", "gift_components_file", "outputnode",
+            "gift_components_file_0") in graph.edges(gift)
+
+
+def test_networks_outputs_wf_graph(graph, runs, tmp_path):
+    wf = init_networks_outputs_wf(output_dir=tmp_path / "out", bold_file=runs[0]["bold"],
+                                  n_scales=2, dataset_links={"raw": str(tmp_path)})
+    assert graph.fields(wf, "inputnode") == set(networks_output_fields(2))
+    assert _node_names(wf) == {"inputnode", "outputnode", "ds_relmat", "ds_dfnc",
+                               "ds_components_0", "ds_components_1", "ds_timeseries_0",
+                               "ds_timeseries_1"}
+    edges = graph.edges(wf)
+    for node, field, meta, entities in (
+            ("ds_components_1", "components_file_1", "meta_1", ("ica", "components", ".nii.gz")),
+            ("ds_timeseries_0", "timeseries_file_0", "meta_0", ("ica", "timeseries", ".tsv")),
+            ("ds_relmat", "relmat_file", "fnc_meta", ("multiscale", "relmat", ".tsv")),
+            ("ds_dfnc", "dfnc_file", "fnc_meta", ("dfnc", "timeseries", ".tsv"))):
+        inputs = wf.get_node(node).inputs
+        assert (inputs.desc, inputs.suffix, inputs.extension) == entities, node
+        assert inputs.source_file == runs[0]["bold"]
+        assert inputs.dataset_links == {"raw": str(tmp_path)}
+        assert {("inputnode", field, node, "in_file"), ("inputnode", meta, node, "meta_dict"),
+                (node, "out_file", "outputnode", field)} <= edges
+    assert {("inputnode", "scale_1", "ds_components_1", "scale"),
+            ("inputnode", "scale_0", "ds_timeseries_0", "scale")} <= edges
+    gift = init_networks_outputs_wf(output_dir=tmp_path / "out", bold_file=runs[0]["bold"],
+                                    n_scales=1, gift_compatible=True)
+    assert gift.get_node("ds_gift_components_0").inputs.desc == "gift"
+    assert ("inputnode", "gift_components_file_0", "ds_gift_components_0",
+            "in_file") in graph.edges(gift)
 
 
 def test_subject_pca_wf_graph(graph, runs, tmp_path):
@@ -138,13 +179,16 @@ def test_template_mode_graph(graph, runs, templates, tmp_path):
     names = _node_names(wf)
     for index in (0, 1):
         assert f"run_00_networks_wf.backrecon_{index}" in names
-        assert f"run_00_networks_wf.ds_components_{index}" in names
-    assert {"run_00_networks_wf.fnc", "run_00_networks_wf.ds_relmat",
-            "run_00_networks_wf.ds_dfnc"} <= names
+        assert f"run_00_networks_outputs_wf.ds_components_{index}" in names
+    assert {"run_00_networks_wf.fnc", "run_00_networks_outputs_wf.ds_relmat",
+            "run_00_networks_outputs_wf.ds_dfnc"} <= names
+    edges = graph.edges(wf)
     assert {("run_00_wf.outputnode", "denoised_file", "run_00_networks_wf.inputnode",
              "denoised_file"),
             ("run_00_wf.outputnode", "sample_mask", "run_00_networks_wf.inputnode",
-             "sample_mask")} <= graph.edges(wf)
+             "sample_mask")} <= edges
+    assert {("run_00_networks_wf.outputnode", field, "run_00_networks_outputs_wf.inputnode",
+             field) for field in networks_output_fields(2)} <= edges
     desc = wf.visit_desc()
     assert "2 scale(s) (scale-4.nii.gz, scale-10.nii.gz)" in desc
     assert "sliding windows of 20 TRs" in desc
