@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    InputMultiObject,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
+from nipype.interfaces.base import File, InputMultiObject, traits
+
+from workflows.interfaces.base import (
+    MetaOutputSpec,
+    ParticipantsInputSpec,
+    PipelineInterface,
+    given,
 )
 
 if TYPE_CHECKING:
@@ -97,31 +96,26 @@ def read_fnc_features(relmat_files, participants_file=None) -> tuple[pd.DataFram
     return table, labels
 
 
-class _FNCFeatureTableInputSpec(BaseInterfaceInputSpec):
+class _FNCFeatureTableInputSpec(ParticipantsInputSpec):
     relmat_files = InputMultiObject(File(exists=True), mandatory=True,
                                     desc="participants' multi-scale FNC matrices (TSV)")
-    participants_file = File(exists=True, desc="participants.tsv to join")
 
 
-class _FNCFeatureTableOutputSpec(TraitedSpec):
+class _FNCFeatureTableOutputSpec(MetaOutputSpec):
     out_file = File(exists=True, desc="one row per participant, one column per edge")
-    meta = traits.Dict(desc="sidecar content")
 
 
-class FNCFeatureTable(SimpleInterface):
+class FNCFeatureTable(PipelineInterface):
     """Stack static FNC edges of all participants (runs averaged in Fisher z)."""
 
     input_spec = _FNCFeatureTableInputSpec
     output_spec = _FNCFeatureTableOutputSpec
 
     def _run_interface(self, runtime):
-        participants = (self.inputs.participants_file
-                        if isdefined(self.inputs.participants_file) else None)
-        table, labels = read_fnc_features(self.inputs.relmat_files, participants)
+        table, labels = read_fnc_features(self.inputs.relmat_files,
+                                          given(self.inputs.participants_file))
         ids = list(table.index)
-        out_file = Path(runtime.cwd) / "fnc_features.tsv"
-        table.to_csv(out_file, sep="\t", na_rep="n/a")
-        self._results["out_file"] = str(out_file)
+        self._write_table(runtime, table, "fnc_features.tsv", "out_file", index=True)
         self._results["meta"] = {
             "Description": "Static FNC edges (Fisher z) within and across scales; runs of a "
                            "participant averaged.",
@@ -222,34 +216,29 @@ def read_timecourse_features(
                                participants=_read_participants(participants_file))
 
 
-class _TimecourseFeatureTableInputSpec(BaseInterfaceInputSpec):
+class _TimecourseFeatureTableInputSpec(ParticipantsInputSpec):
     timeseries_files = InputMultiObject(File(exists=True), mandatory=True,
                                         desc="participants' network time courses, one TSV per "
                                              "scale and run")
     relmat_files = InputMultiObject(File(exists=True), mandatory=True,
                                     desc="the runs' multi-scale FNC (sidecars give TR, detrending)")
-    participants_file = File(exists=True, desc="participants.tsv to join")
 
 
-class _TimecourseFeatureTableOutputSpec(TraitedSpec):
+class _TimecourseFeatureTableOutputSpec(MetaOutputSpec):
     out_file = File(exists=True, desc="one row per participant: amplitude, fALFF, dynamic range")
-    meta = traits.Dict(desc="sidecar content")
 
 
-class TimecourseFeatureTable(SimpleInterface):
+class TimecourseFeatureTable(PipelineInterface):
     """Network amplitude, fALFF and spectral dynamic range of all participants (runs averaged)."""
 
     input_spec = _TimecourseFeatureTableInputSpec
     output_spec = _TimecourseFeatureTableOutputSpec
 
     def _run_interface(self, runtime):
-        participants = (self.inputs.participants_file
-                        if isdefined(self.inputs.participants_file) else None)
         table, labels = read_timecourse_features(
-            self.inputs.timeseries_files, self.inputs.relmat_files, participants)
-        out_file = Path(runtime.cwd) / "timecourse_features.tsv"
-        table.to_csv(out_file, sep="\t", na_rep="n/a")
-        self._results["out_file"] = str(out_file)
+            self.inputs.timeseries_files, self.inputs.relmat_files,
+            given(self.inputs.participants_file))
+        self._write_table(runtime, table, "timecourse_features.tsv", "out_file", index=True)
         self._results["meta"] = {
             "Description": "Per network: amplitude (standard deviation), fALFF and spectral "
                            "dynamic range of the detrended time courses (GIFT); runs of a "
@@ -262,10 +251,9 @@ class TimecourseFeatureTable(SimpleInterface):
         return runtime
 
 
-class _DFNCStatesInputSpec(BaseInterfaceInputSpec):
+class _DFNCStatesInputSpec(ParticipantsInputSpec):
     dfnc_files = InputMultiObject(File(exists=True), mandatory=True,
                                   desc="participants' sliding-window FNC (TSV)")
-    participants_file = File(exists=True, desc="participants.tsv to join")
     n_states = traits.Int(desc="number of states; chosen by the elbow criterion when undefined")
     max_states = traits.Int(8, usedefault=True,
                             desc="largest number of states tried (fewer for few windows: "
@@ -273,13 +261,12 @@ class _DFNCStatesInputSpec(BaseInterfaceInputSpec):
     random_state = traits.Int(0, usedefault=True, desc="seed of k-means")
 
 
-class _DFNCStatesOutputSpec(TraitedSpec):
+class _DFNCStatesOutputSpec(MetaOutputSpec):
     states_file = File(exists=True, desc="state centroids (states x pairs)")
     metrics_file = File(exists=True, desc="state metrics per participant")
-    meta = traits.Dict(desc="sidecar content")
 
 
-class DFNCStates(SimpleInterface):
+class DFNCStates(PipelineInterface):
     """Cluster all participants' dFNC windows into states (GIFT's exemplar L1 k-means)."""
 
     input_spec = _DFNCStatesInputSpec
@@ -291,23 +278,17 @@ class DFNCStates(SimpleInterface):
 
         frames = [pd.read_csv(path, sep="\t") for path in self.inputs.dfnc_files]
         ids = [participant_of(path) for path in self.inputs.dfnc_files]
-        n_states = self.inputs.n_states if isdefined(self.inputs.n_states) else None
+        n_states = given(self.inputs.n_states)
         est = DynamicFNC(n_states=n_states, max_states=self.inputs.max_states,
                          precomputed=True, random_state=self.inputs.random_state)
         est.fit([frame.to_numpy() for frame in frames])
-        cwd = Path(runtime.cwd)
-        states_file = cwd / "states.tsv"
         centers = pd.DataFrame(est.cluster_centers_, columns=frames[0].columns)
         centers.insert(0, "state", [f"state{i + 1}" for i in range(est.n_states_)])
-        centers.to_csv(states_file, sep="\t", index=False)
-        participants = _read_participants(
-            self.inputs.participants_file if isdefined(self.inputs.participants_file) else None)
+        self._write_table(runtime, centers, "states.tsv", "states_file")
+        participants = _read_participants(given(self.inputs.participants_file))
         metrics = dfnc_metrics_table(est.metrics_, ids, participants=participants)
-        metrics_file = cwd / "dfnc_metrics.tsv"
-        metrics.to_csv(metrics_file, sep="\t", na_rep="n/a")
+        self._write_table(runtime, metrics, "dfnc_metrics.tsv", "metrics_file", index=True)
         self._results.update(
-            states_file=str(states_file),
-            metrics_file=str(metrics_file),
             meta={
                 "Method": "L1 (city-block) k-means on subject exemplar windows, then on all "
                           "windows (GIFT icatb_post_process_dfnc)",

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    InputMultiObject,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
+from nipype.interfaces.base import File, InputMultiObject, TraitedSpec, traits
+
+from workflows.interfaces.base import ParticipantsInputSpec, PipelineInterface, given
 
 __all__ = ["GatherQC"]
 
 
-class _GatherQCInputSpec(BaseInterfaceInputSpec):
+class _GatherQCInputSpec(ParticipantsInputSpec):
     qc_files = InputMultiObject(File(exists=True), mandatory=True, desc="per-run QC TSVs")
-    participants_file = File(exists=True, desc="participants.tsv of the input dataset")
 
 
 class _GatherQCOutputSpec(TraitedSpec):
@@ -28,7 +19,7 @@ class _GatherQCOutputSpec(TraitedSpec):
     n_runs = traits.Int(desc="number of runs in the table")
 
 
-class GatherQC(SimpleInterface):
+class GatherQC(PipelineInterface):
     """Concatenate per-run QC rows, add the run's BIDS entities and participants.tsv columns."""
 
     input_spec = _GatherQCInputSpec
@@ -49,12 +40,11 @@ class GatherQC(SimpleInterface):
                 table.insert(position, key, value)
             rows.append(table)
         group = pd.concat(rows, ignore_index=True)
-        if isdefined(self.inputs.participants_file):
-            group = group.merge(read_participants(self.inputs.participants_file),
+        participants_file = given(self.inputs.participants_file)
+        if participants_file is not None:
+            group = group.merge(read_participants(participants_file),
                                 on="participant_id", how="left")
         group = group.sort_values(list(group.columns[:1])).reset_index(drop=True)
-        out_file = Path(runtime.cwd) / "group_qc.tsv"
-        group.to_csv(out_file, sep="\t", index=False, na_rep="n/a")
-        self._results["out_file"] = str(out_file)
+        self._write_table(runtime, group, "group_qc.tsv", "out_file")
         self._results["n_runs"] = len(group)
         return runtime
