@@ -8,17 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    InputMultiObject,
-    SimpleInterface,
-    TraitedSpec,
-    traits,
-)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, InputMultiObject, traits
 
 from pipeline.classify.harmonize import HARMONIZE_OPTIONS
 from pipeline.classify.search import CLASSIFIER_DEFAULTS
+from workflows.interfaces.base import MetaOutputSpec, PipelineInterface
 
 __all__ = ["ClassifyTarget", "read_network_covariances"]
 
@@ -101,7 +95,7 @@ class _ClassifyTargetInputSpec(BaseInterfaceInputSpec):
     device = traits.Str("cpu", usedefault=True, desc="torch device (tangent space, MLP)")
 
 
-class _ClassifyTargetOutputSpec(TraitedSpec):
+class _ClassifyTargetOutputSpec(MetaOutputSpec):
     metrics_file = File(exists=True, desc="metrics with bootstrap CIs, baseline, permutation p")
     site_metrics_file = File(exists=True, desc="metrics per site with CIs, baseline beside")
     predictions_file = File(exists=True, desc="out-of-fold predictions")
@@ -110,10 +104,9 @@ class _ClassifyTargetOutputSpec(TraitedSpec):
     model_meta = traits.Dict(desc="the model's sidecar (versions, SHA-256, features, sites)")
     calibration_file = File(exists=True, desc="calibration curve (binary targets; else empty)")
     figure_file = File(exists=True, desc="top connections of the biomarker report (SVG)")
-    meta = traits.Dict(desc="sidecar content")
 
 
-class ClassifyTarget(SimpleInterface):
+class ClassifyTarget(PipelineInterface):
     """Site-aware nested CV beside a baseline, permutation test, biomarkers and final model."""
 
     input_spec = _ClassifyTargetInputSpec
@@ -126,7 +119,6 @@ class ClassifyTarget(SimpleInterface):
         from pipeline.classify.harmonize import describe_harmonize
         from pipeline.classify.persistence import MODEL_EXTENSION, save_model
         from pipeline.fnc.names import is_edge
-        from workflows.reports.figures import savefig_reproducible
 
         inputs = self.inputs
         kinds = None if list(inputs.connectivity) == ["fnc"] else list(inputs.connectivity)
@@ -151,23 +143,17 @@ class ClassifyTarget(SimpleInterface):
         if outcome.baseline is not None:
             base = outcome.baseline.per_site.drop(columns="n").set_index("site")
             per_site = per_site.join(base.add_prefix("baseline_"), on="site")
-        outputs = {
-            "metrics_file": (metrics_table(outcome), "metrics.tsv", True),
-            "site_metrics_file": (per_site, "site_metrics.tsv", False),
-            "predictions_file": (outcome.cv.predictions, "predictions.tsv", False),
-            "biomarkers_file": (outcome.biomarkers, "biomarkers.tsv", False),
-            "calibration_file": (
-                outcome.cv.calibration if outcome.cv.calibration is not None
-                else pd.DataFrame(columns=["prob_pred", "prob_true"]),
-                "calibration.tsv", False),
-        }
-        for key, (frame, name, keep_index) in outputs.items():
-            frame.to_csv(cwd / name, sep="\t", index=keep_index, na_rep="n/a")
-            self._results[key] = str(cwd / name)
-        figure = plot_top_connections(outcome.biomarkers,
-                                      title=f"{inputs.target}: top connections")
-        savefig_reproducible(figure, cwd / "biomarkers.svg", format="svg")
-        self._results["figure_file"] = str(cwd / "biomarkers.svg")
+        self._write_table(runtime, metrics_table(outcome), "metrics.tsv", "metrics_file",
+                          index=True)
+        self._write_table(runtime, per_site, "site_metrics.tsv", "site_metrics_file")
+        self._write_table(runtime, outcome.cv.predictions, "predictions.tsv", "predictions_file")
+        self._write_table(runtime, outcome.biomarkers, "biomarkers.tsv", "biomarkers_file")
+        calibration = (outcome.cv.calibration if outcome.cv.calibration is not None
+                       else pd.DataFrame(columns=["prob_pred", "prob_true"]))
+        self._write_table(runtime, calibration, "calibration.tsv", "calibration_file")
+        self._write_figure(runtime, plot_top_connections(
+            outcome.biomarkers, title=f"{inputs.target}: top connections"),
+            "biomarkers.svg", "figure_file")
         perm = outcome.permutation
         folds = outcome.cv.folds
         choices = [c for c in folds.columns if c in ("kind", "model", "k", "C", "l1_ratio",

@@ -11,10 +11,10 @@ from nipype.interfaces.base import (
     File,
     InputMultiObject,
     SimpleInterface,
-    TraitedSpec,
-    isdefined,
     traits,
 )
+
+from workflows.interfaces.base import MetaOutputSpec, given
 
 __all__ = ["ComputeFNC", "compute_fnc"]
 
@@ -39,10 +39,9 @@ class _ComputeFNCInputSpec(BaseInterfaceInputSpec):
     sigma = traits.Float(3.0, usedefault=True, desc="Gaussian taper sigma (TRs)")
 
 
-class _ComputeFNCOutputSpec(TraitedSpec):
+class _ComputeFNCOutputSpec(MetaOutputSpec):
     relmat_file = File(exists=True, desc="multi-scale static FNC (Fisher z), labelled TSV")
     dfnc_file = File(exists=True, desc="sliding-window FNC (windows x pairs), TSV")
-    meta = traits.Dict(desc="parameters for the JSON sidecars")
 
 
 class ComputeFNC(SimpleInterface):
@@ -53,10 +52,6 @@ class ComputeFNC(SimpleInterface):
 
     def _run_interface(self, runtime):
         inputs = self.inputs
-
-        def given(value):
-            return value if isdefined(value) else None
-
         self._results.update(compute_fnc(
             inputs.timeseries_files, inputs.scales, t_r=inputs.t_r, out_dir=Path(runtime.cwd),
             fnc_networks=given(inputs.fnc_networks), domains=given(inputs.domains),

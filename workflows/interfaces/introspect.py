@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    traits,
-)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, traits
+
+from workflows.interfaces.base import MetaOutputSpec, PipelineInterface
 
 __all__ = ["IntrospectTraining"]
 
@@ -35,14 +29,13 @@ class _IntrospectTrainingInputSpec(BaseInterfaceInputSpec):
     use_gpu = traits.Bool(False, usedefault=True, desc="schedule the node on a GPU slot")
 
 
-class _IntrospectTrainingOutputSpec(TraitedSpec):
+class _IntrospectTrainingOutputSpec(MetaOutputSpec):
     spectra_file = File(exists=True, desc="singular values per step, layer, parameter, group")
     summary_file = File(exists=True, desc="ranks, norms and bounds per step, layer, group")
     figure_file = File(exists=True, desc="effective-rank trajectories (SVG)")
-    meta = traits.Dict(desc="sidecar content")
 
 
-class IntrospectTraining(SimpleInterface):
+class IntrospectTraining(PipelineInterface):
     """Train msica's MLP on one target with spectra recorded (:func:`~pipeline.introspect.target.introspect_target`)."""
 
     input_spec = _IntrospectTrainingInputSpec
@@ -52,7 +45,6 @@ class IntrospectTraining(SimpleInterface):
         from pipeline.introspect import plot_spectrum_trajectories
         from pipeline.introspect.target import introspect_target
         from workflows.bids.participants import read_participants
-        from workflows.reports.figures import savefig_reproducible
 
         inputs = self.inputs
         features = pd.read_csv(inputs.features_file, sep="\t", index_col=0, na_values="n/a")
@@ -61,13 +53,9 @@ class IntrospectTraining(SimpleInterface):
             group_column=inputs.group_column, hidden=inputs.hidden, epochs=inputs.epochs,
             batch_size=inputs.batch_size, lr=inputs.lr, record_every=inputs.record_every,
             device=inputs.device, random_state=inputs.random_state)
-        cwd = Path(runtime.cwd)
-        for key, frame, name in (("spectra_file", run.result.spectra, "spectra.tsv"),
-                                 ("summary_file", run.result.summary, "summary.tsv")):
-            frame.to_csv(cwd / name, sep="\t", index=False, na_rep="n/a")
-            self._results[key] = str(cwd / name)
-        savefig_reproducible(plot_spectrum_trajectories(run.result.summary), cwd / "spectra.svg",
-                             format="svg")
-        self._results["figure_file"] = str(cwd / "spectra.svg")
+        self._write_table(runtime, run.result.spectra, "spectra.tsv", "spectra_file")
+        self._write_table(runtime, run.result.summary, "summary.tsv", "summary_file")
+        self._write_figure(runtime, plot_spectrum_trajectories(run.result.summary),
+                           "spectra.svg", "figure_file")
         self._results["meta"] = run.metadata
         return runtime
