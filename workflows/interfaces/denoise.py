@@ -14,14 +14,9 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, TraitedSpec, traits
+
+from workflows.interfaces.base import PipelineInterface, given
 
 __all__ = ["DenoiseBold", "load_denoised"]
 
@@ -91,7 +86,7 @@ class _DenoiseBoldOutputSpec(TraitedSpec):
     sample_mask = traits.List(traits.Int, desc="indices of the volumes kept")
 
 
-class DenoiseBold(SimpleInterface):
+class DenoiseBold(PipelineInterface):
     """Check the inputs of one run, denoise it with nilearn and tabulate QC."""
 
     input_spec = _DenoiseBoldInputSpec
@@ -101,23 +96,21 @@ class DenoiseBold(SimpleInterface):
         from pipeline.denoise import denoise_bold, qc_table
 
         inputs = self.inputs
-        confounds = inputs.confounds_file if isdefined(inputs.confounds_file) else None
         result = denoise_bold(
             inputs.bold_file,
             inputs.mask_file,
-            confounds,
+            given(inputs.confounds_file),
             strategy=inputs.strategy,
             t_r=inputs.t_r,
-            high_pass=inputs.high_pass if isdefined(inputs.high_pass) else None,
-            low_pass=inputs.low_pass if isdefined(inputs.low_pass) else None,
+            high_pass=given(inputs.high_pass),
+            low_pass=given(inputs.low_pass),
             detrend=inputs.detrend,
             standardize=inputs.standardize,
             fd_threshold=inputs.fd_threshold,
             min_volumes=inputs.min_volumes,
         )
         cwd = Path(runtime.cwd)
-        qc_file = cwd / "qc.tsv"
-        qc_table([result.qc]).to_csv(qc_file, sep="\t", index=False, na_rep="n/a")
+        self._write_table(runtime, qc_table([result.qc]), "qc.tsv", "qc_file")
         out = cwd / "denoised_bold.npy"
         np.save(out, result.data)
         if inputs.save_nifti:
@@ -125,7 +118,6 @@ class DenoiseBold(SimpleInterface):
             result.img.to_filename(nifti)
             self._results["denoised_nifti"] = str(nifti)
         self._results.update(
-            qc_file=str(qc_file),
             qc_meta=json.loads(json.dumps(result.qc, default=str)),
             denoised_file=str(out),
             sample_mask=[int(i) for i in result.sample_mask],

@@ -8,16 +8,10 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pandas as pd
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, traits
 
 from pipeline.ica.backrecon import BACKRECON_METHODS
+from workflows.interfaces.base import MetaOutputSpec, PipelineInterface, given
 
 __all__ = ["BackReconstruct"]
 
@@ -67,17 +61,16 @@ class _BackReconstructInputSpec(BaseInterfaceInputSpec):
                           desc="the run's input file name, for messages")
 
 
-class _BackReconstructOutputSpec(TraitedSpec):
+class _BackReconstructOutputSpec(MetaOutputSpec):
     components_file = File(exists=True, desc="z-scored participant maps (4-D NIfTI)")
     timeseries_file = File(exists=True, desc="network time courses (TSV, one column per network)")
     gift_components_file = File(desc="maps in GIFT's scale (gift_compatible only)")
     fnc_networks = traits.List(traits.Str, desc="labels of the networks that enter FNC")
     domains = traits.List(traits.Str, desc="functional domain of each network ('' if none)")
     scale = traits.Int(desc="model order of the template (number of networks)")
-    meta = traits.Dict(desc="parameters for the JSON sidecars")
 
 
-class BackReconstruct(SimpleInterface):
+class BackReconstruct(PipelineInterface):
     """Back-reconstruct one participant's networks from a template."""
 
     input_spec = _BackReconstructInputSpec
@@ -115,8 +108,8 @@ class BackReconstruct(SimpleInterface):
         data = load_denoised(inputs.bold_file, mask)  # (n_volumes, n_voxels), float32
         maps_in = masker.transform(template)  # (n_networks, n_voxels)
         n_networks = maps_in.shape[0]
-        labels = read_template_labels(
-            inputs.labels_file if isdefined(inputs.labels_file) else None, n_networks)
+        labels_file = given(inputs.labels_file)
+        labels = read_template_labels(labels_file, n_networks)
 
         result = BACKRECON_METHODS[inputs.method].run(
             data, maps_in, device=inputs.device, gift_compatible=inputs.gift_compatible)
@@ -128,16 +121,14 @@ class BackReconstruct(SimpleInterface):
         cwd = Path(runtime.cwd)
         components_file = cwd / "components.nii.gz"
         masker.inverse_transform(maps.astype(np.float32)).to_filename(components_file)
-        timeseries_file = cwd / "timeseries.tsv"
-        pd.DataFrame(timecourses, columns=labels["label"]).to_csv(timeseries_file, sep="\t",
-                                                                  index=False)
+        self._write_table(runtime, pd.DataFrame(timecourses, columns=labels["label"]),
+                          "timeseries.tsv", "timeseries_file")
         if inputs.gift_compatible:
             gift_file = cwd / "gift_components.nii.gz"
             masker.inverse_transform(gift_maps.astype(np.float32)).to_filename(gift_file)
             self._results["gift_components_file"] = str(gift_file)
         self._results.update(
             components_file=str(components_file),
-            timeseries_file=str(timeseries_file),
             scale=n_networks,
             fnc_networks=labels.loc[labels["in_fnc"], "label"].tolist(),
             domains=labels["domain"].tolist(),
@@ -145,8 +136,7 @@ class BackReconstruct(SimpleInterface):
                 "Method": inputs.method,
                 "GIFTCompatible": bool(inputs.gift_compatible),
                 "Template": str(inputs.template_file),
-                "TemplateLabels": (str(inputs.labels_file) if isdefined(inputs.labels_file)
-                                   else None),
+                "TemplateLabels": None if labels_file is None else str(labels_file),
                 "TemplateResampled": not same_grid,
                 "NumberOfNetworks": n_networks,
                 "NetworkLabels": labels["label"].tolist(),
