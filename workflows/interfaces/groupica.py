@@ -26,6 +26,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from workflows.interfaces.base import MetaOutputSpec, PipelineInterface, given
+
 __all__ = [
     "GICANetworksChunk",
     "MultiscaleGroupICA",
@@ -148,15 +150,14 @@ class _MultiscaleGroupICAInputSpec(BaseInterfaceInputSpec):
     device = traits.Str("cpu", usedefault=True)
 
 
-class _MultiscaleGroupICAOutputSpec(TraitedSpec):
+class _MultiscaleGroupICAOutputSpec(MetaOutputSpec):
     template_files = traits.List(File(exists=True), desc="kept networks per scale (4-D NIfTI)")
     labels_files = traits.List(File(exists=True), desc="labels TSV per scale")
     all_labels_file = File(exists=True, desc="every component with its scores and parent")
     model_file = File(exists=True, desc="unmixing and group PCA blocks for back-reconstruction")
-    meta = traits.Dict(desc="parameters for the JSON sidecars")
 
 
-class MultiscaleGroupICA(SimpleInterface):
+class MultiscaleGroupICA(PipelineInterface):
     """Group PCA and ICA (with ICASSO) at every model order; export the multi-scale template.
 
     One call of :func:`pipeline.ica.multiscale.fit_multiscale_subject_pcas`; writes
@@ -177,7 +178,7 @@ class MultiscaleGroupICA(SimpleInterface):
         inputs = self.inputs
         result = fit_multiscale_subject_pcas(
             inputs.pca_files, inputs.model_orders, algorithm=inputs.algorithm,
-            n_runs=inputs.n_runs, t_r=inputs.t_r if isdefined(inputs.t_r) else None,
+            n_runs=inputs.n_runs, t_r=given(inputs.t_r),
             random_state=inputs.random_state, device=inputs.device)
         cwd = Path(runtime.cwd)
         mask_img = _mask_img(result.group_mask)
@@ -185,17 +186,15 @@ class MultiscaleGroupICA(SimpleInterface):
         for order in result.model_orders:
             path = cwd / f"scale-{order}_components.nii.gz"
             _write_maps(result.estimators[order].components_[result.kept(order)], mask_img, path)
-            table_path = cwd / f"scale-{order}_labels.tsv"
-            result.scale_labels(order).to_csv(table_path, sep="\t", index=False, na_rep="n/a")
             template_files.append(str(path))
-            labels_files.append(str(table_path))
-        all_labels = cwd / "labels.tsv"
-        result.labels.to_csv(all_labels, sep="\t", index=False, na_rep="n/a")
+            labels_files.append(
+                self._write_table(runtime, result.scale_labels(order), f"scale-{order}_labels.tsv"))
+        self._write_table(runtime, result.labels, "labels.tsv", "all_labels_file")
         model_file = cwd / "model.npz"
         save_group_model(model_file, result)
         self._results.update(
             template_files=template_files, labels_files=labels_files,
-            all_labels_file=str(all_labels), model_file=str(model_file),
+            model_file=str(model_file),
             meta={"Method": "group ICA (GIFT style): subject PCA, group PCA, "
                             f"{inputs.algorithm}, ICASSO",
                   "ModelOrders": list(result.model_orders), "Algorithm": inputs.algorithm,
