@@ -6,14 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
+from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec
+from nipype.interfaces.base import isdefined, traits
 
 __all__ = ["MetaOutputSpec", "ParticipantsInputSpec", "PipelineInterface", "given"]
 
