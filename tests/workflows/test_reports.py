@@ -147,3 +147,34 @@ def test_broken_links_finds_missing_files_anchors_and_external_links(tmp_path):
     assert broken_links(page) == ["figures/gone.png", "figures/gone.png", "#nowhere",
                                   "https://example.org"]
     assert '<a href="#one">One</a>' in page.read_text()  # the navigation bar links resolve
+
+
+def _loky_sum_into(queue) -> None:
+    from joblib import Parallel, delayed
+
+    queue.put(sum(Parallel(n_jobs=2, backend="loky")(delayed(abs)(-i) for i in range(4))))
+
+
+def test_parallel_reports_leave_joblib_usable_in_forked_workers(tmp_path, caplog):
+    """Drawing reports in 2 processes, then joblib in a process forked after it (as Nipype's
+    MultiProc forks the group level's classifier nodes in ``msica demo``) must not hang."""
+    import multiprocessing
+
+    from workflows.reports import _draw_participants
+
+    with caplog.at_level("WARNING", logger="msica.reports"):
+        written = _draw_participants(tmp_path / "absent", ["01", "02"], layout=None, nprocs=2,
+                                     fd_threshold=0.5, verbose=0)
+    assert written == []  # nothing to draw from: each participant's failure is logged
+    assert "No report for sub-01" in caplog.text and "No report for sub-02" in caplog.text
+    fork = multiprocessing.get_context("fork")
+    queue = fork.Queue()
+    child = fork.Process(target=_loky_sum_into, args=(queue,))
+    child.start()
+    child.join(timeout=120)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+        child.join()
+    assert not hung, "joblib hung in a process forked after the reports were drawn"
+    assert queue.get(timeout=10) == 6

@@ -158,8 +158,11 @@ def _draw_participants(output_dir: Path, labels: Sequence[str], *, layout, nproc
     """Draw the participants' reports in up to ``nprocs`` processes; log those that fail.
 
     Each process draws one batch of participants from one index of the derivatives (its
-    own, except in this process when ``nprocs`` is 1); loky processes start fresh
-    interpreters, so matplotlib's Agg backend needs no display.
+    own, except in this process when ``nprocs`` is 1). The processes are forked by
+    joblib's ``multiprocessing`` backend and gone when it returns: a loky executor would
+    stay alive in this process, and joblib's loky in the Nipype workers forked from it
+    later (the group level's classifiers, when one process runs both levels, as ``msica
+    demo`` does) would wait for it forever.
     """
     from joblib import Parallel, delayed
 
@@ -167,7 +170,7 @@ def _draw_participants(output_dir: Path, labels: Sequence[str], *, layout, nproc
         return []
     n_jobs = min(nprocs, len(labels))
     batches = [list(labels[i::n_jobs]) for i in range(n_jobs)]
-    outcomes = Parallel(n_jobs=n_jobs, backend="loky")(
+    outcomes = Parallel(n_jobs=n_jobs, backend="multiprocessing")(
         delayed(_draw_batch)(output_dir, batch, layout=layout if n_jobs == 1 else None,
                              fd_threshold=fd_threshold, verbose=verbose)
         for batch in batches)
