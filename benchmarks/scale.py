@@ -418,6 +418,14 @@ def participant(args) -> None:
                           f"{(f'{wf / direct:.2f}' if direct else ''):>8}   "
                           f"(workflow without its reports: {r['reports_cpu_s']:.1f} CPU s)",
                           flush=True)
+            if "workflow" in res:  # what the nodes declare to --mem against the measured peak
+                from workflows.execution.memory import run_mem_gb
+
+                files = _run_files(bids)
+                declared = run_mem_gb(files["bold"], files["mask"])
+                measured = res["workflow"]["peak_kib"] * 1024 / 1e9
+                print(f"{'':>5} {'':>5} {'':>7} {'mem_gb':>9} {'':>8} {declared:>8.2f}   "
+                      f"(run_mem_gb declared ÷ workflow peak: {declared / measured:.2f})", flush=True)
             if args.json:
                 with open(args.json, "a") as f:
                     f.write(json.dumps({"grid_mm": grid, "n_volumes": n_volumes,

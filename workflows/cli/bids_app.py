@@ -241,7 +241,8 @@ def build_parser() -> MsicaParser:
     g_exec.add_argument(*both("--omp-nthreads"), dest="omp_nthreads", type=val.positive_int,
                         default=1, help="maximum number of threads per process")
     g_exec.add_argument("--mem", dest="mem_gb", type=val.positive_float, default=None,
-                        help="memory limit in GB for the scheduler")
+                        help="memory in GB that running steps may hold at once (default: 90%% of the "
+                        "machine's); each run's heavy steps declare what they need")
     g_exec.add_argument("--plugin", choices=PLUGINS, default="MultiProc", help="Nipype plugin")
     g_exec.add_argument("--device", choices=DEVICES, default="auto",
                         help="torch device for ICA and models")

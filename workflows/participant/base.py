@@ -7,6 +7,7 @@ from typing import Any
 
 from workflows.config import Settings
 from workflows.execution.engine import Workflow
+from workflows.execution.memory import run_mem_gb
 from workflows.participant.denoise import init_denoise_wf
 from workflows.participant.networks import init_networks_wf, networks_output_fields
 from workflows.participant.outputs import (
@@ -135,7 +136,8 @@ def init_participant_wf(
     workflow = Workflow(name=name or participant_wf_name(subject_label))
     for index, run in enumerate(runs):
         run_inputs = {"bold_file": run["bold"], "mask_file": run["mask"],
-                      "confounds_file": run["confounds"], "t_r": run["t_r"]}
+                      "confounds_file": run["confounds"], "t_r": run["t_r"],
+                      "mem_gb": run_mem_gb(run["bold"], run["mask"])}
         run_wf = init_denoise_wf(
             **run_inputs,
             strategy=strategy,

@@ -24,6 +24,7 @@ def init_denoise_wf(
     fd_threshold: float = 0.5,
     min_volumes: int = 50,
     save_denoised: bool = False,
+    mem_gb: float = 0.2,
     name: str = "denoise_wf",
 ) -> Workflow:
     """Check, denoise and QC one BOLD run (its derivatives: :mod:`.outputs`).
@@ -48,6 +49,9 @@ def init_denoise_wf(
         Fewest (kept) volumes accepted.
     save_denoised : bool
         Also make the denoised BOLD as a NIfTI (``outputnode.denoised_nifti``).
+    mem_gb : float
+        Memory the nodes holding the whole run declare to Nipype's scheduler
+        (:func:`workflows.execution.memory.run_mem_gb`).
     name : str
         Workflow name.
 
@@ -97,6 +101,7 @@ def init_denoise_wf(
             save_nifti=save_denoised,
         ),
         name="denoise",
+        mem_gb=mem_gb,
     )
     for field, value in (("high_pass", high_pass), ("low_pass", low_pass)):
         if value is not None:

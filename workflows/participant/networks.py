@@ -62,6 +62,7 @@ def init_networks_wf(
     resample_template: bool = False,
     device: str = "auto",
     dfnc_window: int = 30,
+    mem_gb: float = 0.2,
     name: str = "networks_wf",
 ) -> Workflow:
     """Back-reconstruct a run's networks at every template scale, then static and dynamic FNC.
@@ -89,6 +90,9 @@ def init_networks_wf(
         Torch device for MOO-ICAR.
     dfnc_window : int
         Sliding-window length in TRs.
+    mem_gb : float
+        Memory the nodes holding the whole run declare to Nipype's scheduler
+        (:func:`workflows.execution.memory.run_mem_gb`).
     name : str
         Workflow name.
 
@@ -153,6 +157,7 @@ def init_networks_wf(
                             gift_compatible=gift_compatible, run_name=Path(bold_file).name,
                             resample_template=resample_template, device=device),
             name=f"backrecon_{index}",
+            mem_gb=mem_gb,
         )
         if labels is not None:
             backrecon.inputs.labels_file = str(labels)

@@ -21,6 +21,7 @@ def init_subject_pca_wf(
     t_r: float,
     n_components: int,
     pca_dir: Path,
+    mem_gb: float = 0.2,
     name: str = "subject_pca_wf",
 ) -> Workflow:
     """Reduce a denoised run by subject PCA into ``pca_dir``, for the group ICA.
@@ -39,6 +40,9 @@ def init_subject_pca_wf(
         Components kept (the largest group ICA model order).
     pca_dir : Path
         Where subject PCAs are written.
+    mem_gb : float
+        Memory the nodes holding the whole run declare to Nipype's scheduler
+        (:func:`workflows.execution.memory.run_mem_gb`).
     name : str
         Workflow name.
 
@@ -64,7 +68,8 @@ def init_subject_pca_wf(
                         name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["pca_file"]), name="outputnode")
     pca = pe.Node(SubjectPCA(mask_file=mask_file, n_components=n_components,
-                             out_dir=str(pca_dir), meta=meta), name="pca")
+                             out_dir=str(pca_dir), meta=meta), name="pca",
+                  mem_gb=mem_gb)
     workflow.connect([
         (inputnode, pca, [("denoised_file", "bold_file"), ("sample_mask", "sample_mask")]),
         (pca, outputnode, [("pca_file", "pca_file")]),

@@ -2,8 +2,11 @@
 
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 
+from workflows.execution.memory import BASE_GB, BYTES_PER_VOXEL_VOLUME, run_mem_gb
 from workflows.participant.base import init_participant_wf
 from workflows.participant.denoise import init_denoise_wf
 from workflows.participant.networks import init_networks_wf, networks_output_fields
@@ -24,8 +27,13 @@ def runs(tmp_path: Path) -> list[dict]:
             "mask": tmp_path / f"{stem}_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz",
             "confounds": tmp_path / f"{stem}_desc-confounds_timeseries.tsv",
         }
-        for path in files.values():
-            path.touch()
+        n_volumes = 20 * run  # runs of different length declare different memory
+        nib.Nifti1Image(np.zeros((4, 5, 6, n_volumes), np.float32), np.eye(4)).to_filename(
+            files["bold"])
+        mask = np.zeros((4, 5, 6), np.uint8)
+        mask[1:3, 1:4, 1:5] = 1  # 24 voxels
+        nib.Nifti1Image(mask, np.eye(4)).to_filename(files["mask"])
+        files["confounds"].touch()
         out.append({**{k: str(v) for k, v in files.items()}, "t_r": 2.0})
     return out
 
@@ -206,3 +214,28 @@ def test_data_driven_mode_graph(graph, runs, tmp_path):
     with pytest.raises(ValueError, match="'pca_dir' is needed"):
         init_participant_wf(subject_label="01", runs=runs, output_dir=tmp_path / "out",
                             model_orders=(3, 5))
+
+
+def test_run_mem_gb_counts_brain_voxels_and_volumes(runs):
+    assert run_mem_gb(runs[0]["bold"], runs[0]["mask"]) == pytest.approx(
+        BASE_GB + BYTES_PER_VOXEL_VOLUME * 24 * 20 / 1e9)
+    assert run_mem_gb(runs[1]["bold"], runs[1]["mask"]) == pytest.approx(
+        BASE_GB + BYTES_PER_VOXEL_VOLUME * 24 * 40 / 1e9)
+
+
+@pytest.mark.parametrize("mode", ["templates", "model_orders"])
+def test_nodes_holding_a_run_declare_its_memory(runs, templates, tmp_path, mode):
+    """--mem bounds concurrency only if the heavy nodes say what they need (Nipype's default is 0.2 GB)."""
+    options = ({"templates": templates} if mode == "templates"
+               else {"model_orders": (3, 5), "pca_dir": tmp_path / "pca"})
+    wf = init_participant_wf(subject_label="01", runs=runs, output_dir=tmp_path / "out",
+                             **options)
+    heavy = ["denoise"] + (["networks_wf.backrecon_0", "networks_wf.backrecon_1"]
+                           if mode == "templates" else ["pca_wf.pca"])
+    for index, run in enumerate(runs):
+        expected = run_mem_gb(run["bold"], run["mask"])
+        for node in heavy:
+            prefix = f"run_{index:02d}_" + ("wf." if node == "denoise" else "")
+            assert wf.get_node(prefix + node).mem_gb == pytest.approx(expected)
+    assert wf.get_node("run_00_wf.denoise").mem_gb < wf.get_node("run_01_wf.denoise").mem_gb
+    assert wf.get_node("run_00_wf.outputnode").mem_gb == pytest.approx(0.2)  # light nodes keep the default
