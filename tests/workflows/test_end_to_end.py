@@ -126,3 +126,36 @@ def test_classifier_on_connectivity_kinds_of_network_time_courses(processed, tmp
     model, model_meta = load_model(result.outputs.model_file)
     assert model_meta["kinds"] == ["tangent", "correlation"]
     assert len(model_meta["feature_names"]) == 14 * 15 // 2  # covariances of 14 networks
+
+
+_CLASSIFY_IN_MULTIPROC = """
+import sys
+from nipype.pipeline import engine as pe
+from workflows.interfaces.classify import ClassifyTarget
+
+features, participants, base_dir = sys.argv[1:]
+node = pe.Node(ClassifyTarget(features_file=features, participants_file=participants,
+                              target="diagnosis", n_permutations=2, n_jobs=2), name="classify")
+workflow = pe.Workflow(name="classify_wf", base_dir=base_dir)
+workflow.add_nodes([node])
+workflow.run(plugin="MultiProc", plugin_args={"n_procs": 2})
+"""
+
+
+def test_parallel_classifier_node_lets_its_nipype_worker_exit(processed, tmp_path):
+    """A classifier node that ran joblib in 2 processes must not hold its Nipype worker: loky's
+    idle workers (kept 300 s) made every group level with --nprocs > 1 wait five minutes at
+    its end (``msica demo`` took 7 minutes instead of 2)."""
+    import subprocess
+    import sys
+
+    bids, out, _ = processed
+    argv = [sys.executable, "-c", _CLASSIFY_IN_MULTIPROC,
+            str(out / "group" / "desc-fnc_features.tsv"), str(bids / "participants.tsv"),
+            str(tmp_path)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the Nipype run of a parallel classifier node did not end within 180 s")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "classify_wf" / "classify" / "metrics.tsv").is_file()

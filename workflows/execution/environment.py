@@ -12,7 +12,8 @@ from pathlib import Path
 
 from workflows.config import Settings
 
-__all__ = ["nipype_config", "plugin_args", "run_environment", "stop_workers_on_sigterm"]
+__all__ = ["nipype_config", "plugin_args", "run_environment", "stop_joblib_workers",
+           "stop_workers_on_sigterm"]
 
 #: Environment variables pointing caches, configs and temporary files into the work
 #: directory (subfolders of ``WORK_DIR/.cache``), so that a run writes nothing
@@ -26,6 +27,20 @@ _CACHE_VARIABLES = {
     "NIPYPE_CONFIG_DIR": "nipype",   # nipype.cfg / nipype.json (default ~/.nipype)
     "TMPDIR": "tmp",                 # tempfile, joblib memmaps
 }
+
+
+def stop_joblib_workers() -> None:
+    """Stop the worker processes joblib (loky) keeps in this process for reuse.
+
+    Nipype's MultiProc plugin runs nodes in worker processes that exit only when
+    the processes they started have, and loky keeps its idle workers for 300 s:
+    a node that ran joblib in parallel (the classifiers' folds and permutations
+    with ``--nprocs`` > 1) held the end of the level for five minutes. Interfaces
+    that give joblib more than one process call this before they return.
+    """
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from nipype.interfaces.base import BaseInterfaceInputSpec, File, InputMultiObjec
 
 from pipeline.classify.harmonize import HARMONIZE_OPTIONS
 from pipeline.classify.search import CLASSIFIER_DEFAULTS
+from workflows.execution.environment import stop_joblib_workers
 from workflows.interfaces.base import MetaOutputSpec, PipelineInterface
 
 __all__ = ["ClassifyTarget", "read_network_covariances"]
@@ -132,12 +133,16 @@ class ClassifyTarget(PipelineInterface):
         confounds = [c for c in inputs.confounds if c in participants.columns]
         protect = [c for c in inputs.protect if c in participants.columns
                    and c != inputs.target] if inputs.harmonize != "none" else []
-        outcome = classify_target(
-            features, participants, inputs.target, confounds=tuple(confounds),
-            protect=tuple(protect), site_column=inputs.site_column, kinds=kinds,
-            harmonize=inputs.harmonize, n_permutations=inputs.n_permutations,
-            random_state=inputs.random_state, device=inputs.device,
-            n_jobs=inputs.n_jobs if inputs.n_jobs > 1 else None)
+        n_jobs = inputs.n_jobs if inputs.n_jobs > 1 else None
+        try:
+            outcome = classify_target(
+                features, participants, inputs.target, confounds=tuple(confounds),
+                protect=tuple(protect), site_column=inputs.site_column, kinds=kinds,
+                harmonize=inputs.harmonize, n_permutations=inputs.n_permutations,
+                random_state=inputs.random_state, device=inputs.device, n_jobs=n_jobs)
+        finally:
+            if n_jobs:
+                stop_joblib_workers()
         cwd = Path(runtime.cwd)
         per_site = outcome.cv.per_site
         if outcome.baseline is not None:
