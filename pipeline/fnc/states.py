@@ -78,6 +78,19 @@ def _kmeanspp(x: np.ndarray, k: int, rng: np.random.RandomState) -> np.ndarray:
     return np.array(centers)
 
 
+def _member_median(x: np.ndarray, members: np.ndarray, block_bytes: int = 32 * 2**20) -> np.ndarray:
+    """Column-wise median of the rows ``members`` of ``x``, a block of columns at a time.
+
+    The same values as ``np.median(x[members], axis=0)``, without copying every
+    member row (twice, with the median's partition) when one state holds most
+    of a large cohort's windows.
+    """
+    n_members = max(int(np.count_nonzero(members)), 1)
+    step = max(1, block_bytes // (8 * n_members))
+    return np.concatenate([np.median(x[members, start:start + step], axis=0)
+                           for start in range(0, x.shape[1], step)])
+
+
 def _kmeans_l1_once(
     x: np.ndarray, centers: np.ndarray, max_iter: int
 ) -> tuple[np.ndarray, np.ndarray, float, bool]:
@@ -91,7 +104,7 @@ def _kmeans_l1_once(
                 far = int(np.argmax(dist[np.arange(x.shape[0]), labels]))
                 labels[far] = j
                 members = labels == j
-            centers[j] = np.median(x[members], axis=0)
+            centers[j] = _member_median(x, members)
         dist = cdist(x, centers, "cityblock")
         new = dist.argmin(axis=1)
         if np.array_equal(new, labels):
@@ -356,7 +369,7 @@ class DynamicFNC(BaseEstimator):
 
     def _dfnc(self, X: Any) -> list[np.ndarray]:
         if isinstance(X, np.ndarray) and X.ndim == 3:
-            X = list(X)
+            X = list(X)  # views: a float64 array is not copied (see fit)
         if not isinstance(X, (list, tuple)) or len(X) == 0:
             raise TypeError(
                 "DynamicFNC expects a non-empty list of (n_volumes, n_networks) arrays, one "
@@ -398,7 +411,7 @@ class DynamicFNC(BaseEstimator):
                                  or rule < 1):
             raise ValueError(f"'min_windows_per_state' must be None or an int >= 1. Got {rule!r}.")
         rng = check_random_state(self.random_state)
-        self.dfnc_ = self._dfnc(X)
+        pooled, self.dfnc_ = self._pooled(X)
         self.exemplar_indices_ = [subject_exemplars(d) for d in self.dfnc_]
         exemplars = np.vstack([d[i] for d, i in zip(self.dfnc_, self.exemplar_indices_)])
         self.selection_scores_ = {}
@@ -426,7 +439,6 @@ class DynamicFNC(BaseEstimator):
             exemplars, self.n_states_, n_init=self.n_init, max_iter=self.max_iter,
             random_state=seed,
         )
-        pooled = np.vstack(self.dfnc_)
         centers, labels, inertia = kmeans_l1(
             pooled, self.n_states_, init=start, max_iter=self.max_iter
         )
@@ -437,6 +449,22 @@ class DynamicFNC(BaseEstimator):
         self.states_ = [labels[bounds[i] : bounds[i + 1]] for i in range(len(self.dfnc_))]
         self.metrics_ = self._metrics(self.states_)
         return self
+
+    def _pooled(self, X: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+        """All windows as one ``(n_windows, n_pairs)`` array, and each participant's as its views.
+
+        The windows are held once: a precomputed float64 array of shape
+        ``(n_participants, n_windows, n_pairs)`` is pooled without a copy, a list
+        is copied once into the pooled array.
+        """
+        windows = self._dfnc(X)
+        bounds = np.cumsum([d.shape[0] for d in windows])[:-1]
+        if (self.precomputed and isinstance(X, np.ndarray) and X.dtype == np.float64
+                and X.flags.c_contiguous):
+            pooled = X.reshape(-1, X.shape[2])
+        else:
+            pooled = np.vstack(windows)
+        return pooled, np.split(pooled, bounds)
 
     def _metrics(self, states: list[np.ndarray]) -> dict[str, np.ndarray]:
         per = [state_metrics(s, self.n_states_) for s in states]

@@ -61,6 +61,28 @@ def test_dfnc_states_sidecar_records_the_state_count_rule(tmp_path):
     assert given["StatesChosenBy"] == "given" and "CandidateStates" not in given
 
 
+def test_dfnc_windows_read_into_one_array_or_a_list_for_unequal_runs(tmp_path):
+    import numpy as np
+
+    from workflows.interfaces.features import read_dfnc_windows
+
+    rng = np.random.default_rng(0)
+    columns = ["s4-N1__s4-N2", "s4-N1__s4-N3"]
+    tables = [rng.standard_normal((n, 2)) for n in (5, 5, 7)]
+    files = []
+    for label, table in zip(("01", "02", "03"), tables):
+        path = tmp_path / f"sub-{label}_task-rest_desc-dfnc_timeseries.tsv"
+        pd.DataFrame(table, columns=columns).to_csv(path, sep="\t", index=False)
+        files.append(str(path))
+    same, names = read_dfnc_windows(files[:2])
+    assert names == columns and isinstance(same, np.ndarray) and same.shape == (2, 5, 2)
+    np.testing.assert_allclose(same, np.stack(tables[:2]))
+    mixed, _ = read_dfnc_windows(files)
+    assert [run.shape for run in mixed] == [(5, 2), (5, 2), (7, 2)]
+    for run, table in zip(mixed, tables, strict=True):
+        np.testing.assert_allclose(run, table)
+
+
 def test_run_timecourses_read_with_their_fnc_sidecars(tmp_path):
     import numpy as np
     import pytest

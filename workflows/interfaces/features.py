@@ -26,6 +26,7 @@ __all__ = [
     "FNCFeatureTable",
     "TimecourseFeatureTable",
     "participant_of",
+    "read_dfnc_windows",
     "read_fnc_features",
     "read_run_timecourses",
     "read_timecourse_features",
@@ -266,6 +267,34 @@ class _DFNCStatesOutputSpec(MetaOutputSpec):
     metrics_file = File(exists=True, desc="state metrics per participant")
 
 
+def read_dfnc_windows(dfnc_files) -> tuple[np.ndarray | list[np.ndarray], list[str]]:
+    """Every run's sliding-window FNC (``desc-dfnc_timeseries.tsv``), read once into memory.
+
+    Runs with the same number of windows are read into one float64 array of shape
+    ``(n_runs, n_windows, n_pairs)``, which :class:`pipeline.fnc.states.DynamicFNC`
+    pools without a copy (the windows are a group level's largest table: they
+    grow with the number of participants); otherwise a list of arrays.
+
+    Returns
+    -------
+    windows : ndarray or list of ndarray
+    columns : list of str
+        The edge names of the first run.
+    """
+    first = pd.read_csv(dfnc_files[0], sep="\t")
+    columns = list(first.columns)
+    windows = np.empty((len(dfnc_files), *first.shape))
+    runs = []
+    for index, path in enumerate(dfnc_files):
+        values = (first if index == 0 else pd.read_csv(path, sep="\t")).to_numpy(np.float64)
+        if runs or values.shape != windows.shape[1:]:  # runs of other lengths: a list
+            runs = runs or list(windows[:index])
+            runs.append(values)
+        else:
+            windows[index] = values
+    return (runs or windows), columns
+
+
 class DFNCStates(PipelineInterface):
     """Cluster all participants' dFNC windows into states (GIFT's exemplar L1 k-means)."""
 
@@ -276,13 +305,13 @@ class DFNCStates(PipelineInterface):
         from pipeline.features import dfnc_metrics_table
         from pipeline.fnc.states import DynamicFNC
 
-        frames = [pd.read_csv(path, sep="\t") for path in self.inputs.dfnc_files]
+        windows, columns = read_dfnc_windows(self.inputs.dfnc_files)
         ids = [participant_of(path) for path in self.inputs.dfnc_files]
         n_states = given(self.inputs.n_states)
         est = DynamicFNC(n_states=n_states, max_states=self.inputs.max_states,
                          precomputed=True, random_state=self.inputs.random_state)
-        est.fit([frame.to_numpy() for frame in frames])
-        centers = pd.DataFrame(est.cluster_centers_, columns=frames[0].columns)
+        est.fit(windows)
+        centers = pd.DataFrame(est.cluster_centers_, columns=columns)
         centers.insert(0, "state", [f"state{i + 1}" for i in range(est.n_states_)])
         self._write_table(runtime, centers, "states.tsv", "states_file")
         participants = _read_participants(given(self.inputs.participants_file))

@@ -244,6 +244,29 @@ def test_dynamic_fnc_precomputed_windows_match_timecourses():
         DynamicFNC(n_states=2, precomputed=True).fit([np.zeros(5)])
 
 
+def test_dynamic_fnc_holds_precomputed_windows_once():
+    """A (participants, windows, pairs) float64 array is pooled without a copy (a large cohort's
+    windows are the group level's largest table), with the same states as a list of runs."""
+    rng = np.random.default_rng(RANDOM_STATE)
+    windows = np.ascontiguousarray(np.stack([
+        sliding_window_fnc(rng.standard_normal((90, 5)), window=20) for _ in range(6)]))
+    est = DynamicFNC(n_states=3, precomputed=True, random_state=0).fit(windows)
+    assert all(np.shares_memory(run, windows) for run in est.dfnc_)
+    from_list = DynamicFNC(n_states=3, precomputed=True, random_state=0).fit(list(windows.copy()))
+    np.testing.assert_array_equal(est.cluster_centers_, from_list.cluster_centers_)
+    assert all(np.array_equal(a, b) for a, b in zip(est.states_, from_list.states_, strict=True))
+
+
+def test_member_median_by_column_blocks_equals_numpy(rng):
+    from pipeline.fnc.states import _member_median
+
+    x = rng.standard_normal((301, 37))
+    members = rng.random(301) < 0.6
+    expected = np.median(x[members], axis=0)
+    for block_bytes in (1, 8 * 200 * 5, 2**30):  # one column, a few columns, all at once
+        np.testing.assert_array_equal(_member_median(x, members, block_bytes), expected)
+
+
 def test_state_count_rule_caps_candidates_by_windows(rng):
     """min_windows_per_state: about that many pooled windows per candidate state."""
     tcs = [rng.standard_normal((60, 4)) for _ in range(3)]  # 3 x 40 windows of 20 volumes
