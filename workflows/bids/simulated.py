@@ -39,7 +39,8 @@ from bids.layout.writing import build_path
 from pipeline import __version__
 from pipeline.simulate import SimulatedCohort, simulate_cohort
 
-__all__ = ["GENERATOR_NAME", "run_simulate", "truth_templates", "write_bids_dataset"]
+__all__ = ["GENERATOR_NAME", "run_simulate", "truth_template_options", "truth_templates",
+           "write_bids_dataset"]
 
 LOGGER = logging.getLogger("msica.workflows")
 
@@ -343,3 +344,9 @@ def truth_templates(bids_dir: Path) -> list[tuple[Path, Path]]:
     if not pairs:
         raise FileNotFoundError(f"No simulator template in {truth}; rerun 'msica simulate'.")
     return pairs
+
+
+def truth_template_options(bids_dir: Path) -> list[str]:
+    """The ``--template``/``--template-labels`` options of :func:`truth_templates` (template mode)."""
+    return [option for template, labels in truth_templates(bids_dir)
+            for option in ("--template", str(template), "--template-labels", str(labels))]
