@@ -13,6 +13,8 @@ os.environ.setdefault("NIPYPE_NO_ET", "1")
 
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
@@ -45,3 +47,35 @@ def _restore_root_logging():
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def planted_fnc_cohort():
+    """Make FNC features with a planted group effect: ``make(n_per_group, n_edges, n_signal)``.
+
+    ``2 * n_per_group`` participants (controls and patients alternate) by ``n_edges``
+    edges drawn from a standard normal; the first ``n_signal`` edges are shifted by
+    +1.5 SD in patients. Each call returns new ``(features, participants)``:
+    features indexed by participant_id, the edges then an ``age`` covariate column
+    (to be ignored by the models); participants with diagnosis, medication
+    (``yes``/``no`` in patients, missing in controls), age and site.
+    """
+    def make(n_per_group: int, n_edges: int, n_signal: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        rng = np.random.default_rng(RANDOM_STATE)
+        n = 2 * n_per_group
+        ids = [f"sub-{i:02d}" for i in range(1, n + 1)]
+        diagnosis = np.array(["control", "patient"] * n_per_group)
+        X = rng.standard_normal((n, n_edges))
+        X[diagnosis == "patient", :n_signal] += 1.5
+        features = pd.DataFrame(X, index=pd.Index(ids, name="participant_id"),
+                                columns=[f"s4-N{i}__s4-N{i + 1}" for i in range(n_edges)])
+        features["age"] = rng.integers(20, 60, n)
+        medication = np.where(diagnosis == "patient", np.repeat(["yes", "no"], n_per_group),
+                              None)
+        participants = pd.DataFrame({"participant_id": ids, "diagnosis": diagnosis,
+                                     "medication": medication,
+                                     "age": features["age"].to_numpy(),
+                                     "site": ["a", "b"] * n_per_group})
+        return features, participants
+
+    return make

@@ -3,7 +3,8 @@
 The settings object is built once by :func:`workflows.cli.bids_app.parse_args` and read
 only by the top-level builders (:mod:`workflows.participant.base`, the level runners of
 :mod:`workflows.execution.levels`); everything below gets
-plain keyword arguments. Each run writes its settings to a run-specific file,
+plain keyword arguments (the denoising options as one
+:class:`~workflows.participant.denoise.DenoiseOptions`). Each run writes its settings to a run-specific file,
 ``<output_dir>/logs/msica-<run_uuid>.toml``, never to a shared path.
 """
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from workflows.bids.simulated import run_simulate, truth_template_options
 from workflows.exit_codes import ExitCode
 from workflows.cli import run
 
@@ -70,18 +71,8 @@ def _break(root: Path) -> dict[str, str]:
     return expected
 
 
-def _template_options(root: Path) -> list[str]:
-    """``--template`` options of the simulator's truth (template mode)."""
-    from workflows.bids.simulated import truth_templates
-
-    return [option for template, labels in truth_templates(root)
-            for option in ("--template", str(template), "--template-labels", str(labels))]
-
-
 @pytest.fixture(scope="module")
 def broken_dataset(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    from workflows.bids.simulated import run_simulate
-
     root = tmp_path_factory.mktemp("bad") / "bids"
     run_simulate(root, n_subjects=N_SUBJECTS, n_sites=1, n_volumes=60, tr=2.0, grid_mm=10.0,
                  seed=3)
@@ -93,7 +84,7 @@ def test_each_bad_participant_reported_others_finish(broken_dataset, tmp_path, c
     out = tmp_path / "out"
     # a strategy that regresses confounds, so that the missing and short tables are defects
     code = run([str(root), str(out), "participant", "-w", str(tmp_path / "work"),
-                "--nprocs", "2", "--denoise-strategy", "simple", *_template_options(root)])
+                "--nprocs", "2", "--denoise-strategy", "simple", *truth_template_options(root)])
     captured = capsys.readouterr()
     assert code != ExitCode.OK
     error_lines = [line for line in (captured.out + captured.err).splitlines()
@@ -115,7 +106,7 @@ def test_each_bad_participant_reported_others_finish(broken_dataset, tmp_path, c
 def test_unknown_participant_label(broken_dataset, tmp_path, capsys):
     root, _ = broken_dataset
     code = run([str(root), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
-                "--participant-label", "99", *_template_options(root)])
+                "--participant-label", "99", *truth_template_options(root)])
     assert code == ExitCode.NO_INPUT
     err = capsys.readouterr().err
     assert "99" in err and "Traceback" not in err
@@ -125,7 +116,7 @@ def test_stop_on_first_crash(broken_dataset, tmp_path, capsys):
     root, _ = broken_dataset
     code = run([str(root), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work"),
                 "--participant-label", "09", "01", "--stop-on-first-crash", "--nprocs", "1",
-                *_template_options(root)])
+                *truth_template_options(root)])
     assert code == ExitCode.NO_INPUT
     assert not (tmp_path / "out" / "sub-01").exists()
 

@@ -10,46 +10,29 @@ import pytest
 
 from workflows.interfaces.introspect import IntrospectTraining
 
-RANDOM_STATE = 42
 N_PER_GROUP = 20
 N_EDGES = 30
 N_SIGNAL = 6
 
 
-def _write_inputs(root):
-    """40 participants x 30 edges; the first 6 edges are shifted by +1.5 SD in patients."""
-    rng = np.random.default_rng(RANDOM_STATE)
-    n = 2 * N_PER_GROUP
-    ids = [f"sub-{i:02d}" for i in range(1, n + 1)]
-    diagnosis = np.array(["control", "patient"] * N_PER_GROUP)
-    X = rng.standard_normal((n, N_EDGES))
-    X[diagnosis == "patient", :N_SIGNAL] += 1.5
-    cols = [f"s4_n{i}__s4_n{i + 1}" for i in range(N_EDGES)]
-    table = pd.DataFrame(X, index=pd.Index(ids, name="participant_id"), columns=cols)
-    table["age"] = rng.integers(20, 60, n)  # a covariate column: must be ignored
-    features = root / "features.tsv"
-    table.to_csv(features, sep="\t")
-    medication = np.where(diagnosis == "patient", np.repeat(["yes", "no"], N_PER_GROUP), "n/a")
-    participants = pd.DataFrame({"participant_id": ids, "diagnosis": diagnosis,
-                                 "medication": medication, "age": table["age"].to_numpy()})
-    pfile = root / "participants.tsv"
-    participants.to_csv(pfile, sep="\t", index=False)
-    return features, pfile, participants
-
-
-def _run(tmp_path, name, **kwargs):
-    features, pfile, _ = _write_inputs(tmp_path)
-    cwd = tmp_path / name
-    cwd.mkdir()
-    node = IntrospectTraining(features_file=str(features), participants_file=str(pfile),
-                              epochs=8, batch_size=16, hidden=[8], lr=0.02, **kwargs)
-    with contextlib.chdir(cwd):  # the interface writes to the working directory
-        return node.run().outputs
+@pytest.fixture(scope="module")
+def inputs(planted_fnc_cohort, tmp_path_factory):
+    """``(features.tsv, participants.tsv)`` of 40 participants x 30 edges, 6 with a group effect."""
+    table, participants = planted_fnc_cohort(N_PER_GROUP, N_EDGES, N_SIGNAL)
+    root = tmp_path_factory.mktemp("introspect_inputs")
+    features, pfile = root / "features.tsv", root / "participants.tsv"
+    table.to_csv(features, sep="\t")  # its 'age' column: a covariate that must be ignored
+    participants.to_csv(pfile, sep="\t", index=False, na_rep="n/a")
+    return features, pfile
 
 
 @pytest.fixture(scope="module")
-def diagnosis_run(tmp_path_factory):
-    return _run(tmp_path_factory.mktemp("introspect"), "a", target="diagnosis")
+def diagnosis_run(inputs, tmp_path_factory):
+    features, pfile = inputs
+    node = IntrospectTraining(features_file=str(features), participants_file=str(pfile),
+                              target="diagnosis", epochs=8, batch_size=16, hidden=[8], lr=0.02)
+    with contextlib.chdir(tmp_path_factory.mktemp("introspect")):  # the node writes there
+        return node.run().outputs
 
 
 def test_spectra_table_groups_and_rank_bounds(diagnosis_run):
@@ -79,12 +62,12 @@ def test_spectra_table_groups_and_rank_bounds(diagnosis_run):
         assert np.all(np.diff(part.sort_values("index")["singular_value"]) <= 1e-12)
 
 
-def test_meta_is_the_pipeline_run(tmp_path, diagnosis_run):
+def test_meta_is_the_pipeline_run(inputs, diagnosis_run):
     """The node reads its inputs, calls introspect_target once and writes what it returns."""
     from pipeline.introspect.target import introspect_target
     from workflows.bids.participants import read_participants
 
-    features, pfile, _ = _write_inputs(tmp_path)
+    features, pfile = inputs
     run = introspect_target(pd.read_csv(features, sep="\t", index_col=0),
                             read_participants(pfile), "diagnosis", epochs=8, batch_size=16,
                             hidden=[8], lr=0.02)
@@ -109,12 +92,13 @@ def test_use_gpu_marks_gpu_node():
     assert not pe.Node(IntrospectTraining(target="diagnosis"), name="cpu").is_gpu_node()
 
 
-def test_group_builder_schedules_introspection_by_the_device_policy(tmp_path, monkeypatch):
+def test_group_builder_schedules_introspection_by_the_device_policy(inputs, tmp_path,
+                                                                    monkeypatch):
     import torch
 
     from workflows.group.base import init_group_wf
 
-    features, pfile, _ = _write_inputs(tmp_path)
+    _, pfile = inputs
     qc = tmp_path / "sub-01_task-rest_desc-denoise_qc.tsv"
     qc.write_text("t_r\n2.0\n")
     relmat = tmp_path / "sub-01_task-rest_desc-multiscale_relmat.tsv"

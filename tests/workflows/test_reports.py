@@ -29,16 +29,14 @@ def _no_network(sock, address):
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory) -> Path:
     """Both levels on 12 simulated participants (the fewest the site-aware classifier takes)."""
-    from workflows.bids.simulated import run_simulate, truth_templates
+    from workflows.bids.simulated import run_simulate, truth_template_options
 
     root = tmp_path_factory.mktemp("reports")
     bids = run_simulate(root / "bids", n_subjects=12, n_sites=2, n_volumes=60, tr=2.0,
                         grid_mm=12.0, seed=1)
     out, work = root / "out", root / "work"
     argv = [str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2",
-            "--save-denoised"]
-    for template, labels in truth_templates(bids):
-        argv += ["--template", str(template), "--template-labels", str(labels)]
+            "--save-denoised", *truth_template_options(bids)]
     nilearn_data = root / "nilearn_data"
     nilearn_data.mkdir()
     with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.simulate import simulate_cohort
-from workflows.bids.simulated import run_simulate, write_bids_dataset
+from workflows.bids.simulated import run_simulate, truth_template_options, write_bids_dataset
 
 RANDOM_STATE = 42
 SPACE = "MNI152NLin2009cAsym"
@@ -88,6 +88,16 @@ def test_truth_files(dataset, cohort):
     states = pd.read_csv(truth / "sub-01/func/sub-01_task-rest_desc-states_timeseries.tsv", sep="\t")
     np.testing.assert_array_equal(states["state"], cohort.subjects[0].states)
     assert json.loads((truth / "dataset_description.json").read_text())["DatasetType"] == "derivative"
+
+
+def test_truth_template_options(dataset, cohort):
+    """The CLI options of template mode: each scale's maps then its labels, coarse to fine."""
+    options = truth_template_options(dataset)
+    assert options[::2] == ["--template", "--template-labels"] * len(cohort.scales)
+    truth = dataset / "derivatives/truth"
+    assert options[1::2] == [str(truth / f"scale-{scale}_desc-truth_{suffix}")
+                             for scale in sorted(cohort.scales)
+                             for suffix in ("components.nii.gz", "labels.tsv")]
 
 
 def test_pybids_indexes_dataset(dataset):

@@ -39,7 +39,8 @@ from bids.layout.writing import build_path
 from pipeline import __version__
 from pipeline.simulate import SimulatedCohort, simulate_cohort
 
-__all__ = ["GENERATOR_NAME", "run_simulate", "truth_templates", "write_bids_dataset"]
+__all__ = ["GENERATOR_NAME", "run_simulate", "truth_template_options", "truth_templates",
+           "write_bids_dataset"]
 
 LOGGER = logging.getLogger("msica.workflows")
 
@@ -173,19 +174,26 @@ def _write_raw(root: Path, cohort: SimulatedCohort) -> None:
                     {"RepetitionTime": cohort.t_r, "TaskName": TASK})
 
 
-def _write_fmriprep(root: Path, cohort: SimulatedCohort) -> None:
-    deriv = root / "derivatives" / "fmriprep"
+def _write_derivative_description(root: Path, folder: str, name: str,
+                                  generated_by: list[dict]) -> None:
+    """Write ``root/derivatives/<folder>/dataset_description.json`` of a derivatives dataset."""
+    deriv = root / "derivatives" / folder
     deriv.mkdir(parents=True, exist_ok=True)
     _write_json(deriv / "dataset_description.json", {
-        "Name": "fMRIPrep-style outputs of the msica simulation",
+        "Name": name,
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
-        "GeneratedBy": [
+        "GeneratedBy": generated_by,
+    })
+
+
+def _write_fmriprep(root: Path, cohort: SimulatedCohort) -> None:
+    _write_derivative_description(
+        root, "fmriprep", "fMRIPrep-style outputs of the msica simulation", [
             {"Name": "fMRIPrep", "Version": "simulated",
              "Description": "Simulated by msica in fMRIPrep's layout; not produced by fMRIPrep."},
             {"Name": GENERATOR_NAME, "Version": __version__},
-        ],
-    })
+        ])
     for subj in cohort.subjects:
         label = subj.participant_id.removeprefix("sub-")
         common = {"subject": label}
@@ -204,14 +212,8 @@ def _write_fmriprep(root: Path, cohort: SimulatedCohort) -> None:
 
 
 def _write_truth(root: Path, cohort: SimulatedCohort) -> None:
-    deriv = root / "derivatives" / "truth"
-    deriv.mkdir(parents=True, exist_ok=True)
-    _write_json(deriv / "dataset_description.json", {
-        "Name": "Ground truth of the msica simulation",
-        "BIDSVersion": "1.9.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "msica-truth", "Version": __version__}],
-    })
+    _write_derivative_description(root, "truth", "Ground truth of the msica simulation",
+                                  [{"Name": "msica-truth", "Version": __version__}])
     labels = cohort.labels
     nib.save(_mask_image(cohort), _path(root, "truth", space=SPACE, desc="brain", suffix="mask",
                                         extension=".nii.gz"))
@@ -342,3 +344,9 @@ def truth_templates(bids_dir: Path) -> list[tuple[Path, Path]]:
     if not pairs:
         raise FileNotFoundError(f"No simulator template in {truth}; rerun 'msica simulate'.")
     return pairs
+
+
+def truth_template_options(bids_dir: Path) -> list[str]:
+    """The ``--template``/``--template-labels`` options of :func:`truth_templates` (template mode)."""
+    return [option for template, labels in truth_templates(bids_dir)
+            for option in ("--template", str(template), "--template-labels", str(labels))]

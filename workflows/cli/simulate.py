@@ -61,7 +61,7 @@ def demo_command(argv: Sequence[str]) -> int:
     setup_logging(opts.verbose)
 
     def _go() -> int:
-        from workflows.bids.simulated import run_simulate, truth_templates
+        from workflows.bids.simulated import run_simulate, truth_template_options
         from workflows.cli.bids_app import bids_app_command
 
         bids_dir = opts.out_dir / "bids"
@@ -71,9 +71,7 @@ def demo_command(argv: Sequence[str]) -> int:
         common = [str(bids_dir), str(opts.out_dir / "derivatives" / "msica")]
         extra = ["-w", str(opts.out_dir / "work"), "--nprocs", str(opts.nprocs),
                  "--seed", str(opts.seed)] + ["-v"] * opts.verbose
-        templates = []
-        for template, labels in truth_templates(bids_dir):
-            templates += ["--template", str(template), "--template-labels", str(labels)]
+        templates = truth_template_options(bids_dir)
         group_options = ["--targets", "diagnosis", "medication", "response",
                          "--n-permutations", "20", "--introspect"]
         for level in ("participant", "group"):

@@ -8,7 +8,7 @@ from typing import Any
 from workflows.config import Settings
 from workflows.execution.engine import Workflow
 from workflows.execution.memory import run_mem_gb
-from workflows.participant.denoise import init_denoise_wf
+from workflows.participant.denoise import DenoiseOptions, init_denoise_wf
 from workflows.participant.networks import init_networks_wf, networks_output_fields
 from workflows.participant.outputs import (
     init_denoise_outputs_wf,
@@ -38,14 +38,16 @@ def init_msica_participant_wf(
         subject_label=subject_label,
         runs=runs,
         output_dir=settings.output_dir,
-        strategy=settings.denoise_strategy,
-        high_pass=settings.high_pass,
-        low_pass=settings.low_pass,
-        detrend=settings.detrend,
-        standardize=settings.standardize,
-        fd_threshold=settings.fd_threshold,
-        min_volumes=settings.min_volumes,
-        save_denoised=settings.save_denoised,
+        denoise=DenoiseOptions(
+            strategy=settings.denoise_strategy,
+            high_pass=settings.high_pass,
+            low_pass=settings.low_pass,
+            detrend=settings.detrend,
+            standardize=settings.standardize,
+            fd_threshold=settings.fd_threshold,
+            min_volumes=settings.min_volumes,
+            save_denoised=settings.save_denoised,
+        ),
         templates=list(zip(settings.templates, _labels_or_none(settings))),
         backrecon_method=settings.backrecon_method,
         gift_compatible=settings.gift_compatible,
@@ -76,14 +78,7 @@ def init_participant_wf(
     subject_label: str,
     runs: list[dict[str, Any]],
     output_dir: Path,
-    strategy: str = "none",
-    high_pass: float | None = None,
-    low_pass: float | None = None,
-    detrend: bool = False,
-    standardize: bool = False,
-    fd_threshold: float = 0.5,
-    min_volumes: int = 50,
-    save_denoised: bool = False,
+    denoise: DenoiseOptions | None = None,
     templates: list[tuple[Path, Path | None]] | None = None,
     backrecon_method: str = "moo-icar",
     gift_compatible: bool = False,
@@ -112,8 +107,8 @@ def init_participant_wf(
         (keys ``bold``, ``mask``, ``confounds``, ``t_r``, ``entities``).
     output_dir : Path
         Root of the msica derivatives.
-    strategy, high_pass, low_pass, detrend, standardize, fd_threshold, min_volumes, save_denoised
-        Denoising options, see :func:`init_denoise_wf`.
+    denoise : DenoiseOptions, optional
+        How every run is denoised (default ``DenoiseOptions()``: as preprocessed).
     templates : list of (Path, Path or None), optional
         4-D template and its labels TSV, one pair per scale.
     backrecon_method, gift_compatible, resample_template, device, dfnc_window
@@ -133,31 +128,21 @@ def init_participant_wf(
     """
     if not templates and model_orders and pca_dir is None:
         raise ValueError("'pca_dir' is needed with model orders (data-driven mode).")
+    denoise = denoise or DenoiseOptions()
     workflow = Workflow(name=name or participant_wf_name(subject_label))
     for index, run in enumerate(runs):
         run_inputs = {"bold_file": run["bold"], "mask_file": run["mask"],
                       "confounds_file": run["confounds"], "t_r": run["t_r"],
                       "mem_gb": run_mem_gb(run["bold"], run["mask"])}
-        run_wf = init_denoise_wf(
-            **run_inputs,
-            strategy=strategy,
-            high_pass=high_pass,
-            low_pass=low_pass,
-            detrend=detrend,
-            standardize=standardize,
-            fd_threshold=fd_threshold,
-            min_volumes=min_volumes,
-            save_denoised=save_denoised,
-            name=f"run_{index:02d}_wf",
-        )
+        run_wf = init_denoise_wf(**run_inputs, options=denoise, name=f"run_{index:02d}_wf")
         ds_run_wf = init_denoise_outputs_wf(
-            output_dir=output_dir, bold_file=run["bold"], save_denoised=save_denoised,
+            output_dir=output_dir, bold_file=run["bold"], save_denoised=denoise.save_denoised,
             dataset_links=dataset_links, name=f"run_{index:02d}_outputs_wf")
         workflow.connect([
             (run_wf, ds_run_wf, [("outputnode.qc_file", "inputnode.qc_file"),
                                  ("outputnode.qc_meta", "inputnode.meta")]),
         ])  # fmt:skip
-        if save_denoised:
+        if denoise.save_denoised:
             workflow.connect([
                 (run_wf, ds_run_wf, [("outputnode.denoised_nifti", "inputnode.denoised_nifti")]),
             ])  # fmt:skip

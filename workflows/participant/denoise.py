@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from pipeline import __version__
 from workflows.execution.engine import Workflow
 
-__all__ = ["init_denoise_wf"]
+__all__ = ["DenoiseOptions", "init_denoise_wf"]
 
-def init_denoise_wf(
-    *,
-    bold_file: str,
-    mask_file: str,
-    confounds_file: str | None,
-    t_r: float,
-    strategy: str = "none",
-    high_pass: float | None = None,
-    low_pass: float | None = None,
-    detrend: bool = False,
-    standardize: bool = False,
-    fd_threshold: float = 0.5,
-    min_volumes: int = 50,
-    save_denoised: bool = False,
-    mem_gb: float = 0.2,
-    name: str = "denoise_wf",
-) -> Workflow:
-    """Check, denoise and QC one BOLD run (its derivatives: :mod:`.outputs`).
+
+@dataclass(frozen=True)
+class DenoiseOptions:
+    """How every BOLD run is denoised and QC'd (the defaults denoise nothing).
 
     Parameters
     ----------
-    bold_file, mask_file : str
-        Preprocessed BOLD and brain mask.
-    confounds_file : str or None
-        fMRIPrep-style confounds TSV (None with ``strategy="none"``).
-    t_r : float
-        Repetition time (s).
     strategy : {"simple", "scrubbing", "compcor", "none"}
         nilearn confound strategy, or none.
     high_pass, low_pass : float or None
@@ -49,6 +31,40 @@ def init_denoise_wf(
         Fewest (kept) volumes accepted.
     save_denoised : bool
         Also make the denoised BOLD as a NIfTI (``outputnode.denoised_nifti``).
+    """
+
+    strategy: str = "none"
+    high_pass: float | None = None
+    low_pass: float | None = None
+    detrend: bool = False
+    standardize: bool = False
+    fd_threshold: float = 0.5
+    min_volumes: int = 50
+    save_denoised: bool = False
+
+
+def init_denoise_wf(
+    *,
+    bold_file: str,
+    mask_file: str,
+    confounds_file: str | None,
+    t_r: float,
+    options: DenoiseOptions = DenoiseOptions(),
+    mem_gb: float = 0.2,
+    name: str = "denoise_wf",
+) -> Workflow:
+    """Check, denoise and QC one BOLD run (its derivatives: :mod:`.outputs`).
+
+    Parameters
+    ----------
+    bold_file, mask_file : str
+        Preprocessed BOLD and brain mask.
+    confounds_file : str or None
+        fMRIPrep-style confounds TSV (None with ``options.strategy="none"``).
+    t_r : float
+        Repetition time (s).
+    options : DenoiseOptions
+        How the run is denoised.
     mem_gb : float
         Memory the nodes holding the whole run declare to Nipype's scheduler
         (:func:`workflows.execution.memory.run_mem_gb`).
@@ -69,16 +85,14 @@ def init_denoise_wf(
     denoised_file
         Denoised run (kept volumes x mask voxels, ``.npy`` in the work directory).
     denoised_nifti
-        Denoised 4-D BOLD (only with ``save_denoised``).
+        Denoised 4-D BOLD (only with ``options.save_denoised``).
     sample_mask
         Indices of the volumes kept.
     """
     from workflows.interfaces.denoise import DenoiseBold
 
     workflow = Workflow(name=name)
-    workflow.__desc__ = _denoise_desc(strategy=strategy, high_pass=high_pass, low_pass=low_pass,
-                                      detrend=detrend, standardize=standardize,
-                                      fd_threshold=fd_threshold, min_volumes=min_volumes)
+    workflow.__desc__ = _denoise_desc(options)
     inputnode = pe.Node(
         niu.IdentityInterface(fields=["bold_file", "mask_file", "confounds_file", "t_r"]),
         name="inputnode")
@@ -93,17 +107,17 @@ def init_denoise_wf(
         name="outputnode")
     denoise = pe.Node(
         DenoiseBold(
-            strategy=strategy,
-            detrend=detrend,
-            standardize=standardize,
-            fd_threshold=fd_threshold,
-            min_volumes=min_volumes,
-            save_nifti=save_denoised,
+            strategy=options.strategy,
+            detrend=options.detrend,
+            standardize=options.standardize,
+            fd_threshold=options.fd_threshold,
+            min_volumes=options.min_volumes,
+            save_nifti=options.save_denoised,
         ),
         name="denoise",
         mem_gb=mem_gb,
     )
-    for field, value in (("high_pass", high_pass), ("low_pass", low_pass)):
+    for field, value in (("high_pass", options.high_pass), ("low_pass", options.low_pass)):
         if value is not None:
             setattr(denoise.inputs, field, value)
     workflow.connect([
@@ -113,26 +127,25 @@ def init_denoise_wf(
                                ("denoised_file", "denoised_file"),
                                ("sample_mask", "sample_mask")]),
     ])  # fmt:skip
-    if save_denoised:
+    if options.save_denoised:
         workflow.connect([(denoise, outputnode, [("denoised_nifti", "denoised_nifti")])])  # fmt:skip
     return workflow
 
 
-def _denoise_desc(*, strategy: str, high_pass: float | None, low_pass: float | None,
-                  detrend: bool, standardize: bool, fd_threshold: float, min_volumes: int) -> str:
+def _denoise_desc(options: DenoiseOptions) -> str:
     """Methods text of the denoising, with the values used."""
-    if strategy == "none":
+    if options.strategy == "none":
         steps = "were used as preprocessed (no confound regression, filtering or scaling)"
     else:
-        scrub = (f", volumes with framewise displacement > {fd_threshold} mm censored"
-                 if strategy == "scrubbing" else "")
-        steps = (f"were denoised inside the brain mask with nilearn's '{strategy}' confound "
-                 f"strategy (load_confounds_strategy){scrub}")
+        scrub = (f", volumes with framewise displacement > {options.fd_threshold} mm censored"
+                 if options.strategy == "scrubbing" else "")
+        steps = (f"were denoised inside the brain mask with nilearn's '{options.strategy}' "
+                 f"confound strategy (load_confounds_strategy){scrub}")
     extras = [text for flag, text in (
-        (detrend, "linearly detrended"),
-        (high_pass is not None, f"high-pass filtered at {high_pass} Hz"),
-        (low_pass is not None, f"low-pass filtered at {low_pass} Hz"),
-        (standardize, "z-scored per voxel")) if flag]
+        (options.detrend, "linearly detrended"),
+        (options.high_pass is not None, f"high-pass filtered at {options.high_pass} Hz"),
+        (options.low_pass is not None, f"low-pass filtered at {options.low_pass} Hz"),
+        (options.standardize, "z-scored per voxel")) if flag]
     more = f", {', '.join(extras)}" if extras else ""
     return (f"BOLD runs {steps}{more}, using msica {__version__}. Runs with fewer than "
-            f"{min_volumes} usable volumes were refused.")
+            f"{options.min_volumes} usable volumes were refused.")

@@ -25,22 +25,9 @@ FAST = dict(epochs=8, batch_size=16, hidden=[8], lr=0.02, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def cohort():
+def cohort(planted_fnc_cohort):
     """40 participants x 30 edges; the first 6 edges are shifted by +1.5 SD in patients."""
-    rng = np.random.default_rng(RANDOM_STATE)
-    n = 2 * N_PER_GROUP
-    ids = [f"sub-{i:02d}" for i in range(1, n + 1)]
-    diagnosis = np.array(["control", "patient"] * N_PER_GROUP)
-    X = rng.standard_normal((n, N_EDGES))
-    X[diagnosis == "patient", :N_SIGNAL] += 1.5
-    features = pd.DataFrame(X, index=pd.Index(ids, name="participant_id"),
-                            columns=[f"s4-N{i}__s4-N{i + 1}" for i in range(N_EDGES)])
-    features["age"] = rng.integers(20, 60, n)  # a covariate column: must be ignored
-    medication = np.where(diagnosis == "patient", np.repeat(["yes", "no"], N_PER_GROUP), "n/a")
-    participants = pd.DataFrame({"participant_id": ids, "diagnosis": diagnosis,
-                                 "medication": pd.Series(medication).replace("n/a", None),
-                                 "site": ["a", "b"] * (n // 2)})
-    return features, participants
+    return planted_fnc_cohort(N_PER_GROUP, N_EDGES, N_SIGNAL)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from workflows.execution.memory import BASE_GB, BYTES_PER_VOXEL_VOLUME, run_mem_gb
 from workflows.participant.base import init_participant_wf
-from workflows.participant.denoise import init_denoise_wf
+from workflows.participant.denoise import DenoiseOptions, init_denoise_wf
 from workflows.participant.networks import init_networks_wf, networks_output_fields
 from workflows.participant.outputs import (
     init_denoise_outputs_wf,
@@ -59,7 +59,8 @@ def _run_inputs(run: dict) -> dict:
 
 
 def test_denoise_wf_graph(graph, runs):
-    wf = init_denoise_wf(**_run_inputs(runs[0]), strategy="scrubbing", high_pass=0.01)
+    wf = init_denoise_wf(**_run_inputs(runs[0]),
+                         options=DenoiseOptions(strategy="scrubbing", high_pass=0.01))
     assert _node_names(wf) == {"inputnode", "denoise", "outputnode"}
     assert graph.fields(wf, "inputnode") == {"bold_file", "mask_file", "confounds_file", "t_r"}
     assert graph.fields(wf, "outputnode") == {"qc_file", "qc_meta", "denoised_file",
@@ -160,7 +161,7 @@ def test_subject_pca_wf_graph(graph, runs, tmp_path):
 
 def test_denoise_only_graph(graph, runs, tmp_path):
     wf = init_participant_wf(subject_label="01", runs=runs, output_dir=tmp_path / "out",
-                             strategy="scrubbing", fd_threshold=0.4)
+                             denoise=DenoiseOptions(strategy="scrubbing", fd_threshold=0.4))
     assert wf.name == "sub_01_wf"
     names = _node_names(wf)
     assert {"run_00_wf.denoise", "run_00_outputs_wf.ds_qc_file", "run_01_wf.denoise"} <= names
@@ -175,7 +176,7 @@ def test_denoise_only_graph(graph, runs, tmp_path):
 
 def test_save_denoised_adds_sink(graph, runs, tmp_path):
     wf = init_participant_wf(subject_label="01", runs=runs[:1], output_dir=tmp_path / "out",
-                             save_denoised=True)
+                             denoise=DenoiseOptions(save_denoised=True))
     assert "run_00_outputs_wf.ds_denoised_nifti" in _node_names(wf)
     assert ("run_00_wf.outputnode", "denoised_nifti", "run_00_outputs_wf.inputnode",
             "denoised_nifti") in graph.edges(wf)
