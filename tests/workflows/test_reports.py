@@ -147,32 +147,52 @@ def test_broken_links_finds_missing_files_anchors_and_external_links(tmp_path):
     assert '<a href="#one">One</a>' in page.read_text()  # the navigation bar links resolve
 
 
-def _loky_sum_into(queue) -> None:
+_REPORTS_THEN_JOBLIB_IN_MULTIPROC = """
+import sys
+from pathlib import Path
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from workflows.reports import _draw_participants
+
+
+def loky_sum():
     from joblib import Parallel, delayed
 
-    queue.put(sum(Parallel(n_jobs=2, backend="loky")(delayed(abs)(-i) for i in range(4))))
+    from workflows.execution.environment import stop_joblib_workers
+
+    total = sum(Parallel(n_jobs=2, backend="loky")(delayed(abs)(-i) for i in range(4)))
+    stop_joblib_workers()
+    return total
 
 
-def test_parallel_reports_leave_joblib_usable_in_forked_workers(tmp_path, caplog):
-    """Drawing reports in 2 processes, then joblib in a process forked after it (as Nipype's
-    MultiProc forks the group level's classifier nodes in ``msica demo``) must not hang."""
-    import multiprocessing
+root = Path(sys.argv[1])
+written = _draw_participants(root / "absent", ["01", "02"], layout=None, nprocs=2,
+                             fd_threshold=0.5, verbose=0)
+assert written == [], written  # nothing to draw from: each participant's failure is logged
+node = pe.Node(niu.Function(function=loky_sum, output_names=["total"]), name="loky_sum")
+workflow = pe.Workflow(name="after_reports_wf", base_dir=str(root))
+workflow.add_nodes([node])
+graph = workflow.run(plugin="MultiProc", plugin_args={"n_procs": 2})
+print("total", next(iter(graph.nodes)).result.outputs.total)
+"""
 
-    from workflows.reports import _draw_participants
 
-    with caplog.at_level("WARNING", logger="msica.reports"):
-        written = _draw_participants(tmp_path / "absent", ["01", "02"], layout=None, nprocs=2,
-                                     fd_threshold=0.5, verbose=0)
-    assert written == []  # nothing to draw from: each participant's failure is logged
-    assert "No report for sub-01" in caplog.text and "No report for sub-02" in caplog.text
-    fork = multiprocessing.get_context("fork")
-    queue = fork.Queue()
-    child = fork.Process(target=_loky_sum_into, args=(queue,))
-    child.start()
-    child.join(timeout=120)
-    hung = child.is_alive()
-    if hung:
-        child.kill()
-        child.join()
-    assert not hung, "joblib hung in a process forked after the reports were drawn"
-    assert queue.get(timeout=10) == 6
+def test_parallel_reports_leave_joblib_usable_in_forked_workers(tmp_path):
+    """Drawing reports in 2 processes, then joblib in a Nipype MultiProc worker forked after it
+    (``msica demo`` runs both levels in one process: the group level's classifier nodes run
+    joblib) must not hang, as it did while the reports left a loky executor alive."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "reports_then_joblib.py"  # a file: Nipype reads the node's source
+    script.write_text(_REPORTS_THEN_JOBLIB_IN_MULTIPROC)
+    argv = [sys.executable, str(script), str(tmp_path)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        pytest.fail("joblib hung in a Nipype worker forked after the reports were drawn")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "No report for sub-01" in done.stderr and "No report for sub-02" in done.stderr
+    assert "total 6" in done.stdout
