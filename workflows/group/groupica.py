@@ -20,6 +20,7 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from pipeline.fnc.static import DEFAULT_FNC_MEASURE, FNC_MEASURES
 from workflows.bids.sink import sink_factory
 from workflows.execution.engine import Workflow
 
@@ -72,6 +73,7 @@ def init_group_ica_wf(
     model_orders: tuple[int, ...],
     algorithm: str = "infomax",
     n_runs: int = 10,
+    fnc_measure: str = DEFAULT_FNC_MEASURE,
     dfnc_window: int = 30,
     seed: int = 0,
     device: str = "auto",
@@ -93,6 +95,8 @@ def init_group_ica_wf(
         ICA algorithm.
     n_runs : int
         ICASSO runs per order.
+    fnc_measure : str
+        Static-FNC measure of the runs, a key of :data:`pipeline.fnc.static.FNC_MEASURES`.
     dfnc_window : int
         Sliding-window length in TRs.
     seed : int
@@ -127,6 +131,9 @@ def init_group_ica_wf(
         "power ratio as in NeuroMark, linked across scales by spatial correlation, and "
         "back-reconstructed for every run with GICA (@gica)."
     )
+    if fnc_measure != DEFAULT_FNC_MEASURE:  # GIFT's FNC: the text as before the option
+        workflow.__desc__ += (f" Static FNC ({FNC_MEASURES[fnc_measure].summary}) was "
+                              "computed within and across scales.")
     sink = sink_factory(output_dir, dataset_links=dataset_links)
     group_ica = pe.Node(
         MultiscaleGroupICA(pca_files=[str(f) for f in pca_files], model_orders=list(model_orders),
@@ -162,7 +169,8 @@ def init_group_ica_wf(
         chunk = pe.Node(
             GICANetworksChunk(pca_files=[str(pca_files[i]) for i in run_indices],
                               run_indices=run_indices, scales=list(model_orders),
-                              output_dir=str(output_dir), dfnc_window=dfnc_window),
+                              output_dir=str(output_dir), fnc_measure=fnc_measure,
+                              dfnc_window=dfnc_window),
             name=f"networks_fnc_{index}")
         if dataset_links:
             chunk.inputs.dataset_links = dict(dataset_links)
