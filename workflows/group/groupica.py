@@ -21,6 +21,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from pipeline.fnc.static import DEFAULT_FNC_MEASURE, FNC_MEASURES
+from pipeline.ica.backrecon import GICA
 from workflows.bids.sink import sink_factory
 from workflows.execution.engine import Workflow
 
@@ -129,7 +130,7 @@ def init_group_ica_wf(
         f"block, and {algorithm} ICA was run {n_runs} time(s) per order with ICASSO clustering "
         "(@icasso); networks were kept by stability, brain-edge overlap and low/high-frequency "
         "power ratio as in NeuroMark, linked across scales by spatial correlation, and "
-        "back-reconstructed for every run with GICA (@gica)."
+        f"back-reconstructed for every run with {GICA.description}."
     )
     if fnc_measure != DEFAULT_FNC_MEASURE:  # GIFT's FNC: the text as before the option
         workflow.__desc__ += (f" Static FNC ({FNC_MEASURES[fnc_measure].summary}) was "

@@ -246,7 +246,7 @@ def gica_backreconstruct_run(pca_file: str, run_index: int, model_file: str, lab
         column per network), ``sample_mask`` (volumes of the time courses), ``labels``
         (the networks) and ``meta`` (parameters for the JSON sidecars).
     """
-    from pipeline.ica.backrecon import gica_backreconstruct
+    from pipeline.ica.backrecon import GICA, gica_backreconstruct
     from pipeline.ica.persistence import load_run_model, load_subject_pca
     from pipeline.ica.scica import zscore_maps
 
@@ -266,7 +266,7 @@ def gica_backreconstruct_run(pca_file: str, run_index: int, model_file: str, lab
                                                                index=False)
     return {"components_file": components_file, "timeseries_file": timeseries_file,
             "sample_mask": [int(v) for v in arrays["sample_mask"]], "labels": labels,
-            "meta": {"Method": "gica",
+            "meta": {"Method": GICA.name,
                      "Template": "group ICA of this dataset (group/*desc-groupica_components)",
                      "NumberOfNetworks": int(kept.size), "NetworkLabels": labels,
                      "MapsScaling": "z-scores (GIFT: mean removed, divided by the standard "
