@@ -148,23 +148,19 @@ def init_group_ica_wf(
                      extension=".tsv")
     workflow.connect([(group_ica, ds_labels, [("all_labels_file", "in_file"),
                                               ("meta", "meta_dict")])])  # fmt:skip
+    per_scale = (("template", "template_files", "components", ".nii.gz"),
+                 ("labels", "labels_files", "labels", ".tsv"))
     for index, order in enumerate(model_orders):
-        pick_template = pe.Node(niu.Select(index=index), name=f"template_{order}",
-                                run_without_submitting=True)
-        pick_labels = pe.Node(niu.Select(index=index), name=f"labels_{order}",
-                              run_without_submitting=True)
-        ds_template = sink(f"ds_template_{order}", sources, scale=order, desc="groupica",
-                           suffix="components", extension=".nii.gz")
-        ds_scale_labels = sink(f"ds_labels_{order}", sources, scale=order, desc="groupica",
-                               suffix="labels", extension=".tsv")
-        workflow.connect([
-            (group_ica, pick_template, [("template_files", "inlist")]),
-            (group_ica, pick_labels, [("labels_files", "inlist")]),
-            (pick_template, ds_template, [("out", "in_file")]),
-            (pick_labels, ds_scale_labels, [("out", "in_file")]),
-            (group_ica, ds_template, [("meta", "meta_dict")]),
-            (group_ica, ds_scale_labels, [("meta", "meta_dict")]),
-        ])  # fmt:skip
+        for kind, field, suffix, extension in per_scale:
+            pick = pe.Node(niu.Select(index=index), name=f"{kind}_{order}",
+                           run_without_submitting=True)
+            ds = sink(f"ds_{kind}_{order}", sources, scale=order, desc="groupica",
+                      suffix=suffix, extension=extension)
+            workflow.connect([
+                (group_ica, pick, [(field, "inlist")]),
+                (pick, ds, [("out", "in_file")]),
+                (group_ica, ds, [("meta", "meta_dict")]),
+            ])  # fmt:skip
 
     for index, run_indices in enumerate(chunk_runs(len(pca_files), nprocs)):
         chunk = pe.Node(
