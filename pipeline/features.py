@@ -21,7 +21,13 @@ import pandas as pd
 
 from pipeline._validation import check_array_2d
 from pipeline.exceptions import InputDataError
-from pipeline.fnc.names import NODE_PATTERN, edge_name, network_labels, split_edge
+from pipeline.fnc.names import (
+    NODE_PATTERN,
+    edge_name,
+    network_labels,
+    node_feature_name,
+    split_edge,
+)
 from pipeline.fnc.timecourse import detrend, spectra, spectral_stats
 
 __all__ = [
@@ -293,8 +299,9 @@ def timecourse_table(
     Returns
     -------
     DataFrame
-        Columns ``amplitude__<node>`` (standard deviation, ``ddof=1``),
-        ``falff__<node>`` and ``dynamic_range__<node>``.
+        Columns ``amplitude_<node>`` (standard deviation, ``ddof=1``),
+        ``falff_<node>`` and ``dynamic_range_<node>``
+        (:func:`pipeline.fnc.names.node_feature_name`).
     """
     if isinstance(timecourses, np.ndarray) and timecourses.ndim == 3:
         groups = [np.asarray(timecourses, dtype=np.float64)]
@@ -323,11 +330,8 @@ def timecourse_table(
         dyn.append(d.reshape(g.shape[0], n_nodes))
         falff.append(f.reshape(g.shape[0], n_nodes))
     values = np.hstack([np.vstack(amp), np.vstack(falff), np.vstack(dyn)])
-    cols = (
-        [f"amplitude__{lab}" for lab in labels]
-        + [f"falff__{lab}" for lab in labels]
-        + [f"dynamic_range__{lab}" for lab in labels]
-    )
+    cols = [node_feature_name(feature, lab)
+            for feature in ("amplitude", "falff", "dynamic_range") for lab in labels]
     return join_participants(pd.DataFrame(values, index=ids, columns=cols), participants)
 
 
@@ -393,7 +397,7 @@ def timecourse_features(
     -------
     table : DataFrame
         Index ``participant_id`` (sorted); covariates, then
-        ``amplitude__<node>``, ``falff__<node>`` and ``dynamic_range__<node>``.
+        ``amplitude_<node>``, ``falff_<node>`` and ``dynamic_range_<node>``.
     labels : list of str
         Node labels (``s<scale>-<label>``).
 

@@ -128,7 +128,8 @@ def test_run_settings_toml_reruns_the_same_settings(participant, tmp_path):
     filters = tmp_path / "filters.json"
     filters.write_text('{"bold": {"session": null, "task": "rest"}}')
     first = parse_args(participant("--denoise-strategy", "simple", "--high-pass", "none",
-                                   "--bids-filter-file", str(filters), "--seed", "7"))
+                                   "--bids-filter-file", str(filters), "--seed", "7",
+                                   "--fnc-measure", "partial correlation"))
     recorded = first.write_toml()
     again = parse_args([str(first.bids_dir), str(tmp_path / "out2"), "participant",
                         "--config", str(recorded)])
@@ -141,6 +142,8 @@ def test_run_settings_toml_reruns_the_same_settings(participant, tmp_path):
 @pytest.mark.parametrize(("line", "message"), [
     ('backrecon_method = "ica-lite"', "backrecon_method = 'ica-lite'; choose from moo-icar, "
                                       "dual-regression."),
+    ('fnc_measure = "covariance"',
+     "fnc_measure = 'covariance'; choose from correlation, partial correlation."),
     ('connectivity = ["fnc", "bogus"]', "connectivity = ['fnc', 'bogus']; choose from fnc,"),
     ('device = "tpu"', "device = 'tpu'; choose from auto, cpu, cuda."),
     ("nprocs = 0", "nprocs = 0: 0 must be >= 1"),

@@ -24,6 +24,7 @@ import tomli_w
 
 from pipeline.classify.harmonize import HARMONIZE_OPTIONS
 from pipeline.classify.search import CLASSIFIER_DEFAULTS
+from pipeline.fnc.static import DEFAULT_FNC_MEASURE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -86,6 +87,7 @@ class Settings:
     backrecon_method: str = "moo-icar"
     gift_compatible: bool = False
     resample_template: bool = False
+    fnc_measure: str = DEFAULT_FNC_MEASURE
     dfnc_window: int = 30
     model_orders: tuple[int, ...] = ()
     ica_algorithm: str = "infomax"

@@ -2,7 +2,9 @@
 
 Every module that builds, recognises or splits a node or edge name (the FNC
 tables, the classifiers' feature columns, the reports, ``msica sites``) goes
-through this module, so the separator lives in one place.
+through this module, so the separator lives in one place. The columns of per-node
+features (``"amplitude_s4-N1"``, :func:`node_feature_name`) are built here too, with
+another separator, so that :func:`is_edge` is false for them.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["EDGE_SEP", "NODE_PATTERN", "edge_name", "is_edge", "network_labels", "split_edge"]
+__all__ = ["EDGE_SEP", "NODE_FEATURE_SEP", "NODE_PATTERN", "edge_name", "is_edge",
+           "network_labels", "node_feature_name", "split_edge"]
 
 #: FNC node names made by :func:`network_labels`: ``s<scale>-<label>``.
 NODE_PATTERN = re.compile(r"^s(?P<scale>[^-]+)-(?P<label>.+)$")
 #: Separator of the two nodes in an edge (feature) name, ``"s4-N1__s10-N3"``.
 EDGE_SEP = "__"
+#: Separator of a per-node feature and its node, ``"amplitude_s4-N1"`` (not an edge).
+NODE_FEATURE_SEP = "_"
 
 
 def network_labels(scale: Any, n_networks: int, labels: Sequence[str] | None = None) -> list[str]:
@@ -74,6 +79,29 @@ def edge_name(node_a: Any, node_b: Any) -> str:
     's4-N1__s10-N3'
     """
     return f"{node_a}{EDGE_SEP}{node_b}"
+
+
+def node_feature_name(feature: str, node: Any) -> str:
+    """The column of a feature of one node, ``"<feature>_<node>"``; not an edge name.
+
+    Parameters
+    ----------
+    feature : str
+        What is measured (``"amplitude"``, ``"falff"``, ``"dynamic_range"``).
+    node : str
+        A node name (usually from :func:`network_labels`).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> name = node_feature_name("dynamic_range", "s4-N1")
+    >>> name, is_edge(name)
+    ('dynamic_range_s4-N1', False)
+    """
+    return f"{feature}{NODE_FEATURE_SEP}{node}"
 
 
 def is_edge(column: Any) -> bool:

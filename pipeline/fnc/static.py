@@ -23,7 +23,8 @@ from pipeline._docs import fill_doc
 from pipeline._validation import check_array_2d, check_in_allowed, check_type
 from pipeline.fnc.names import network_labels
 
-__all__ = ["FNC_MEASURES", "FNCMeasure", "StaticFNC", "fisher_z", "static_fnc"]
+__all__ = ["DEFAULT_FNC_MEASURE", "FNC_MEASURES", "FNCMeasure", "StaticFNC", "fisher_z",
+           "static_fnc"]
 
 LOGGER = logging.getLogger("msica.fnc")
 
@@ -154,14 +155,14 @@ class FNCMeasure:
     Attributes
     ----------
     name : str
-        The ``kind`` of :class:`StaticFNC`.
+        The ``kind`` of :class:`StaticFNC`, and the value of ``msica --fnc-measure``.
     compute : callable
         ``compute(runs, shrinkage) -> ndarray of shape (n_runs, n_nodes, n_nodes)``:
         ``runs`` is a list of (n_volumes, n_nodes) arrays, ``shrinkage`` whether to
         estimate the covariance with Ledoit-Wolf shrinkage; the matrices are Fisher z
         with a zero diagonal.
     description : str
-        What the measure is, for the JSON sidecars (``"Measure"``).
+        What the measure is, for the JSON sidecars (``"Measure"``) and ``msica --help``.
     summary : str
         The phrase of the methods text (``"static FNC (<summary>)"``), citing works
         as ``@key``.
@@ -176,7 +177,7 @@ class FNCMeasure:
     references: Mapping[str, str] = field(default_factory=dict)
 
 
-#: Static-FNC measures by name (:class:`StaticFNC`'s ``kind``).
+#: Static-FNC measures by name (:class:`StaticFNC`'s ``kind``, ``msica --fnc-measure``).
 FNC_MEASURES: dict[str, FNCMeasure] = {measure.name: measure for measure in (
     FNCMeasure(name="correlation", compute=_correlation,
                description="Pearson correlation, Fisher z (arctanh), zero diagonal",
@@ -186,6 +187,9 @@ FNC_MEASURES: dict[str, FNCMeasure] = {measure.name: measure for measure in (
                "(arctanh), zero diagonal",
                summary="partial correlation, Fisher z"),
 )}
+#: The measure of :class:`StaticFNC` and of the participant level unless one is chosen:
+#: GIFT's FNC.
+DEFAULT_FNC_MEASURE = "correlation"
 
 
 @fill_doc
@@ -234,7 +238,7 @@ class StaticFNC(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        kind: str = "correlation",
+        kind: str = DEFAULT_FNC_MEASURE,
         shrinkage: bool = False,
         labels: Mapping[Any, Sequence[str]] | None = None,
     ) -> None:

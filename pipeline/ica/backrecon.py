@@ -11,7 +11,9 @@ Two regression-type methods complement MOO-ICAR (:mod:`pipeline.ica.scica`):
 
 The methods a participant's template networks can be back-reconstructed with
 (``msica --backrecon-method``) are the entries of :data:`BACKRECON_METHODS`:
-adding one is one :class:`BackreconMethod` entry and its ``run`` function.
+adding one is one :class:`BackreconMethod` entry and its ``run`` function. The
+data-driven group level's GICA is described by :data:`GICA`, a
+:class:`BackreconText` (what its sidecars, methods text and references read).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from pipeline.exceptions import InputDataError
 
 __all__ = [
     "BACKRECON_METHODS",
+    "GICA",
     "BackreconMethod",
     "BackreconResult",
+    "BackreconText",
     "check_maps_fit_data",
     "dual_regression",
     "gica_backreconstruct",
@@ -343,9 +347,30 @@ class BackreconResult:
 BackreconRun = Callable[..., BackreconResult]
 
 
-@dataclass(frozen=True)
-class BackreconMethod:
-    """One back-reconstruction method: how to run it and how the run describes it.
+@dataclass(frozen=True, kw_only=True)
+class BackreconText:
+    """How a run describes its back-reconstruction method: sidecars, methods text, references.
+
+    Attributes
+    ----------
+    name : str
+        The sidecars' ``"Method"``.
+    description : str
+        The phrase of the methods text (``"... were estimated ... by <description>"``),
+        citing works as ``@key``.
+    references : mapping of str to str
+        The works cited by ``@key`` in ``description`` (key -> reference text); the
+        reports' methods section numbers them.
+    """
+
+    name: str
+    description: str
+    references: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackreconMethod(BackreconText):
+    """A back-reconstruction method of template networks: how to run it and describe it.
 
     Attributes
     ----------
@@ -355,22 +380,15 @@ class BackreconMethod:
         ``run(data, group_maps, *, device, gift_compatible) -> BackreconResult``.
     summary : str
         A few words for ``msica --help`` (and the Boutiques descriptor).
-    description : str
-        The phrase of the methods text (``"... were estimated ... by <description>"``),
-        citing works as ``@key``.
-    references : mapping of str to str
-        The works cited by ``@key`` in ``description`` (key -> reference text); the
-        reports' methods section numbers them.
+    description, references
+        As :class:`BackreconText`.
     gift_description : str or None
         The phrase with ``--gift-compatible``; None if the method has no
         GIFT-compatible variant (the command line then refuses the flag).
     """
 
-    name: str
     run: BackreconRun
     summary: str
-    description: str
-    references: Mapping[str, str] = field(default_factory=dict)
     gift_description: str | None = None
 
     def describe(self, gift_compatible: bool = False) -> str:
@@ -433,7 +451,18 @@ def _run_dual_regression(data: np.ndarray, group_maps: np.ndarray, *, device: st
                              "(data units), before the normalisation of stage 2"})
 
 
-#: Back-reconstruction methods by name (``--backrecon-method``).
+#: GIFT's GICA back-reconstruction (:func:`gica_backreconstruct`) of the data-driven group
+#: level. Not an entry of :data:`BACKRECON_METHODS`: it back-projects a run's subject PCA
+#: through the group PCA and unmixing of the group ICA, where those methods fit a template.
+GICA = BackreconText(
+    name="gica",
+    description="GICA (@gica)",
+    references={"gica": "Erhardt EB, Rachakonda S, Bedrick EJ, Allen EA, Adali T, Calhoun VD. "
+                        "Comparison of multi-subject ICA methods for analysis of fMRI data. Hum "
+                        "Brain Mapp. 2011;32(12):2075-2095."},
+)
+
+#: Back-reconstruction methods of template networks by name (``--backrecon-method``).
 BACKRECON_METHODS: dict[str, BackreconMethod] = {method.name: method for method in (
     BackreconMethod(
         name="moo-icar",

@@ -1,6 +1,7 @@
 """Data-driven mode end to end: subject PCA -> multi-scale group ICA -> GICA -> FNC tables."""
 
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nb
@@ -103,6 +104,32 @@ def test_every_participant_back_reconstructed(processed):
     assert (out / "group" / "desc-dfncstates_relmat.tsv").is_file()
     assert "spatial group ICA" in (out / "logs" / "CITATION-groupica.md").read_text()
     assert "spatial group ICA" in (out / "group.html").read_text()  # the report's methods
+
+
+def test_fnc_measure_reaches_the_runs_fnc(processed, tmp_path):
+    """--fnc-measure at the data-driven group level (which computes the runs' FNC)."""
+    from pipeline.fnc.static import FNC_MEASURES
+
+    bids, out, work = processed
+    other = tmp_path / "out"
+    shutil.copytree(out, other)
+    assert run([str(bids), str(other), "group", "-w", str(work), "--nprocs", "2",
+                "--model-orders", *ORDERS, "--icasso-runs", "4",
+                "--fnc-measure", "partial correlation"]) == ExitCode.OK  # group ICA from cache
+    for sub in sorted(out.glob("sub-*/func")):
+        relmat_file = next(sub.glob("*_desc-multiscale_relmat.tsv"))
+        ours = other / relmat_file.relative_to(out)
+        assert json.loads(ours.with_suffix(".json").read_text())["Measure"] == FNC_MEASURES[
+            "partial correlation"].description
+        tcs_file = next(sub.glob("*_scale-10_desc-ica_timeseries.tsv"))
+        assert (other / tcs_file.relative_to(out)).read_bytes() == tcs_file.read_bytes()
+        pearson = pd.read_csv(relmat_file, sep="\t", index_col=0)
+        partial = pd.read_csv(ours, sep="\t", index_col=0)
+        assert list(partial.columns) == list(pearson.columns)
+        assert np.abs(partial.to_numpy() - pearson.to_numpy()).max() > 0.1
+    assert "Static FNC (partial correlation, Fisher z)" in (
+        other / "logs" / "CITATION-groupica.md").read_text()
+    assert "Static FNC (" not in (out / "logs" / "CITATION-groupica.md").read_text()
 
 
 def test_group_level_without_subject_pcas(tmp_path, processed, capsys):

@@ -8,6 +8,7 @@ import nibabel as nb
 import pandas as pd
 import pytest
 
+from pipeline.fnc.names import is_edge
 from workflows.exit_codes import ExitCode
 from workflows.cli import run
 
@@ -51,8 +52,9 @@ def test_group_derivatives(processed):
     amplitude = pd.read_csv(group / "desc-timecourse_features.tsv", sep="\t", index_col=0)
     assert list(amplitude.index) == list(features.index) and "diagnosis" in amplitude.columns
     for kind in ("amplitude", "falff", "dynamic_range"):
-        columns = [c for c in amplitude.columns if c.startswith(f"{kind}__")]
-        assert len(columns) == 14 and columns[0].startswith(f"{kind}__s4-")
+        columns = [c for c in amplitude.columns if c.startswith(f"{kind}_s")]
+        assert len(columns) == 14 and columns[0].startswith(f"{kind}_s4-")
+        assert not any(is_edge(c) for c in columns)
         assert (amplitude[columns] > 0).all().all()
     metrics = json.loads((group / "desc-diagnosis_metrics.json").read_text())
     assert metrics["NumberOfPermutations"] == 3 and 0 < metrics["PermutationPValue"] <= 1

@@ -83,3 +83,17 @@ def test_a_failing_run_does_not_stop_the_others_of_its_chunk(tmp_path, monkeypat
                                              r"sub-000_task-rest_desc-pca.npz: .*too few volumes$"):
         node.run(cwd=str(tmp_path))
     assert done == [1, 2]
+
+
+def test_fnc_measure_reaches_every_chunk_and_the_methods_text(tmp_path):
+    pca_files = _pca_files(tmp_path, 4)
+    default = init_group_ica_wf(pca_files=pca_files, output_dir=tmp_path, model_orders=ORDERS)
+    partial = init_group_ica_wf(pca_files=pca_files, output_dir=tmp_path, model_orders=ORDERS,
+                                fnc_measure="partial correlation")
+    for workflow, measure in ((default, "correlation"), (partial, "partial correlation")):
+        chunks = [node for node in workflow._get_all_nodes()
+                  if node.name.startswith("networks_fnc_")]
+        assert chunks and {node.inputs.fnc_measure for node in chunks} == {measure}
+    assert partial.__desc__.startswith(default.__desc__)
+    assert partial.__desc__[len(default.__desc__):] == (
+        " Static FNC (partial correlation, Fisher z) was computed within and across scales.")

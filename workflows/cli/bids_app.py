@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 
 from pipeline import __version__
+from pipeline.fnc.static import FNC_MEASURES
 from pipeline.ica.backrecon import BACKRECON_METHODS
 from workflows.cli import validators as val
 from workflows.cli.base import MsicaParser, both, guarded, setup_logging
@@ -187,6 +188,12 @@ def build_parser() -> MsicaParser:
                        type=lambda p: Path(p).expanduser().absolute(), default=None,
                        help="data-driven mode: folder of the participant-level subject PCAs, "
                        "shared by both levels (default: WORK_DIR/subject_pca)")
+    g_sci.add_argument(*both("--fnc-measure"), dest="fnc_measure", choices=list(FNC_MEASURES),
+                       default=Settings.fnc_measure,
+                       help="static FNC of each run (the participant level in template mode, "
+                       "the group level in data-driven mode; quote a name with a space): "
+                       + "; ".join(f"{name}: {measure.description}"
+                                   for name, measure in FNC_MEASURES.items()))
     g_sci.add_argument(*both("--dfnc-window"), dest="dfnc_window", type=val.positive_int,
                        default=30, help="dynamic FNC window length in TRs")
     g_sci.add_argument("--targets", nargs="+", default=[],
@@ -331,6 +338,7 @@ def parse_args(argv: Sequence[str]) -> Settings:
         backrecon_method=opts.backrecon_method,
         gift_compatible=opts.gift_compatible,
         resample_template=opts.resample_template,
+        fnc_measure=opts.fnc_measure,
         dfnc_window=opts.dfnc_window,
         model_orders=tuple(sorted(opts.model_orders)),
         ica_algorithm=opts.ica_algorithm,

@@ -231,6 +231,7 @@ def _run_group_ica(settings: Settings) -> dict[str, BaseException]:
         model_orders=settings.model_orders,
         algorithm=settings.ica_algorithm,
         n_runs=settings.icasso_runs,
+        fnc_measure=settings.fnc_measure,
         dfnc_window=settings.dfnc_window,
         seed=settings.seed,
         device=settings.device,

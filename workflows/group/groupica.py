@@ -20,6 +20,8 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from pipeline.fnc.static import DEFAULT_FNC_MEASURE, FNC_MEASURES
+from pipeline.ica.backrecon import GICA
 from workflows.bids.sink import sink_factory
 from workflows.execution.engine import Workflow
 
@@ -72,6 +74,7 @@ def init_group_ica_wf(
     model_orders: tuple[int, ...],
     algorithm: str = "infomax",
     n_runs: int = 10,
+    fnc_measure: str = DEFAULT_FNC_MEASURE,
     dfnc_window: int = 30,
     seed: int = 0,
     device: str = "auto",
@@ -93,6 +96,8 @@ def init_group_ica_wf(
         ICA algorithm.
     n_runs : int
         ICASSO runs per order.
+    fnc_measure : str
+        Static-FNC measure of the runs, a key of :data:`pipeline.fnc.static.FNC_MEASURES`.
     dfnc_window : int
         Sliding-window length in TRs.
     seed : int
@@ -125,8 +130,11 @@ def init_group_ica_wf(
         f"block, and {algorithm} ICA was run {n_runs} time(s) per order with ICASSO clustering "
         "(@icasso); networks were kept by stability, brain-edge overlap and low/high-frequency "
         "power ratio as in NeuroMark, linked across scales by spatial correlation, and "
-        "back-reconstructed for every run with GICA (@gica)."
+        f"back-reconstructed for every run with {GICA.description}."
     )
+    if fnc_measure != DEFAULT_FNC_MEASURE:  # GIFT's FNC: the text as before the option
+        workflow.__desc__ += (f" Static FNC ({FNC_MEASURES[fnc_measure].summary}) was "
+                              "computed within and across scales.")
     sink = sink_factory(output_dir, dataset_links=dataset_links)
     group_ica = pe.Node(
         MultiscaleGroupICA(pca_files=[str(f) for f in pca_files], model_orders=list(model_orders),
@@ -140,29 +148,26 @@ def init_group_ica_wf(
                      extension=".tsv")
     workflow.connect([(group_ica, ds_labels, [("all_labels_file", "in_file"),
                                               ("meta", "meta_dict")])])  # fmt:skip
+    per_scale = (("template", "template_files", "components", ".nii.gz"),
+                 ("labels", "labels_files", "labels", ".tsv"))
     for index, order in enumerate(model_orders):
-        pick_template = pe.Node(niu.Select(index=index), name=f"template_{order}",
-                                run_without_submitting=True)
-        pick_labels = pe.Node(niu.Select(index=index), name=f"labels_{order}",
-                              run_without_submitting=True)
-        ds_template = sink(f"ds_template_{order}", sources, scale=order, desc="groupica",
-                           suffix="components", extension=".nii.gz")
-        ds_scale_labels = sink(f"ds_labels_{order}", sources, scale=order, desc="groupica",
-                               suffix="labels", extension=".tsv")
-        workflow.connect([
-            (group_ica, pick_template, [("template_files", "inlist")]),
-            (group_ica, pick_labels, [("labels_files", "inlist")]),
-            (pick_template, ds_template, [("out", "in_file")]),
-            (pick_labels, ds_scale_labels, [("out", "in_file")]),
-            (group_ica, ds_template, [("meta", "meta_dict")]),
-            (group_ica, ds_scale_labels, [("meta", "meta_dict")]),
-        ])  # fmt:skip
+        for kind, field, suffix, extension in per_scale:
+            pick = pe.Node(niu.Select(index=index), name=f"{kind}_{order}",
+                           run_without_submitting=True)
+            ds = sink(f"ds_{kind}_{order}", sources, scale=order, desc="groupica",
+                      suffix=suffix, extension=extension)
+            workflow.connect([
+                (group_ica, pick, [(field, "inlist")]),
+                (pick, ds, [("out", "in_file")]),
+                (group_ica, ds, [("meta", "meta_dict")]),
+            ])  # fmt:skip
 
     for index, run_indices in enumerate(chunk_runs(len(pca_files), nprocs)):
         chunk = pe.Node(
             GICANetworksChunk(pca_files=[str(pca_files[i]) for i in run_indices],
                               run_indices=run_indices, scales=list(model_orders),
-                              output_dir=str(output_dir), dfnc_window=dfnc_window),
+                              output_dir=str(output_dir), fnc_measure=fnc_measure,
+                              dfnc_window=dfnc_window),
             name=f"networks_fnc_{index}")
         if dataset_links:
             chunk.inputs.dataset_links = dict(dataset_links)

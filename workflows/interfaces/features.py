@@ -206,8 +206,8 @@ def read_timecourse_features(
     Returns
     -------
     table : pandas.DataFrame
-        Index participant_id; covariates, then ``amplitude__<node>``,
-        ``falff__<node>`` and ``dynamic_range__<node>`` columns.
+        Index participant_id; covariates, then ``amplitude_<node>``,
+        ``falff_<node>`` and ``dynamic_range_<node>`` columns.
     labels : list of str
         Node labels.
     """

@@ -14,6 +14,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from pipeline.fnc.static import DEFAULT_FNC_MEASURE
 from workflows.interfaces.base import MetaOutputSpec, given
 
 __all__ = ["ComputeFNC", "compute_fnc"]
@@ -35,6 +36,8 @@ class _ComputeFNCInputSpec(BaseInterfaceInputSpec):
     detrend_order = traits.Int(3, usedefault=True)
     despike = traits.Bool(True, usedefault=True)
     lowpass_hz = traits.Float(0.15, usedefault=True)
+    measure = traits.Str(DEFAULT_FNC_MEASURE, usedefault=True,
+                         desc="static-FNC measure, a key of pipeline.fnc.static.FNC_MEASURES")
     window = traits.Int(30, usedefault=True, desc="dFNC window length (TRs)")
     sigma = traits.Float(3.0, usedefault=True, desc="Gaussian taper sigma (TRs)")
 
@@ -57,7 +60,8 @@ class ComputeFNC(SimpleInterface):
             fnc_networks=given(inputs.fnc_networks), domains=given(inputs.domains),
             confounds_file=given(inputs.confounds_file), sample_mask=given(inputs.sample_mask),
             detrend_order=inputs.detrend_order, despike=inputs.despike,
-            lowpass_hz=inputs.lowpass_hz, window=inputs.window, sigma=inputs.sigma))
+            lowpass_hz=inputs.lowpass_hz, measure=inputs.measure, window=inputs.window,
+            sigma=inputs.sigma))
         return runtime
 
 
@@ -74,6 +78,7 @@ def compute_fnc(
     detrend_order: int = 3,
     despike: bool = True,
     lowpass_hz: float = 0.15,
+    measure: str = DEFAULT_FNC_MEASURE,
     window: int = 30,
     sigma: float = 3.0,
 ) -> dict:
@@ -112,7 +117,7 @@ def compute_fnc(
         cleaned[scale] = postprocess(
             table.to_numpy(), t_r, detrend_order=detrend_order, despike=despike,
             lowpass_hz=lowpass_hz, motion=motion)
-    est = StaticFNC(labels=labels).fit(cleaned)
+    est = StaticFNC(kind=measure, labels=labels).fit(cleaned)
     matrix = est.transform(cleaned)
     matrix = np.asarray(matrix).reshape(est.n_nodes_, est.n_nodes_)
     relmat_file = Path(out_dir) / "relmat.tsv"

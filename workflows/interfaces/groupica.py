@@ -26,6 +26,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from pipeline.fnc.static import DEFAULT_FNC_MEASURE
 from workflows.interfaces.base import MetaOutputSpec, PipelineInterface, given
 
 __all__ = [
@@ -245,7 +246,7 @@ def gica_backreconstruct_run(pca_file: str, run_index: int, model_file: str, lab
         column per network), ``sample_mask`` (volumes of the time courses), ``labels``
         (the networks) and ``meta`` (parameters for the JSON sidecars).
     """
-    from pipeline.ica.backrecon import gica_backreconstruct
+    from pipeline.ica.backrecon import GICA, gica_backreconstruct
     from pipeline.ica.persistence import load_run_model, load_subject_pca
     from pipeline.ica.scica import zscore_maps
 
@@ -265,7 +266,7 @@ def gica_backreconstruct_run(pca_file: str, run_index: int, model_file: str, lab
                                                                index=False)
     return {"components_file": components_file, "timeseries_file": timeseries_file,
             "sample_mask": [int(v) for v in arrays["sample_mask"]], "labels": labels,
-            "meta": {"Method": "gica",
+            "meta": {"Method": GICA.name,
                      "Template": "group ICA of this dataset (group/*desc-groupica_components)",
                      "NumberOfNetworks": int(kept.size), "NetworkLabels": labels,
                      "MapsScaling": "z-scores (GIFT: mean removed, divided by the standard "
@@ -274,8 +275,8 @@ def gica_backreconstruct_run(pca_file: str, run_index: int, model_file: str, lab
 
 def networks_fnc_of_run(pca_file: str, run_index: int, *, model_file: str,
                         labels_files: list[str], scales: list[int], output_dir: str,
-                        dfnc_window: int, dataset_links: dict[str, str] | None,
-                        work_dir: Path) -> list[Path]:
+                        fnc_measure: str, dfnc_window: int,
+                        dataset_links: dict[str, str] | None, work_dir: Path) -> list[Path]:
     """Back-reconstruct one run at every scale, compute its FNC, write its derivatives.
 
     The derivatives are those of the participant level's networks (template mode):
@@ -315,7 +316,8 @@ def networks_fnc_of_run(pca_file: str, run_index: int, *, model_file: str,
                       fnc_networks=[run["labels"] for run in runs],
                       domains=[[""] * len(run["labels"]) for run in runs],
                       confounds_file=meta.get("ConfoundsFile") or None,
-                      sample_mask=runs[0]["sample_mask"], window=dfnc_window)
+                      sample_mask=runs[0]["sample_mask"], measure=fnc_measure,
+                      window=dfnc_window)
     written += [store(fnc["relmat_file"], fnc["meta"], desc="multiscale", suffix="relmat",
                       extension=".tsv"),
                 store(fnc["dfnc_file"], fnc["meta"], desc="dfnc", suffix="timeseries",
@@ -332,6 +334,8 @@ class _GICANetworksChunkInputSpec(BaseInterfaceInputSpec):
     labels_files = traits.List(File(exists=True), mandatory=True, desc="labels TSV per scale")
     scales = traits.List(traits.Int, mandatory=True, desc="model orders, as labels_files")
     output_dir = traits.Directory(mandatory=True, desc="msica output directory")
+    fnc_measure = traits.Str(DEFAULT_FNC_MEASURE, usedefault=True,
+                             desc="static-FNC measure, a key of pipeline.fnc.static.FNC_MEASURES")
     dfnc_window = traits.Int(30, usedefault=True, desc="dFNC window length (TRs)")
     dataset_links = traits.Dict(
         traits.Str, desc="dataset name -> root, to express Sources as BIDS URIs")
@@ -370,7 +374,8 @@ class GICANetworksChunk(SimpleInterface):
                     written += networks_fnc_of_run(
                         pca_file, run_index, model_file=inputs.model_file,
                         labels_files=inputs.labels_files, scales=inputs.scales,
-                        output_dir=inputs.output_dir, dfnc_window=inputs.dfnc_window,
+                        output_dir=inputs.output_dir, fnc_measure=inputs.fnc_measure,
+                        dfnc_window=inputs.dfnc_window,
                         dataset_links=links, work_dir=Path(work_dir))
                 except Exception as exc:  # noqa: BLE001 - reported below, with the run
                     failed.append((Path(pca_file).name, exc))

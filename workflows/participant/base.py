@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.fnc.static import DEFAULT_FNC_MEASURE
 from workflows.config import Settings
 from workflows.execution.engine import Workflow
 from workflows.execution.memory import run_mem_gb
@@ -53,6 +54,7 @@ def init_msica_participant_wf(
         gift_compatible=settings.gift_compatible,
         resample_template=settings.resample_template,
         device=settings.device,
+        fnc_measure=settings.fnc_measure,
         dfnc_window=settings.dfnc_window,
         model_orders=settings.model_orders,
         pca_dir=settings.subject_pca_dir,
@@ -84,6 +86,7 @@ def init_participant_wf(
     gift_compatible: bool = False,
     resample_template: bool = False,
     device: str = "auto",
+    fnc_measure: str = DEFAULT_FNC_MEASURE,
     dfnc_window: int = 30,
     model_orders: tuple[int, ...] = (),
     pca_dir: Path | None = None,
@@ -111,7 +114,7 @@ def init_participant_wf(
         How every run is denoised (default ``DenoiseOptions()``: as preprocessed).
     templates : list of (Path, Path or None), optional
         4-D template and its labels TSV, one pair per scale.
-    backrecon_method, gift_compatible, resample_template, device, dfnc_window
+    backrecon_method, gift_compatible, resample_template, device, fnc_measure, dfnc_window
         Network options, see :func:`init_networks_wf`.
     model_orders : tuple of int
         Group ICA model orders (data-driven mode, used when no ``templates``).
@@ -154,6 +157,7 @@ def init_participant_wf(
                 gift_compatible=gift_compatible,
                 resample_template=resample_template,
                 device=device,
+                fnc_measure=fnc_measure,
                 dfnc_window=dfnc_window,
                 name=f"run_{index:02d}_networks_wf",
             )

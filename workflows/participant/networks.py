@@ -7,7 +7,7 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from pipeline.fnc.static import FNC_MEASURES, StaticFNC
+from pipeline.fnc.static import DEFAULT_FNC_MEASURE, FNC_MEASURES
 from pipeline.ica.backrecon import BACKRECON_METHODS
 from workflows.execution.engine import Workflow
 
@@ -61,6 +61,7 @@ def init_networks_wf(
     gift_compatible: bool = False,
     resample_template: bool = False,
     device: str = "auto",
+    fnc_measure: str = DEFAULT_FNC_MEASURE,
     dfnc_window: int = 30,
     mem_gb: float = 0.2,
     name: str = "networks_wf",
@@ -88,6 +89,8 @@ def init_networks_wf(
         Resample templates that are not on the BOLD grid.
     device : str
         Torch device for MOO-ICAR.
+    fnc_measure : str
+        Static-FNC measure, a key of :data:`pipeline.fnc.static.FNC_MEASURES`.
     dfnc_window : int
         Sliding-window length in TRs.
     mem_gb : float
@@ -125,7 +128,7 @@ def init_networks_wf(
     workflow = Workflow(name=name)
     scales_text = ", ".join(Path(t).name for t, _ in templates)
     method_text = BACKRECON_METHODS[method].describe(gift_compatible)
-    fnc_text = FNC_MEASURES[StaticFNC().kind].summary  # ComputeFNC's measure
+    fnc_text = FNC_MEASURES[fnc_measure].summary
     workflow.__desc__ = (
         f"Participant networks were estimated at {len(templates)} scale(s) ({scales_text}) by "
         f"{method_text}; maps were z-scored. Network time courses were detrended (3rd order with "
@@ -148,7 +151,7 @@ def init_networks_wf(
                              run_without_submitting=True)
     merge_domains = pe.Node(niu.Merge(n_scales, no_flatten=True), name="merge_domains",
                             run_without_submitting=True)
-    fnc = pe.Node(ComputeFNC(t_r=t_r, window=dfnc_window), name="fnc")
+    fnc = pe.Node(ComputeFNC(t_r=t_r, measure=fnc_measure, window=dfnc_window), name="fnc")
     if confounds_file:
         fnc.inputs.confounds_file = confounds_file
     for index, (template, labels) in enumerate(templates):

@@ -25,9 +25,6 @@ REFERENCES: dict[str, str] = {
     "icasso": "Himberg J, Hyvarinen A, Esposito F. Validating the independent components of "
               "neuroimaging time series via clustering and visualization. NeuroImage. "
               "2004;22(3):1214-1222.",
-    "gica": "Erhardt EB, Rachakonda S, Bedrick EJ, Allen EA, Adali T, Calhoun VD. Comparison of "
-            "multi-subject ICA methods for analysis of fMRI data. Hum Brain Mapp. "
-            "2011;32(12):2075-2095.",
     "dfnc": "Allen EA, Damaraju E, Plis SM, Erhardt EB, Eichele T, Calhoun VD. Tracking "
             "whole-brain connectivity dynamics in the resting state. Cereb Cortex. "
             "2014;24(3):663-676.",
@@ -58,8 +55,8 @@ def all_references() -> dict[str, str]:
     -------
     dict
         ``@key`` -> reference text, from :data:`REFERENCES` and the registries:
-        :data:`pipeline.ica.backrecon.BACKRECON_METHODS`,
-        :data:`pipeline.fnc.static.FNC_MEASURES`,
+        :data:`pipeline.ica.backrecon.BACKRECON_METHODS` and
+        :data:`~pipeline.ica.backrecon.GICA`, :data:`pipeline.fnc.static.FNC_MEASURES`,
         :data:`pipeline.classify.connectivity.CONNECTIVITY_KINDS`,
         :data:`pipeline.classify.harmonize.HARMONIZERS` and
         :data:`pipeline.classify.models.MODELS`.
@@ -68,10 +65,10 @@ def all_references() -> dict[str, str]:
     from pipeline.classify.harmonize import HARMONIZERS
     from pipeline.classify.models import MODELS
     from pipeline.fnc.static import FNC_MEASURES
-    from pipeline.ica.backrecon import BACKRECON_METHODS
+    from pipeline.ica.backrecon import BACKRECON_METHODS, GICA
 
     out = dict(REFERENCES)
-    for entry in (*BACKRECON_METHODS.values(), *FNC_MEASURES.values(),
+    for entry in (*BACKRECON_METHODS.values(), GICA, *FNC_MEASURES.values(),
                   *CONNECTIVITY_KINDS.values(), *MODELS.values()):
         out.update(entry.references)
     for harmonizer in HARMONIZERS.values():

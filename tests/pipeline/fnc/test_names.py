@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.features import edge_labels
-from pipeline.fnc.names import EDGE_SEP, edge_name, is_edge, network_labels, split_edge
+from pipeline.fnc.names import (
+    EDGE_SEP,
+    edge_name,
+    is_edge,
+    network_labels,
+    node_feature_name,
+    split_edge,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -42,3 +49,10 @@ def test_separator_is_spelled_once():
                         token.string.strip("\"'") == EDGE_SEP or "}__{" in token.string):
                     offenders.append(f"{path.relative_to(ROOT)}:{token.start[0]}")
     assert offenders == []
+
+
+def test_node_feature_names_are_not_edges():
+    for node in network_labels(4, 2) + network_labels(10, 1, ["DMN_1"]):
+        for feature in ("amplitude", "falff", "dynamic_range"):
+            name = node_feature_name(feature, node)
+            assert name == f"{feature}_{node}" and not is_edge(name)
