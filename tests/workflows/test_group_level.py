@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from workflows.group.base import init_msica_group_wf
 
@@ -117,3 +118,24 @@ def test_run_timecourses_read_with_their_fnc_sidecars(tmp_path):
     with pytest.raises(InputDataError, match=r"sub-01_task-rest_scale-10_desc-ica_timeseries.tsv "
                                              r"has no multi-scale FNC matrix of the same run"):
         list(read_run_timecourses(timeseries, relmats[:1]))
+
+
+def test_fnc_table_refuses_runs_of_different_measures(tmp_path):
+    import numpy as np
+
+    from pipeline.exceptions import InputDataError
+    from workflows.interfaces.features import read_fnc_features
+
+    files = []
+    for label, measure in (("01", "Pearson correlation"), ("02", "Pearson correlation"),
+                           ("03", "partial correlation")):
+        path = tmp_path / f"sub-{label}_task-rest_desc-multiscale_relmat.tsv"
+        pd.DataFrame(np.eye(3), index=["s4-N1", "s4-N2", "s4-N3"],
+                     columns=["s4-N1", "s4-N2", "s4-N3"]).to_csv(path, sep="\t")
+        path.with_suffix(".json").write_text(json.dumps({"Measure": measure}))
+        files.append(str(path))
+    table, _ = read_fnc_features(files[:2])
+    assert list(table.index) == ["sub-01", "sub-02"]
+    with pytest.raises(InputDataError, match=r"sub-03_.*holds partial correlation, "
+                                             r"sub-01_.*Pearson correlation; rerun"):
+        read_fnc_features(files)

@@ -74,13 +74,15 @@ def read_fnc_features(relmat_files, participants_file=None) -> tuple[pd.DataFram
     Raises
     ------
     InputDataError
-        If the matrices do not all have the same nodes.
+        If the matrices do not all have the same nodes and measure (their
+        sidecars' ``Measure``).
     """
     from pipeline.exceptions import InputDataError
     from pipeline.features import static_fnc_table
 
     by_participant: dict[str, list[np.ndarray]] = defaultdict(list)
     labels = None
+    first_measure: tuple[str, str] | None = None  # (measure, file) of the first sidecar saying it
     for path in relmat_files:
         frame = pd.read_csv(path, sep="\t", index_col=0)
         if labels is None:
@@ -90,6 +92,15 @@ def read_fnc_features(relmat_files, participants_file=None) -> tuple[pd.DataFram
                 f"{path} has other networks than the first FNC matrix; rerun the "
                 "participant level with the same templates for everyone."
             )
+        measure = _measure_of(path)
+        if measure is not None:
+            first_measure = first_measure or (measure, path)
+            if measure != first_measure[0]:
+                raise InputDataError(
+                    f"{path} holds {measure}, {Path(first_measure[1]).name} "
+                    f"{first_measure[0]}; rerun the participant level with one --fnc-measure "
+                    "for everyone."
+                )
         by_participant[participant_of(path)].append(frame.to_numpy())
     ids = sorted(by_participant)
     fnc = np.stack([np.mean(by_participant[pid], axis=0) for pid in ids])
@@ -125,6 +136,17 @@ class FNCFeatureTable(PipelineInterface):
             "NodeLabels": labels,
         }
         return runtime
+
+
+def _measure_of(relmat_file: str) -> str | None:
+    """The FNC measure of a run, from its sidecar (None for a sidecar that does not say)."""
+    import json
+
+    sidecar = Path(relmat_file).with_suffix(".json")
+    try:
+        return json.loads(sidecar.read_text()).get("Measure")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _postprocessing_of(relmat_file: str) -> dict:
