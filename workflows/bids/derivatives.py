@@ -12,7 +12,10 @@ def derivatives_layout(output_dir: Path):
     """Index msica's own derivatives with pybids (msica's entities included).
 
     The index is built in memory each time: a cached database would miss the
-    outputs of participant jobs that finished since.
+    outputs of participant jobs that finished since. Sidecars are not indexed
+    (msica reads the few it needs itself): their metadata made the index 2.9x
+    larger and 4x slower (960 participants: 702 vs 243 MB, 21.9 vs 5.4 s), and
+    the group level's main process grew with every participant by it.
 
     Raises
     ------
@@ -33,7 +36,8 @@ def derivatives_layout(output_dir: Path):
         validate=False,
         is_derivative=True,
         config=[str(template_path("msica_bids_config.json"))],
-        indexer=BIDSLayoutIndexer(validate=False, ignore=["logs", "figures", "group"]),
+        indexer=BIDSLayoutIndexer(validate=False, ignore=["logs", "figures", "group"],
+                                  index_metadata=False),
     )
 
 
