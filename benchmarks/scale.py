@@ -24,10 +24,10 @@ resident size after the imports (the libraries' own ~0.3-0.5 GB).
 
 ``group-pca`` -- the group PCA alone on N synthetic subject-PCA blocks at 3 mm (about 70k
 voxels; ``2 * max(orders)`` rows each, float32 ``.npy`` files read one at a time by loader
-callables): peak RSS, passes, CPU s per pass, and the ratio to one read of every block. To keep
-the disk use bounded the files hold ``--unique`` distinct blocks and subject ``i`` reads block
-``i % unique`` with its own seeded sign flips (so no two subjects are equal); one read of the
-data is measured on exactly the same loaders.
+callables): peak RSS, passes, CPU s per pass, and the ratios of CPU and wall time to one read
+of every block times the passes. To keep the disk use bounded the files hold ``--unique``
+distinct blocks and subject ``i`` reads block ``i % unique`` with its own seeded sign flips (so
+no two subjects are equal); one read of the data is measured on exactly the same loaders.
 
 Examples::
 
@@ -436,8 +436,8 @@ def group(args) -> None:
     print(f"group PCA alone: {args.n_voxels} voxels, {rows} rows per subject (2 x order {k}), "
           f"float32 blocks from .npy, {args.unique} distinct files, method={args.method}, "
           f"threads={args.threads}")
-    print(f"{'N':>5} {'step':>6} {'CPU s':>8} {'peak GB':>8} {'passes':>6} {'conv':>5} "
-          f"{'s/pass':>7} {'x read':>7} {'x read*passes':>13}")
+    print(f"{'N':>5} {'step':>6} {'CPU s':>8} {'wall s':>8} {'peak GB':>8} {'passes':>6} "
+          f"{'conv':>5} {'s/pass':>7} {'x read':>7} {'x read*passes':>13} {'wall x':>7}")
     peaks = {}
     for n in args.n_subjects:
         params = {"folder": str(folder), "n_subjects": n}
@@ -447,11 +447,14 @@ def group(args) -> None:
                         args.threads)
         passes = pca["n_passes"]
         peaks[n] = pca["peak_kib"]
-        print(f"{n:>5d} {'read':>6} {read['cpu_s']:>8.2f} {read['peak_kib'] / 1e6 * 1.024:>8.2f}")
-        print(f"{n:>5d} {'pca':>6} {pca['cpu_s']:>8.2f} {pca['peak_kib'] / 1e6 * 1.024:>8.2f} "
+        print(f"{n:>5d} {'read':>6} {read['cpu_s']:>8.2f} {read['wall_s']:>8.2f} "
+              f"{read['peak_kib'] / 1e6 * 1.024:>8.2f}")
+        print(f"{n:>5d} {'pca':>6} {pca['cpu_s']:>8.2f} {pca['wall_s']:>8.2f} "
+              f"{pca['peak_kib'] / 1e6 * 1.024:>8.2f} "
               f"{passes:>6d} {str(pca['converged']):>5} {pca['cpu_s'] / passes:>7.2f} "
               f"{pca['cpu_s'] / read['cpu_s']:>7.2f} "
-              f"{pca['cpu_s'] / (read['cpu_s'] * passes):>13.2f}", flush=True)
+              f"{pca['cpu_s'] / (read['cpu_s'] * passes):>13.2f} "
+              f"{pca['wall_s'] / (read['wall_s'] * passes):>7.2f}", flush=True)
         if args.json:
             with open(args.json, "a") as f:
                 f.write(json.dumps({"n_subjects": n, "read": read, "pca": pca}) + "\n")
