@@ -259,6 +259,16 @@ EXACT_MAX_VOXELS = 4096
 EXACT_MAX_BYTES = 512 * 2**20
 
 
+def _check_group_order(n_components: int, n_rows: int, n_voxels: int) -> None:
+    """Refuse more group components than the stacked rows or the voxels."""
+    if not 1 <= n_components <= min(n_rows, n_voxels):
+        raise ValueError(
+            f"'n_components' must be an int in [1, min(stacked rows={n_rows}, "
+            f"n_voxels={n_voxels})]. Got {n_components}. Lower the model order or keep "
+            "more subject components."
+        )
+
+
 def _group_pca_exact(blocks, n_components: int, n_voxels: int) -> GroupPCAResult:
     """Exact group PCA from the smaller of the two Gram matrices (blocks kept in memory).
 
@@ -270,12 +280,7 @@ def _group_pca_exact(blocks, n_components: int, n_voxels: int) -> GroupPCAResult
     stacked = torch.cat(kept, dim=0)
     del kept
     n_rows = stacked.shape[0]
-    if not 1 <= n_components <= min(n_rows, n_voxels):
-        raise ValueError(
-            f"'n_components' must be an int in [1, min(stacked rows={n_rows}, "
-            f"n_voxels={n_voxels})]. Got {n_components}. Lower the model order or keep "
-            "more subject components."
-        )
+    _check_group_order(n_components, n_rows, n_voxels)
     temporal = n_rows <= n_voxels
     gram = (stacked @ stacked.T if temporal else stacked.T @ stacked).double()
     theta, vecs = _top_eigh(gram, n_components)
@@ -481,12 +486,7 @@ def _group_pca_iterative(blocks_iter: Callable[[torch.dtype], Iterator[torch.Ten
         basis.addmm_(blk.T, gauss.to(compute))
         rows.append(blk.shape[0])
     n_rows = sum(rows)
-    if not 1 <= n_components <= min(n_rows, n_voxels):
-        raise ValueError(
-            f"'n_components' must be an int in [1, min(stacked rows={n_rows}, "
-            f"n_voxels={n_voxels})]. Got {n_components}. Lower the model order or keep "
-            "more subject components."
-        )
+    _check_group_order(n_components, n_rows, n_voxels)
     size = min(size, n_rows)
     basis, _ = torch.linalg.qr(basis[:, :size].double())
 
