@@ -24,16 +24,20 @@ resident size after the imports (the libraries' own ~0.3-0.5 GB).
 
 ``group-pca`` -- the group PCA alone on N synthetic subject-PCA blocks at 3 mm (about 70k
 voxels; ``2 * max(orders)`` rows each, float32 ``.npy`` files read one at a time by loader
-callables): peak RSS, passes, CPU s per pass, and the ratio to one read of every block. To keep
-the disk use bounded the files hold ``--unique`` distinct blocks and subject ``i`` reads block
-``i % unique`` with its own seeded sign flips (so no two subjects are equal); one read of the
-data is measured on exactly the same loaders.
+callables): peak RSS, passes, CPU s per pass, and the ratios of CPU and wall time to one read
+of every block times the passes. To keep the disk use bounded the files hold ``--unique``
+distinct blocks and subject ``i`` reads block ``i % unique`` with its own seeded sign flips (so
+no two subjects are equal); one read of the data is measured on exactly the same loaders.
+``--reader msica`` reads the same blocks from subject-PCA files as the participant level writes
+them (``.npz``, through ``pipeline.ica.persistence.read_subject_pcas``, the group level's
+reader: the archive read, then the group mask's columns gathered) instead of ``.npy``.
 
 Examples::
 
     python benchmarks/scale.py participant --grid-mm 6 3 --n-volumes 150 300
     python benchmarks/scale.py participant --grid-mm 2 --n-volumes 1200 --skip workflow
     python benchmarks/scale.py group-pca --n-subjects 100 300 1000 --orders 25 50 75 100
+    python benchmarks/scale.py group-pca --n-subjects 100 300 --reader msica
 
 (The data-driven group level at 24/96/300 participants and the permutation tests of issue 15
 items 3-4 are benchmarked separately; see benchmarks/participant.py and benchmarks/classify.py.)
@@ -309,15 +313,51 @@ def make_group_blocks(root: Path, n_unique: int, n_rows: int, n_voxels: int, ran
     return folder
 
 
-def _group_loaders(folder: Path, n_subjects: int):
+def msica_subject_pcas(folder: Path) -> Path:
+    """The blocks of ``folder`` as subject-PCA files of msica (``.npz``, in ``folder/msica``).
+
+    Read back by :func:`pipeline.ica.persistence.read_subject_pcas`, the group level's reader
+    (archive read, then the group mask's columns gathered: here all of them).
+    """
     import numpy as np
 
+    from pipeline.ica.pca import SubjectPCAResult
+    from pipeline.ica.persistence import save_subject_pca
+
+    out = folder / "msica"
+    if (out / "done").is_file():
+        return out
+    out.mkdir(exist_ok=True)
+    for path in sorted(folder.glob("block*.npy")):
+        reduced = np.load(path)
+        rows, n_voxels = reduced.shape
+        result = SubjectPCAResult(reduced, np.eye(rows), np.eye(rows), np.ones(rows))
+        save_subject_pca(out / f"{path.stem}.npz", result, voxels=np.arange(n_voxels),
+                         shape=(n_voxels, 1, 1), affine=np.eye(4),
+                         sample_mask=np.arange(rows))
+    (out / "done").write_text("ok")
+    return out
+
+
+def _group_loaders(folder: Path, n_subjects: int, reader: str = "npy"):
+    import numpy as np
+
+    from pipeline.ica.persistence import read_subject_pcas
+
     files = sorted(folder.glob("block*.npy"))
+    n_files = len(files)
+    if reader == "msica":  # the files of msica_subject_pcas(folder), read as the group level does
+        n_voxels = np.load(files[0], mmap_mode="r").shape[1]
+        read = read_subject_pcas(sorted((folder / "msica").glob("block*.npz")),
+                                 np.arange(n_voxels))["reduced"].__getitem__
+    else:
+        def read(j: int):
+            return np.load(files[j])
 
     def loader(i: int):
         def load():
-            block = np.load(files[i % len(files)])
-            if i >= len(files):  # distinct subjects from the same file: seeded row sign flips
+            block = read(i % n_files)
+            if i >= n_files:  # distinct subjects from the same file: seeded row sign flips
                 signs = np.random.default_rng(i).choice(np.float32([-1.0, 1.0]), block.shape[0])
                 block *= signs[:, None]
             return block
@@ -327,7 +367,7 @@ def _group_loaders(folder: Path, n_subjects: int):
 
 
 def _step_group_read(params: dict) -> dict:
-    loaders = _group_loaders(Path(params["folder"]), params["n_subjects"])
+    loaders = _group_loaders(Path(params["folder"]), params["n_subjects"], params["reader"])
     t0 = _cpu_s()
     total = 0.0
     for load in loaders:
@@ -338,7 +378,7 @@ def _step_group_read(params: dict) -> dict:
 def _step_group_pca(params: dict) -> dict:
     from pipeline.ica.pca import group_pca
 
-    loaders = _group_loaders(Path(params["folder"]), params["n_subjects"])
+    loaders = _group_loaders(Path(params["folder"]), params["n_subjects"], params["reader"])
     kwargs = {k: params[k] for k in ("method", "n_iter", "subspace_size") if params.get(k)}
     t0 = _cpu_s()
     res = group_pca(loaders, params["n_components"], random_state=RANDOM_STATE, device="cpu",
@@ -441,25 +481,31 @@ def group(args) -> None:
     rows = 2 * k
     folder = make_group_blocks(data_root, min(args.unique, max(args.n_subjects)), rows,
                                args.n_voxels, args.rank)
+    if args.reader == "msica":
+        msica_subject_pcas(folder)
+    source = {"npy": ".npy (np.load)", "msica": "msica's .npz (read_subject_pcas)"}[args.reader]
     print(f"group PCA alone: {args.n_voxels} voxels, {rows} rows per subject (2 x order {k}), "
-          f"float32 blocks from .npy, {args.unique} distinct files, method={args.method}, "
+          f"float32 blocks from {source}, {args.unique} distinct files, method={args.method}, "
           f"threads={args.threads}")
-    print(f"{'N':>5} {'step':>6} {'CPU s':>8} {'peak GB':>8} {'passes':>6} {'conv':>5} "
-          f"{'s/pass':>7} {'x read':>7} {'x read*passes':>13}")
+    print(f"{'N':>5} {'step':>6} {'CPU s':>8} {'wall s':>8} {'peak GB':>8} {'passes':>6} "
+          f"{'conv':>5} {'s/pass':>7} {'x read':>7} {'x read*passes':>13} {'wall x':>7}")
     peaks = {}
     for n in args.n_subjects:
-        params = {"folder": str(folder), "n_subjects": n}
+        params = {"folder": str(folder), "n_subjects": n, "reader": args.reader}
         read = _run_case("group_read", params, args.threads)
         pca = _run_case("group_pca", {**params, "n_components": k, "method": args.method,
                                       "n_iter": args.n_iter, "subspace_size": args.subspace_size},
                         args.threads)
         passes = pca["n_passes"]
         peaks[n] = pca["peak_kib"]
-        print(f"{n:>5d} {'read':>6} {read['cpu_s']:>8.2f} {read['peak_kib'] / 1e6 * 1.024:>8.2f}")
-        print(f"{n:>5d} {'pca':>6} {pca['cpu_s']:>8.2f} {pca['peak_kib'] / 1e6 * 1.024:>8.2f} "
+        print(f"{n:>5d} {'read':>6} {read['cpu_s']:>8.2f} {read['wall_s']:>8.2f} "
+              f"{read['peak_kib'] / 1e6 * 1.024:>8.2f}")
+        print(f"{n:>5d} {'pca':>6} {pca['cpu_s']:>8.2f} {pca['wall_s']:>8.2f} "
+              f"{pca['peak_kib'] / 1e6 * 1.024:>8.2f} "
               f"{passes:>6d} {str(pca['converged']):>5} {pca['cpu_s'] / passes:>7.2f} "
               f"{pca['cpu_s'] / read['cpu_s']:>7.2f} "
-              f"{pca['cpu_s'] / (read['cpu_s'] * passes):>13.2f}", flush=True)
+              f"{pca['cpu_s'] / (read['cpu_s'] * passes):>13.2f} "
+              f"{pca['wall_s'] / (read['wall_s'] * passes):>7.2f}", flush=True)
         if args.json:
             with open(args.json, "a") as f:
                 f.write(json.dumps({"n_subjects": n, "read": read, "pca": pca}) + "\n")
@@ -491,6 +537,8 @@ def main() -> None:
     g.add_argument("--rank", type=int, default=150, help="planted shared sources")
     g.add_argument("--unique", type=int, default=100, help="distinct block files on disk")
     g.add_argument("--method", default="mpowit")
+    g.add_argument("--reader", choices=("npy", "msica"), default="npy",
+                   help="blocks read from .npy files, or from msica's subject-PCA files")
     g.add_argument("--n-iter", type=int, default=None)
     g.add_argument("--subspace-size", type=int, default=None)
     args = parser.parse_args()

@@ -20,9 +20,11 @@ dewhitening block (the group whitening is derived from it on access).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import tempfile
+from itertools import pairwise
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import torch
@@ -96,8 +98,8 @@ class GroupPCAResult(NamedTuple):
     converged : bool
         Whether the eigenvalues met ``tol`` (always True for ``"randomized"``).
     n_passes : int
-        Number of times every block was read (start, iterations and the final
-        pass that computes ``dewhitening``; 1 for the exact path).
+        Number of times every block was read: once to start and once per
+        iteration (``n_iter + 1``; 1 for the exact path).
     change : float
         Relative change of the top eigenvalues at the last iteration
         (0 for the exact path; NaN after a single iteration).
@@ -257,6 +259,16 @@ EXACT_MAX_VOXELS = 4096
 EXACT_MAX_BYTES = 512 * 2**20
 
 
+def _check_group_order(n_components: int, n_rows: int, n_voxels: int) -> None:
+    """Refuse more group components than the stacked rows or the voxels."""
+    if not 1 <= n_components <= min(n_rows, n_voxels):
+        raise ValueError(
+            f"'n_components' must be an int in [1, min(stacked rows={n_rows}, "
+            f"n_voxels={n_voxels})]. Got {n_components}. Lower the model order or keep "
+            "more subject components."
+        )
+
+
 def _group_pca_exact(blocks, n_components: int, n_voxels: int) -> GroupPCAResult:
     """Exact group PCA from the smaller of the two Gram matrices (blocks kept in memory).
 
@@ -268,12 +280,7 @@ def _group_pca_exact(blocks, n_components: int, n_voxels: int) -> GroupPCAResult
     stacked = torch.cat(kept, dim=0)
     del kept
     n_rows = stacked.shape[0]
-    if not 1 <= n_components <= min(n_rows, n_voxels):
-        raise ValueError(
-            f"'n_components' must be an int in [1, min(stacked rows={n_rows}, "
-            f"n_voxels={n_voxels})]. Got {n_components}. Lower the model order or keep "
-            "more subject components."
-        )
+    _check_group_order(n_components, n_rows, n_voxels)
     temporal = n_rows <= n_voxels
     gram = (stacked @ stacked.T if temporal else stacked.T @ stacked).double()
     theta, vecs = _top_eigh(gram, n_components)
@@ -342,7 +349,7 @@ def group_pca(
         top eigenvalues change by less than ``tol`` (MPOWIT). The block
         must exceed the cluster of large eigenvalues (the shared signal):
         ``2 * n_components`` (GIFT's subject PCs per subject) converged in
-        5 iterations (7 passes) on simulated 3 mm subject PCAs of order 100,
+        4 iterations (5 passes) on simulated 3 mm subject PCAs of order 100,
         as fast as ``5 * n_components`` at 40%% less work per pass, while
         ``n_components + 20`` inside the cluster had not converged after 200
         (``benchmarks/scale.py``). Up to ``EXACT_MAX_VOXELS`` (4096) voxels,
@@ -384,10 +391,12 @@ def group_pca(
     is updated by ``Q <- orth(sum_i Y_i.T (Y_i Q))``, one block at a time;
     the Rayleigh-Ritz matrix ``sum_i (Y_i Q).T (Y_i Q)`` gives the eigenvalues
     and, at the end, the rotation to the principal axes ``V``. Every block is
-    read once to start, once per iteration and once more at the end for its
-    coordinates ``Y_i V`` (``n_passes`` in the result). Memory is about three
-    ``(n_voxels, l)`` float64 arrays plus one block, and a ``(p_i, k)``
-    dewhitening block per subject (one contiguous array). Float32 blocks
+    read once to start and once per iteration (``n_passes`` in the result): each
+    iteration writes ``Y_i Q`` (``p_i x l``) to a temporary file, from which the
+    last one gives the coordinates ``Y_i V`` without another pass. Memory is
+    about three ``(n_voxels, l)`` float64 arrays plus one block, and a
+    ``(p_i, k)`` dewhitening block per subject (one contiguous array); the
+    temporary file holds ``sum p_i x l`` values. Float32 blocks
     (subject PCAs as msica writes them) are multiplied and summed in float32,
     twice as fast as float64 (relative eigenvalue error ~1e-8 against an exact
     eigendecomposition on simulated 3 mm data), and their dewhitening blocks
@@ -423,14 +432,14 @@ def group_pca(
     rng = check_random_state(random_state)
     dev = resolve_device(device)
 
-    first = _load_block(blocks[0], 0, None)
-    n_voxels, first_dtype = first.shape[1], work_dtype(first)
-    del first  # streamed blocks are read when needed, the first one included
+    # blocks[0] is read once here (number of voxels, dtype) and handed to the first pass
+    head = [_load_block(blocks[0], 0, None)]
+    n_voxels, first_dtype = head[0].shape[1], work_dtype(head[0])
 
     def blocks_iter(dtype=torch.float64):
-        for i, block in enumerate(blocks):
-            arr = _load_block(block, i, n_voxels)
-            yield torch.as_tensor(np.asarray(arr), dtype=dtype, device=dev)
+        for i in range(len(blocks)):  # a LazySequence reads blocks[i] when indexed
+            arr = head.pop() if head else _load_block(blocks[i], i, n_voxels)
+            yield torch.as_tensor(arr, dtype=dtype, device=dev)
 
     if method == "mpowit":
         size = subspace_size if subspace_size is not None else 2 * n_components
@@ -452,11 +461,23 @@ def group_pca(
     if method == "mpowit" and (n_voxels <= EXACT_MAX_VOXELS
                                or (in_memory and n_bytes <= EXACT_MAX_BYTES)):
         return _group_pca_exact(blocks_iter(exact_dtype), n_components, n_voxels)
+    with tempfile.TemporaryFile() as spill:
+        return _group_pca_iterative(blocks_iter, exact_dtype, n_voxels, n_components, size,
+                                    method, max_iter, tol, rng, dev, spill)
 
-    # Products and their sums in the blocks' precision (float32 subject PCAs: twice as
-    # fast; rounding ~1e-7, far below tol); Rayleigh-Ritz matrix and QR in float64.
-    compute = exact_dtype
 
+def _group_pca_iterative(blocks_iter: Callable[[torch.dtype], Iterator[torch.Tensor]],
+                         compute: torch.dtype, n_voxels: int, n_components: int, size: int,
+                         method: str, max_iter: int, tol: float, rng: np.random.RandomState,
+                         dev: torch.device, spill: BinaryIO) -> GroupPCAResult:
+    """Subspace iteration of :func:`group_pca`, reading the blocks once per pass.
+
+    Products and their sums run in the blocks' precision ``compute`` (float32 subject
+    PCAs: twice as fast; rounding ~1e-7, far below tol); the Rayleigh-Ritz matrix and
+    the QR are float64. Each iteration writes every block's ``Y_i Q`` (``p_i x l``) to
+    the file ``spill``, so the last one gives the coordinates ``Y_i V = (Y_i Q) R``
+    without another pass and without memory that grows with the number of blocks.
+    """
     # Start (one pass, which also counts the stacked rows): Q = Y.T G, G Gaussian.
     basis = torch.zeros((n_voxels, size), dtype=compute, device=dev)
     rows = []
@@ -465,12 +486,7 @@ def group_pca(
         basis.addmm_(blk.T, gauss.to(compute))
         rows.append(blk.shape[0])
     n_rows = sum(rows)
-    if not 1 <= n_components <= min(n_rows, n_voxels):
-        raise ValueError(
-            f"'n_components' must be an int in [1, min(stacked rows={n_rows}, "
-            f"n_voxels={n_voxels})]. Got {n_components}. Lower the model order or keep "
-            "more subject components."
-        )
+    _check_group_order(n_components, n_rows, n_voxels)
     size = min(size, n_rows)
     basis, _ = torch.linalg.qr(basis[:, :size].double())
 
@@ -484,10 +500,12 @@ def group_pca(
         # Q_new = sum_i Y_i.T (Y_i Q), Rayleigh-Ritz matrix sum_i (Y_i Q).T (Y_i Q): one pass
         new_basis.zero_()
         ritz.zero_()
+        spill.seek(0)
         right = basis.to(compute)
         for blk in blocks_iter(compute):
             proj = blk @ right
             new_basis.addmm_(blk.T, proj)
+            proj.cpu().numpy().tofile(spill)
             proj = proj.double()
             ritz.addmm_(proj.T, proj)
         del right
@@ -506,25 +524,26 @@ def group_pca(
             basis, _ = torch.linalg.qr(new_basis.double())
     del new_basis
     scale = np.sqrt(n_voxels - 1)
-    vectors = basis @ rot[:, :n_components]  # (n_voxels, k), orthonormal columns
+    rot = rot[:, :n_components]
+    reduced = ((basis @ rot).T * scale).cpu().numpy()  # V.T sqrt(n_voxels - 1)
     del basis
     eigvals = (theta[:n_components] / (n_voxels - 1)).cpu().numpy()
-    # Final pass: each block's coordinates on the principal axes, Y_i V / sqrt(n_voxels - 1),
-    # in the blocks' precision, into one (sum p_i, k) array (views per block)
-    coords = np.empty((n_rows, n_components), dtype=np.float32 if compute == torch.float32
-                      else np.float64)
-    right = (vectors / scale).to(compute)
+    # Each block's coordinates on the principal axes, Y_i V / sqrt(n_voxels - 1), from the
+    # last pass's Y_i Q, in the blocks' precision, into one (sum p_i, k) array (views per block)
+    dtype = np.float32 if compute == torch.float32 else np.float64
+    coords = np.empty((n_rows, n_components), dtype=dtype)
+    right = (rot / scale).cpu().numpy()
+    spill.seek(0)
     offsets = np.cumsum([0] + rows)
-    for start, blk in zip(offsets, blocks_iter(compute)):
-        coords[start:start + blk.shape[0]] = (blk @ right).cpu().numpy()
-    del right
-    dewhitening = [coords[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-    reduced = (vectors.T * scale).cpu().numpy()
+    for start, stop in pairwise(offsets):
+        proj = np.fromfile(spill, dtype=dtype, count=(stop - start) * size)
+        coords[start:stop] = proj.reshape(stop - start, size) @ right
+    dewhitening = [coords[a:b] for a, b in pairwise(offsets)]
     if not converged:
         LOGGER.info("group_pca (mpowit) stopped at n_iter=%d before tol=%g (change %.3g).",
                     n_done, tol, change)
     return GroupPCAResult(reduced, eigvals, _whitening(dewhitening, eigvals), dewhitening,
-                          n_done, converged, n_done + 2, change)
+                          n_done, converged, n_done + 1, change)
 
 
 def _whitening(dewhitening: Sequence, eigenvalues: np.ndarray) -> LazySequence:
