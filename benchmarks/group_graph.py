@@ -31,9 +31,22 @@ from pathlib import Path
 _CLI = "import sys; from workflows.cli import run; sys.exit(run(sys.argv[1:]))"
 
 
-def _msica(*argv: str) -> subprocess.CompletedProcess:
+def msica(*argv: str) -> subprocess.CompletedProcess:
+    """Run the msica command line with ``argv`` in a child process (its output discarded)."""
     return subprocess.run([sys.executable, "-c", _CLI, *map(str, argv)], check=True,
                           stdout=subprocess.DEVNULL)
+
+
+def run_measured(*argv: str) -> dict:
+    """:func:`msica` with ``argv``: wall, CPU (the child and every process it waited for), and
+    the largest peak RSS of those processes so far (GB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    msica(*argv)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": wall, "cpu": cpu, "rss_gb": after.ru_maxrss / 2**20}
 
 
 def prepare(root: Path, n_subjects: int, grid_mm: float, orders: list[str],
@@ -43,9 +56,9 @@ def prepare(root: Path, n_subjects: int, grid_mm: float, orders: list[str],
     if (folder / "participant.done").is_file():
         return folder
     shutil.rmtree(folder, ignore_errors=True)
-    _msica("simulate", folder / "bids", "--n-subjects", n_subjects, "--grid-mm", grid_mm,
+    msica("simulate", folder / "bids", "--n-subjects", n_subjects, "--grid-mm", grid_mm,
            "--n-volumes", 120, "--seed", 3)
-    _msica(folder / "bids", folder / "out_participant", "participant", "-w", folder / "work",
+    msica(folder / "bids", folder / "out_participant", "participant", "-w", folder / "work",
            "--nprocs", nprocs, "--model-orders", *orders, "--no-reports")
     (folder / "participant.done").touch()
     return folder
@@ -67,14 +80,9 @@ def time_group(folder: Path, orders: list[str], nprocs: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(folder / "out_participant", out)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    _msica(folder / "bids", out, "group", "-w", work, "--pca-dir", folder / "work" / "subject_pca",
-           "--nprocs", nprocs, "--model-orders", *orders, "--icasso-runs", 4, "--no-reports")
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "rss_gb": after.ru_maxrss / 2**20}
+    return run_measured(folder / "bids", out, "group", "-w", work, "--pca-dir",
+                        folder / "work" / "subject_pca", "--nprocs", nprocs, "--model-orders",
+                        *orders, "--icasso-runs", 4, "--no-reports")
 
 
 def main() -> None:

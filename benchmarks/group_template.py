@@ -20,22 +20,13 @@ The base cohort under ``ROOT/base`` is reused; each size is rebuilt.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
+from group_graph import msica, run_measured  # this folder's sibling script
 
-_CLI = "import sys; from workflows.cli import run; sys.exit(run(sys.argv[1:]))"
 BASE_PARTICIPANTS = 24
-
-
-def _msica(*argv: str) -> None:
-    subprocess.run([sys.executable, "-c", _CLI, *map(str, argv)], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def prepare_base(root: Path) -> Path:
@@ -46,8 +37,8 @@ def prepare_base(root: Path) -> Path:
     if (base / "participant.done").is_file():
         return base
     shutil.rmtree(base, ignore_errors=True)
-    _msica("simulate", base / "bids", "--n-subjects", BASE_PARTICIPANTS, "--seed", 0)
-    _msica(base / "bids", base / "out", "participant", "-w", base / "work", "--nprocs", 2,
+    msica("simulate", base / "bids", "--n-subjects", BASE_PARTICIPANTS, "--seed", 0)
+    msica(base / "bids", base / "out", "participant", "-w", base / "work", "--nprocs", 2,
            "--no-reports", *truth_template_options(base / "bids"))
     (base / "participant.done").touch()
     return base
@@ -89,14 +80,9 @@ def tile(base: Path, folder: Path, n_participants: int) -> None:
 
 def run_group(folder: Path, nprocs: int) -> dict:
     """The group level in a child process: wall, CPU (it and its workers), largest peak RSS."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    _msica(folder / "bids", folder / "out", "group", "-w", folder / "work", "--nprocs", nprocs,
-           "--targets", "diagnosis", "--n-permutations", 0, "--no-reports")
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "rss_gb": after.ru_maxrss / 2**20}
+    return run_measured(folder / "bids", folder / "out", "group", "-w", folder / "work",
+                        "--nprocs", nprocs, "--targets", "diagnosis", "--n-permutations", 0,
+                        "--no-reports")
 
 
 def main() -> None:
