@@ -178,10 +178,13 @@ def bootstrap_metrics(y_true, y_pred, scores, classes, pos_label, *, n_bootstrap
         for m, v in _metrics(y_true[idx], y_pred[idx], s, classes, pos_label).items():
             draws[m].append(v)
     alpha = (1 - ci) / 2
-    rows = {m: {"estimate": point[m],
-                "ci_low": np.nanquantile(draws[m], alpha) if draws[m] else np.nan,
-                "ci_high": np.nanquantile(draws[m], 1 - alpha) if draws[m] else np.nan}
-            for m in point}
+    rows = {}
+    for m in point:
+        defined = np.asarray(draws[m], dtype=np.float64)
+        defined = defined[np.isfinite(defined)]  # e.g. no AUC without class scores: no CI
+        low, high = (np.quantile(defined, [alpha, 1 - alpha]) if defined.size
+                     else (np.nan, np.nan))
+        rows[m] = {"estimate": point[m], "ci_low": low, "ci_high": high}
     return pd.DataFrame(rows).T.rename_axis("metric")
 
 

@@ -9,6 +9,7 @@ from pipeline.classify.analysis import design_matrix
 from pipeline.classify.search import FastSearchClassifier
 from pipeline.classify.validation import (
     binary_metrics,
+    bootstrap_metrics,
     check_groups_disjoint,
     nested_cross_validate,
     outer_splits,
@@ -105,6 +106,22 @@ def test_multiclass_target(cohort, fast_grid):
     assert set(res.classes) == {"good", "none", "partial"}
     assert res.balanced_accuracy > 0.6  # chance is 1/3
     assert 0.5 < res.roc_auc <= 1.0
+
+
+def test_bootstrap_without_scores_gives_no_auc_interval_and_no_warning():
+    """Without class scores AUC is undefined in every draw: its CI is n/a, quietly (numpy's
+    'All-NaN slice' RuntimeWarning reached the logs of multi-class runs)."""
+    import warnings
+
+    y = np.array(["a", "b", "c"] * 10)
+    pred = np.roll(y, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = bootstrap_metrics(y, pred, None, np.array(["a", "b", "c"]), None,
+                                  n_bootstrap=50, random_state=0)
+    assert np.isnan(table.loc["roc_auc"].astype(float)).all()
+    low, high = table.loc["balanced_accuracy", ["ci_low", "ci_high"]]
+    assert 0 <= low <= table.loc["balanced_accuracy", "estimate"] <= high <= 1
 
 
 def test_binary_metrics_against_sklearn():
