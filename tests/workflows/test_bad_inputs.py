@@ -19,7 +19,7 @@ from workflows.cli import run
 
 pytestmark = pytest.mark.integration
 
-N_SUBJECTS = 9
+N_SUBJECTS = 10
 FMRIPREP = Path("derivatives") / "fmriprep"
 
 
@@ -34,7 +34,7 @@ def _paths(root: Path, label: str) -> dict[str, Path]:
 
 
 def _break(root: Path) -> dict[str, str]:
-    """Damage participants 02..09 in different ways; return label -> expected message part."""
+    """Damage participants 02..10 in different ways; return label -> expected message part."""
     expected = {}
     p = _paths(root, "02")  # 3-D image where 4-D is expected
     img = nb.load(p["bold"])
@@ -68,6 +68,10 @@ def _break(root: Path) -> dict[str, str]:
     p = _paths(root, "09")  # no BOLD at all
     p["bold"].unlink()
     expected["09"] = "BOLD"
+    p = _paths(root, "10")  # empty brain mask (read when the workflow is built)
+    mask = nb.load(p["mask"])
+    nb.Nifti1Image(np.zeros(mask.shape, np.uint8), mask.affine).to_filename(p["mask"])
+    expected["10"] = "no non-zero voxel"
     return expected
 
 

@@ -134,13 +134,15 @@ def _run_participant_level(settings: Settings) -> dict[str, BaseException]:
             for run in runs:
                 check_run(run, strategy=settings.denoise_strategy, templates=templates,
                           resample_template=settings.resample_template)
+            # building reads each run's header and mask (the memory its nodes declare)
+            participant_wf = init_msica_participant_wf(settings, label, runs)
         except (InputDataError, FileNotFoundError) as exc:
             LOGGER.error("sub-%s: %s", label, exc)
             failures[f"sub-{label}"] = exc
             if settings.stop_on_first_crash:
                 return failures
             continue
-        workflow.add_nodes([init_msica_participant_wf(settings, label, runs)])
+        workflow.add_nodes([participant_wf])
     if not workflow._graph.nodes():
         return failures
 

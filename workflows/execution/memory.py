@@ -16,10 +16,9 @@ libraries (2 mm: 15.9 bytes at 300 volumes, 13.0 at 1200; 3 mm, 300 volumes:
 
 from __future__ import annotations
 
-import nibabel as nib
 import numpy as np
 
-from pipeline.image_checks import load_mask
+from pipeline.image_checks import load_bold, load_mask
 
 __all__ = ["BASE_GB", "BYTES_PER_VOXEL_VOLUME", "run_mem_gb"]
 
@@ -35,7 +34,8 @@ def run_mem_gb(bold_file: str, mask_file: str) -> float:
     Parameters
     ----------
     bold_file : str
-        4-D BOLD run; only its header is read (number of volumes).
+        4-D BOLD run; only its header is read (number of volumes,
+        :func:`pipeline.image_checks.load_bold`).
     mask_file : str
         Its brain mask; the voxels inside it are counted
         (:func:`pipeline.image_checks.load_mask`).
@@ -45,12 +45,17 @@ def run_mem_gb(bold_file: str, mask_file: str) -> float:
     float
         ``BASE_GB + BYTES_PER_VOXEL_VOLUME × voxels × volumes / 1e9``.
 
+    Raises
+    ------
+    FileNotFoundError, InputDataError
+        As :func:`~pipeline.image_checks.load_bold` and
+        :func:`~pipeline.image_checks.load_mask` (one line naming the file).
+
     Examples
     --------
     A 2 mm MNI brain (about 235,000 voxels) with 1200 volumes needs about 5.1 GB
     by this rule (4.11 GB measured); with 300 volumes about 1.7 GB (1.56 GB).
     """
-    shape = nib.load(bold_file).shape
-    n_volumes = shape[3] if len(shape) == 4 else 1
+    n_volumes = load_bold(bold_file, min_volumes=1).shape[3]
     n_voxels = int(np.count_nonzero(load_mask(mask_file).dataobj))
     return BASE_GB + BYTES_PER_VOXEL_VOLUME * n_voxels * n_volumes / 1e9
