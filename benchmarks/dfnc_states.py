@@ -50,7 +50,8 @@ def _case(files: list[str], n_states: int | None) -> None:
     """One measurement, in this (fresh) process: print a JSON line."""
     import contextlib
 
-    import pipeline.features  # noqa: F401  (the node's lazy imports, before the baseline)
+    # the node's lazy imports, before the baseline
+    import pipeline.features
     import pipeline.fnc.states  # noqa: F401
     from workflows.interfaces.features import DFNCStates
 

@@ -11,13 +11,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # No network at test time: Nipype interfaces built in the test process skip the online version check.
 os.environ.setdefault("NIPYPE_NO_ET", "1")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
 
 torch.set_num_threads(1)
 threadpool_limits(1)

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from itertools import pairwise
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
+from itertools import pairwise
 from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
@@ -32,7 +32,6 @@ from scipy import signal
 
 from pipeline._docs import fill_doc
 from pipeline._threads import torch_threads
-from pipeline.ica._lazy import LazySequence
 from pipeline._validation import (
     check_array_2d,
     check_in_allowed,
@@ -40,6 +39,7 @@ from pipeline._validation import (
     check_type,
     resolve_device,
 )
+from pipeline.ica._lazy import LazySequence
 
 __all__ = [
     "GroupPCAResult",

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from nipype.interfaces.base import Bunch
 
-from workflows.interfaces.base import MetaOutputSpec, ParticipantsInputSpec, PipelineInterface
+from workflows.interfaces.base import (
+    MetaOutputSpec,
+    ParticipantsInputSpec,
+    PipelineInterface,
+)
 
 
 class _Writer(PipelineInterface):
@@ -32,7 +38,7 @@ def test_write_table_without_key_or_index(tmp_path):
     path = node._write_table(Bunch(cwd=str(tmp_path)), pd.DataFrame({"a": [1]}), "t.tsv")
 
     assert node._results == {}
-    assert open(path).read() == "a\n1\n"
+    assert Path(path).read_text() == "a\n1\n"
 
 
 def test_write_figure_is_a_reproducible_svg(tmp_path):

@@ -8,7 +8,11 @@ import pandas as pd
 import pytest
 
 from pipeline.simulate import simulate_cohort
-from workflows.bids.simulated import run_simulate, truth_template_options, write_bids_dataset
+from workflows.bids.simulated import (
+    run_simulate,
+    truth_template_options,
+    write_bids_dataset,
+)
 
 RANDOM_STATE = 42
 SPACE = "MNI152NLin2009cAsym"

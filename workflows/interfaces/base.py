@@ -6,8 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec
-from nipype.interfaces.base import isdefined, traits
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
 
 __all__ = ["MetaOutputSpec", "ParticipantsInputSpec", "PipelineInterface", "given"]
 
