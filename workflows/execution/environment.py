@@ -35,8 +35,10 @@ def stop_joblib_workers() -> None:
     Nipype's MultiProc plugin runs nodes in worker processes that exit only when
     the processes they started have, and loky keeps its idle workers for 300 s:
     a node that ran joblib in parallel (the classifiers' folds and permutations
-    with ``--nprocs`` > 1) held the end of the level for five minutes. Interfaces
-    that give joblib more than one process call this before they return.
+    with ``--nprocs`` > 1) held the end of the level for five minutes, and an
+    executor left in the main process (the participant reports) made joblib in
+    the workers forked from it later wait forever. Whatever gives joblib more
+    than one process during a level calls this before it returns.
     """
     from joblib.externals.loky import get_reusable_executor
 

@@ -158,22 +158,29 @@ def _draw_participants(output_dir: Path, labels: Sequence[str], *, layout, nproc
     """Draw the participants' reports in up to ``nprocs`` processes; log those that fail.
 
     Each process draws one batch of participants from one index of the derivatives (its
-    own, except in this process when ``nprocs`` is 1). The processes are forked by
-    joblib's ``multiprocessing`` backend and gone when it returns: a loky executor would
-    stay alive in this process, and joblib's loky in the Nipype workers forked from it
+    own, except in this process when ``nprocs`` is 1); loky processes start fresh
+    interpreters, so matplotlib's Agg backend needs no display. They are stopped before
+    this returns (:func:`workflows.execution.environment.stop_joblib_workers`): a loky
+    executor left alive in this process made joblib in the Nipype workers forked from it
     later (the group level's classifiers, when one process runs both levels, as ``msica
-    demo`` does) would wait for it forever.
+    demo`` does) wait forever.
     """
     from joblib import Parallel, delayed
+
+    from workflows.execution.environment import stop_joblib_workers
 
     if not labels:
         return []
     n_jobs = min(nprocs, len(labels))
     batches = [list(labels[i::n_jobs]) for i in range(n_jobs)]
-    outcomes = Parallel(n_jobs=n_jobs, backend="multiprocessing")(
-        delayed(_draw_batch)(output_dir, batch, layout=layout if n_jobs == 1 else None,
-                             fd_threshold=fd_threshold, verbose=verbose)
-        for batch in batches)
+    try:
+        outcomes = Parallel(n_jobs=n_jobs)(
+            delayed(_draw_batch)(output_dir, batch, layout=layout if n_jobs == 1 else None,
+                                 fd_threshold=fd_threshold, verbose=verbose)
+            for batch in batches)
+    finally:
+        if n_jobs > 1:
+            stop_joblib_workers()
     written = []
     for label, outcome in sorted(item for batch in outcomes for item in batch):
         if isinstance(outcome, Path):
