@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import json
 import multiprocessing
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -442,6 +443,23 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path):
         raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
+
+
+def test_atomic_write_leaves_an_identical_file_untouched(tmp_path):
+    target = tmp_path / "t.tsv"
+    target.write_text("a\tb\n")
+    os.utime(target, (1_000_000, 1_000_000))
+    with atomic_write(target) as handle:
+        handle.write("a\tb\n")
+    assert target.stat().st_mtime == 1_000_000
+    with atomic_write(target, keep_identical=False) as handle:
+        handle.write("a\tb\n")
+    assert target.stat().st_mtime > 1_000_000
+    os.utime(target, (1_000_000, 1_000_000))
+    with atomic_write(target) as handle:
+        handle.write("a\tc\n")
+    assert target.read_text() == "a\tc\n" and target.stat().st_mtime > 1_000_000
+    assert [p.name for p in tmp_path.iterdir()] == ["t.tsv"]
 
 
 def test_atomic_write_bad_mode(tmp_path):

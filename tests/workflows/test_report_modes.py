@@ -142,3 +142,30 @@ def test_group_level_redraws_only_the_stale_participant_reports(unreported, tmp_
     assert {label: (out / f"sub-{label}.html").stat().st_mtime_ns for label in drawn} == drawn
     assert (out / "sub-02.html").stat().st_mtime > past + 200
     assert write_reports(group, {}) == [out / "group.html"]  # nothing stale any more
+
+
+def test_participant_rerun_redraws_only_reports_that_its_outputs_or_failures_made_stale(
+        unreported, tmp_path):
+    """A rerun that reproduces the derivatives (cached work directory) leaves them and their
+    reports untouched; a participant whose last run failed gets its full report back."""
+    from workflows.bids.simulated import truth_template_options
+    from workflows.reports.participant import failed_participant_report
+
+    bids, out = _copy(unreported, tmp_path)
+    work = out.parent.parent / "work"  # the fixture's cached work directory
+    settings = Settings(bids_dir=bids, output_dir=out, analysis_level="participant",
+                        work_dir=work, nprocs=2)
+    write_reports(settings, {})
+    failed_participant_report(out, "04", RuntimeError("killed"))
+    before = {str(p): p.stat().st_mtime_ns for p in out.rglob("*")
+              if p.is_file() and "logs" not in p.relative_to(out).parts}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert run([str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2",
+                    *truth_template_options(bids)]) == ExitCode.OK
+    after = {path: Path(path).stat().st_mtime_ns for path in before}
+    changed = sorted(Path(path).relative_to(out).as_posix() for path in before
+                     if after[path] != before[path])
+    assert changed[0] == "sub-04.html" and all(c.startswith("sub-04/figures/")
+                                               for c in changed[1:]), changed
+    assert '<section id="networks"' in (out / "sub-04.html").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import os
 import shutil
 import tempfile
@@ -13,13 +14,17 @@ from typing import Any
 __all__ = ["atomic_copy", "atomic_path", "atomic_save_nifti", "atomic_write"]
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, keep_identical: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success, fsync and ``os.replace`` it.
 
     For writers that take a file name (``nibabel``'s ``to_filename``,
     ``DataFrame.to_csv``). The temporary name keeps the final extension
     (``.tmp.nii.gz``) so format inference still works. On an exception the
     temporary file is removed and ``path`` is left untouched.
+
+    With ``keep_identical`` (the default), a ``path`` whose bytes equal the new
+    content is left as it is (its modification time too), so a rerun that
+    reproduces a derivative does not make what was drawn from it look stale.
 
     Examples
     --------
@@ -40,6 +45,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if keep_identical and path.is_file() and filecmp.cmp(tmp, path, shallow=False):
+            os.unlink(tmp)
+            return
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
@@ -51,7 +59,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
+def atomic_write(path: str | os.PathLike, mode: str = "w", *, keep_identical: bool = True,
+                 **open_kwargs: Any) -> Iterator[Any]:
     """Open a temporary file next to ``path``; on success, fsync and ``os.replace`` it.
 
     Readers never see a half-written ``path``: either the old file (or none)
@@ -64,6 +73,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
         Final location. Its parent directory is created if needed.
     mode : {"w", "wb"}
         Text or binary.
+    keep_identical : bool
+        Leave ``path`` untouched when it already holds the same bytes (see
+        :func:`atomic_path`).
     **open_kwargs
         Passed to :func:`open` (e.g. ``newline``); text defaults to UTF-8.
 
@@ -90,7 +102,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -
         raise ValueError(f"'mode' must be 'w' or 'wb'. Got {mode!r}.")
     if "b" not in mode:
         open_kwargs.setdefault("encoding", "utf-8")
-    with atomic_path(path) as tmp, open(tmp, mode, **open_kwargs) as handle:
+    with atomic_path(path, keep_identical=keep_identical) as tmp, \
+            open(tmp, mode, **open_kwargs) as handle:
         yield handle
 
 

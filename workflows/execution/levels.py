@@ -22,6 +22,7 @@ from workflows.execution.crashes import (
     failures_from_crashfiles,
 )
 from workflows.execution.environment import (
+    collector_skips_what_exists,
     nipype_config,
     plugin_args,
     run_environment,
@@ -160,8 +161,9 @@ def _run_workflow(workflow, settings: Settings, where_pattern: re.Pattern) -> di
     _write_citation(workflow, settings.output_dir, settings.analysis_level)
     progress = Progress(workflow)
     try:
-        workflow.run(plugin=settings.plugin,
-                     plugin_args={**plugin_args(settings), "status_callback": progress})
+        with collector_skips_what_exists():
+            workflow.run(plugin=settings.plugin,
+                         plugin_args={**plugin_args(settings), "status_callback": progress})
     except RuntimeError as exc:
         failures = failures_from_crashfiles(crash_dir, where_pattern,
                                              logs_dir=settings.output_dir / "logs")

@@ -32,11 +32,13 @@ def _plotting_quiet(verbose: int) -> Iterator[None]:
 def write_reports(settings, failures: Mapping[str, BaseException]) -> list[Path]:
     """Write the reports of the level that just ran (or of ``--reports-only``); never raise.
 
-    The participant level draws the report of every participant (a short one for those
-    that failed). The group level draws ``group.html`` and, in data-driven mode (where it
-    writes the participants' networks), only the participant reports that are stale (see
-    :func:`stale_participants`). With ``--reports-only`` every report of the level is drawn
-    again. Participant reports are drawn in ``--nprocs`` processes (in this process when 1).
+    The participant level draws a short report for each participant that failed and the
+    report of each other participant that is stale (see :func:`stale_participants`): a
+    rerun that reproduces a participant's derivatives leaves its report as it is. The group
+    level draws ``group.html`` and, in data-driven mode (where it writes the participants'
+    networks), the stale participant reports. With ``--reports-only`` every report of the
+    level is drawn again. Participant reports are drawn in ``--nprocs`` processes (in this
+    process when 1).
 
     Parameters
     ----------
@@ -94,7 +96,7 @@ def _participant_reports(settings, failures: Mapping[str, BaseException]) -> lis
         LOGGER.warning("No participant reports: %s", exc)
         return written
     labels = [label for label in labels if label not in failed]
-    if settings.analysis_level == "group" and not settings.reports_only:
+    if not settings.reports_only:
         labels = stale_participants(output_dir, labels)
     return written + _draw_participants(output_dir, labels, layout=layout,
                                         nprocs=settings.nprocs,
@@ -122,9 +124,12 @@ _QC_QUERY = {"desc": "denoise", "suffix": "qc", "extension": ".tsv"}
 
 
 def stale_participants(output_dir: str | Path, labels: Sequence[str]) -> list[str]:
-    """The participants whose report is missing or older than one of their derivatives.
+    """The participants whose report is missing, says they failed, or is older than one of
+    their derivatives.
 
     A derivative is any file under ``sub-<label>/`` except the report's own figures.
+    Derivatives that a rerun reproduces byte for byte keep their modification time
+    (:func:`workflows.bids.atomic.atomic_path`), so their report is not stale.
 
     Parameters
     ----------
@@ -138,11 +143,13 @@ def stale_participants(output_dir: str | Path, labels: Sequence[str]) -> list[st
     list of str
         The stale labels, in the order given.
     """
+    from workflows.reports.participant import reports_failure
+
     output_dir = Path(output_dir)
     stale = []
     for label in labels:
         report = output_dir / f"sub-{label}.html"
-        if not report.is_file():
+        if not report.is_file() or reports_failure(report):
             stale.append(label)
             continue
         drawn = report.stat().st_mtime_ns

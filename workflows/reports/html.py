@@ -84,10 +84,14 @@ def render_page(title: str, subtitle: str, sections: list[Section]) -> str:
 
 
 def write_page(path: str | Path, title: str, subtitle: str, sections: list[Section]) -> Path:
-    """Render the page and write it atomically to ``path``."""
+    """Render the page and write it atomically to ``path``.
+
+    The page is written even when unchanged: its modification time is when it was drawn,
+    which :func:`workflows.reports.stale_participants` compares with the derivatives'.
+    """
     from workflows.bids.atomic import atomic_write
 
-    with atomic_write(path) as handle:
+    with atomic_write(path, keep_identical=False) as handle:
         handle.write(render_page(title, subtitle, sections))
     return Path(path)
 

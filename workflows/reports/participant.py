@@ -19,7 +19,7 @@ from workflows.reports.inputs import (
 )
 from workflows.bids.naming import scale_of
 
-__all__ = ["failed_participant_report", "participant_report"]
+__all__ = ["failed_participant_report", "participant_report", "reports_failure"]
 
 _QC_COLUMNS = ["n_volumes", "n_volumes_kept", "mean_fd", "max_fd", "tsnr_before", "tsnr_after",
                "strategy"]
@@ -204,6 +204,15 @@ def participant_report(output_dir: str | Path, label: str, *, layout=None,
                       f"{len(qc_files)} run(s); derivatives in sub-{label}/.", sections)
 
 
+#: The subtitle of a failed participant's report (how :func:`reports_failure` tells it).
+_FAILED_SUBTITLE = "No report: the participant level failed."
+
+
+def reports_failure(report: str | Path) -> bool:
+    """Whether ``report`` is the short page of :func:`failed_participant_report`."""
+    return f"<p>{_FAILED_SUBTITLE}</p>" in Path(report).read_text(encoding="utf-8")
+
+
 def failed_participant_report(output_dir: str | Path, label: str, error: BaseException) -> Path:
     """Write a short ``sub-<label>.html`` that says the participant's run failed, and why."""
     output_dir = Path(output_dir)
@@ -212,6 +221,5 @@ def failed_participant_report(output_dir: str | Path, label: str, error: BaseExc
     body = note(f"The participant level failed for sub-{label}: {error}", css="error") + note(
         "Rerun with -v for the traceback; its outputs, if any, are incomplete.") + (
         f"<p>Crash logs: {links}</p>" if links else "")
-    return write_page(output_dir / f"sub-{label}.html", f"msica: sub-{label}",
-                      "No report: the participant level failed.",
+    return write_page(output_dir / f"sub-{label}.html", f"msica: sub-{label}", _FAILED_SUBTITLE,
                       [Section("errors", "Errors", body)])
