@@ -28,7 +28,7 @@ from pipeline.fnc.names import (
     node_feature_name,
     split_edge,
 )
-from pipeline.fnc.timecourse import detrend, spectra, spectral_stats
+from pipeline.fnc.timecourse import detrend, postprocess, spectra, spectral_stats
 
 __all__ = [
     "RunTimecourses",
@@ -36,6 +36,7 @@ __all__ = [
     "edge_labels",
     "edge_scale_pairs",
     "join_participants",
+    "network_covariance_table",
     "static_fnc_table",
     "timecourse_features",
     "timecourse_table",
@@ -369,6 +370,69 @@ class RunTimecourses:
         return [label for scale in sorted(self.timecourses) for label in network_labels(
             scale, self.timecourses[scale].shape[1], list(self.timecourses[scale].columns))]
 
+    def postprocessed(self) -> np.ndarray:
+        """The time courses as the participant level's FNC used them, scales side by side.
+
+        Returns
+        -------
+        ndarray of shape (n_volumes, n_nodes)
+            Every scale (coarse first) detrended, despiked and low-passed with this run's
+            own settings (:func:`pipeline.fnc.timecourse.postprocess`).
+        """
+        return np.hstack([postprocess(self.timecourses[scale].to_numpy(dtype=float), self.t_r,
+                                      detrend_order=self.detrend_order, despike=self.despike,
+                                      lowpass_hz=self.lowpass_hz)
+                          for scale in sorted(self.timecourses)])
+
+
+def _same_networks(run: RunTimecourses, labels: list[str] | None) -> list[str]:
+    """``run``'s node labels, checked against those of the first run (``None`` for the first).
+
+    Raises
+    ------
+    InputDataError
+        If ``run`` has other networks than the first run.
+    """
+    run_labels = run.node_labels()
+    if labels is not None and run_labels != labels:
+        raise InputDataError(
+            f"{run.source or run.participant_id} has other networks than the first run; "
+            "rerun the participant level with the same templates for everyone."
+        )
+    return run_labels
+
+
+def network_covariance_table(runs: Iterable[RunTimecourses]) -> pd.DataFrame:
+    """Covariance table of the participants from their runs' post-processed time courses.
+
+    Each run is post-processed as the participant level did before its FNC
+    (:meth:`RunTimecourses.postprocessed`) and reduced to a Ledoit-Wolf covariance,
+    runs of a participant averaged (:func:`pipeline.classify.connectivity.network_covariances`).
+
+    Parameters
+    ----------
+    runs : iterable of RunTimecourses
+
+    Returns
+    -------
+    DataFrame
+        One row per participant (sorted), one column per covariance entry.
+
+    Raises
+    ------
+    InputDataError, ValueError
+        As :func:`timecourse_features`: runs with other networks than the first, no run.
+    """
+    from pipeline.classify.connectivity import network_covariances
+
+    labels, items = None, []
+    for run in runs:
+        labels = _same_networks(run, labels)
+        items.append((run.participant_id, run.postprocessed()))
+    if labels is None:
+        raise ValueError("'runs' must hold at least one run's time courses. Got none.")
+    return network_covariances(items, labels)
+
 
 def timecourse_features(
     runs: Iterable[RunTimecourses],
@@ -411,14 +475,7 @@ def timecourse_features(
     labels = None
     by_t_r: dict[float, list[tuple[str, np.ndarray]]] = defaultdict(list)
     for run in runs:
-        run_labels = run.node_labels()
-        if labels is None:
-            labels = run_labels
-        elif run_labels != labels:
-            raise InputDataError(
-                f"{run.source or run.participant_id} has other networks than the first run; "
-                "rerun the participant level with the same templates for everyone."
-            )
+        labels = _same_networks(run, labels)
         tcs = np.hstack([detrend(run.timecourses[scale].to_numpy(dtype=float),
                                  order=run.detrend_order) for scale in sorted(run.timecourses)])
         by_t_r[run.t_r].append((run.participant_id, tcs))

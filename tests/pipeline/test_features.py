@@ -15,13 +15,14 @@ from pipeline.features import (
     edge_labels,
     edge_scale_pairs,
     join_participants,
+    network_covariance_table,
     static_fnc_table,
     timecourse_features,
     timecourse_table,
 )
 from pipeline.fnc.names import network_labels
 from pipeline.fnc.static import StaticFNC
-from pipeline.fnc.timecourse import detrend, spectra, spectral_stats
+from pipeline.fnc.timecourse import detrend, postprocess, spectra, spectral_stats
 
 RANDOM_STATE = 42
 LABELS = network_labels(4, 2) + network_labels(10, 3)  # s4-N1, s4-N2, s10-N1..N3
@@ -243,3 +244,34 @@ def test_timecourse_features_errors(rng):
         timecourse_features([_run(rng, "sub-01", 2.0, 120), other])
     with pytest.raises(ValueError, match="'runs' must hold at least one run"):
         timecourse_features([])
+
+
+def test_run_postprocessed_follows_node_labels_and_the_runs_own_settings(rng):
+    run = _run(rng, "sub-01", 2.0, 120, trend=2.0)
+    out = run.postprocessed()
+    assert out.shape == (120, len(run.node_labels()))
+    np.testing.assert_allclose(out[:, :2], postprocess(run.timecourses[4].to_numpy(), 2.0,
+                                                       detrend_order=3))  # coarse scale first
+    light = RunTimecourses("sub-01", 2.0, run.timecourses, detrend_order=1, despike=False,
+                           lowpass_hz=0.05)
+    np.testing.assert_allclose(light.postprocessed()[:, 2:], postprocess(
+        run.timecourses[10].to_numpy(), 2.0, detrend_order=1, despike=False, lowpass_hz=0.05))
+    assert not np.allclose(light.postprocessed(), out)
+
+
+def test_network_covariance_table_averages_a_participants_runs(rng):
+    from pipeline.classify.connectivity import network_covariances
+
+    runs = [_run(rng, "sub-02", 2.0, 120), _run(rng, "sub-01", 2.0, 100),
+            _run(rng, "sub-01", 2.0, 140)]
+    table = network_covariance_table(runs)
+    expected = network_covariances([(r.participant_id, r.postprocessed()) for r in runs],
+                                   runs[0].node_labels())
+    pd.testing.assert_frame_equal(table, expected)
+    assert list(table.index) == ["sub-01", "sub-02"]
+    other = _run(rng, "sub-03", 2.0, 120)
+    other.timecourses[10].columns = ["N1", "N2", "N9"]
+    with pytest.raises(InputDataError, match="sub-03_run.tsv has other networks"):
+        network_covariance_table([runs[0], other])
+    with pytest.raises(ValueError, match="'runs' must hold at least one run"):
+        network_covariance_table([])

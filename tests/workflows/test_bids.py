@@ -432,6 +432,22 @@ def test_sink_unbuildable(tmp_path):
         sink.run()
 
 
+def test_read_sidecar_of_a_derivative(tmp_path):
+    from workflows.bids.provenance import read_sidecar
+
+    derivative = tmp_path / "sub-01_scale-4_desc-ica_components.nii.gz"
+    assert read_sidecar(derivative) == {}
+    with pytest.raises(InputDataError, match=r"components.json is missing; rerun the level"):
+        read_sidecar(derivative, required=True)
+    sidecar = tmp_path / "sub-01_scale-4_desc-ica_components.json"
+    sidecar.write_text('{"Method": "MOO-ICAR"}')
+    assert read_sidecar(derivative) == read_sidecar(sidecar) == {"Method": "MOO-ICAR"}
+    for bad, says in (("{not json", "cannot be read as JSON"), ("[1, 2]", "holds no JSON object")):
+        sidecar.write_text(bad)
+        with pytest.raises(InputDataError, match=rf"components.json {says}"):
+            read_sidecar(derivative)
+
+
 # --- atomic writes ---------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -118,6 +119,14 @@ def test_run_timecourses_read_with_their_fnc_sidecars(tmp_path):
     with pytest.raises(InputDataError, match=r"sub-01_task-rest_scale-10_desc-ica_timeseries.tsv "
                                              r"has no multi-scale FNC matrix of the same run"):
         list(read_run_timecourses(timeseries, relmats[:1]))
+    Path(relmats[1]).with_suffix(".json").write_text(json.dumps({"PostProcessing": {}}))
+    with pytest.raises(InputDataError, match=r"sub-01_task-rest_desc-multiscale_relmat.tsv: its "
+                                             r"sidecar has no valid RepetitionTime"):
+        list(read_run_timecourses(timeseries, relmats))
+    Path(relmats[1]).with_suffix(".json").unlink()
+    with pytest.raises(InputDataError, match=r"sub-01_task-rest_desc-multiscale_relmat.json is "
+                                             r"missing; rerun"):
+        list(read_run_timecourses(timeseries, relmats))
 
 
 def test_fnc_table_refuses_runs_of_different_measures(tmp_path):

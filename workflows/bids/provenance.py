@@ -16,7 +16,8 @@ from bids_templates import template_path
 from pipeline import __version__
 from workflows.bids.atomic import atomic_write
 
-__all__ = ["make_sidecar", "source_uri", "write_dataset_description", "write_sidecar"]
+__all__ = ["make_sidecar", "read_sidecar", "source_uri", "write_dataset_description",
+           "write_sidecar"]
 
 LOGGER = logging.getLogger("msica.workflows")
 
@@ -118,6 +119,49 @@ def write_sidecar(path: Path, content: Mapping[str, Any]) -> None:
     text = json.dumps(_finite(json.loads(text)), indent=2, sort_keys=True, allow_nan=False)
     with atomic_write(path) as handle:
         handle.write(text + "\n")
+
+
+def read_sidecar(path: str | os.PathLike, *, required: bool = False) -> dict[str, Any]:
+    """The JSON sidecar of a derivative: ``<name before the extension>.json`` beside it.
+
+    Parameters
+    ----------
+    path : path-like
+        The derivative (``.tsv``, ``.nii.gz``...) or the sidecar itself.
+    required : bool, default=False
+        Raise when the sidecar is missing; otherwise return ``{}``.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    InputDataError
+        If the sidecar is not a JSON object, or is missing and ``required``; the message
+        names it and says to rerun the level that wrote it.
+
+    Examples
+    --------
+    >>> read_sidecar("/nowhere/sub-01_desc-multiscale_relmat.tsv")
+    {}
+    """
+    from pipeline.exceptions import InputDataError
+
+    path = Path(path)
+    sidecar = path.with_name(path.name.split(".")[0] + ".json")
+    fix = "rerun the level that wrote it."
+    if not sidecar.is_file():
+        if required:
+            raise InputDataError(f"{sidecar} is missing; {fix}")
+        return {}
+    try:
+        content = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"{sidecar} cannot be read as JSON ({exc}); {fix}") from exc
+    if not isinstance(content, dict):
+        raise InputDataError(f"{sidecar} holds no JSON object; {fix}")
+    return content
 
 
 def _json_default(obj: Any) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -21,55 +20,20 @@ __all__ = ["ClassifyTarget", "read_network_covariances"]
 def read_network_covariances(timeseries_files, relmat_files) -> pd.DataFrame:
     """Covariance table of the participants' multi-scale network time courses.
 
-    Each run's time courses (every scale, coarse first) are post-processed as
-    the participant level did before its FNC (detrending, despiking and
-    low-pass from the run's FNC sidecar; motion was regressed from the BOLD by
-    denoising), then reduced to a Ledoit-Wolf covariance
-    (:func:`pipeline.classify.connectivity.network_covariances`).
+    The runs of :func:`workflows.interfaces.features.read_run_timecourses`, post-processed
+    as the participant level did before its FNC and reduced to Ledoit-Wolf covariances
+    (:func:`pipeline.features.network_covariance_table`).
 
     Raises
     ------
     InputDataError
-        If a run has no FNC sidecar or the runs do not all have the same networks.
+        If a run has no FNC sidecar with its repetition time, or the runs do not all have
+        the same networks.
     """
-    from pipeline.classify.connectivity import network_covariances
-    from pipeline.exceptions import InputDataError
-    from pipeline.fnc.names import network_labels
-    from pipeline.fnc.timecourse import postprocess
-    from workflows.bids.naming import scale_of, source_entities
+    from pipeline.features import network_covariance_table
+    from workflows.interfaces.features import read_run_timecourses
 
-    def run_key(path):
-        return tuple(sorted(source_entities(path).items()))
-
-    sidecars = {run_key(p): Path(p).with_suffix(".json") for p in relmat_files}
-    scales_of_run: dict[tuple, dict[int, str]] = defaultdict(dict)
-    for path in timeseries_files:
-        scales_of_run[run_key(path)][scale_of(path)] = path
-    runs, labels = [], None
-    for key in sorted(scales_of_run):
-        files = scales_of_run[key]
-        first = files[min(files)]
-        try:
-            meta = json.loads(sidecars[key].read_text())
-            t_r, post = float(meta["RepetitionTime"]), meta.get("PostProcessing", {})
-        except (KeyError, OSError, ValueError, TypeError) as exc:
-            raise InputDataError(f"{first} has no readable FNC sidecar with RepetitionTime "
-                                 f"({exc!r}); rerun the participant level for this run.") from exc
-        tables = [(scale, pd.read_csv(files[scale], sep="\t")) for scale in sorted(files)]
-        run_labels = [lab for scale, t in tables
-                      for lab in network_labels(scale, t.shape[1], list(t.columns))]
-        if labels is None:
-            labels = run_labels
-        elif run_labels != labels:
-            raise InputDataError(f"{first} has other networks than the first run; rerun the "
-                                 "participant level with the same templates for everyone.")
-        tcs = np.hstack([postprocess(t.to_numpy(dtype=float), t_r,
-                                     detrend_order=post.get("DetrendOrder", 3),
-                                     despike=post.get("Despike", True),
-                                     lowpass_hz=post.get("LowPassHz", 0.15))
-                         for _, t in tables])
-        runs.append((f"sub-{source_entities(first)['subject']}", tcs))
-    return network_covariances(runs, labels)
+    return network_covariance_table(read_run_timecourses(timeseries_files, relmat_files))
 
 
 class _ClassifyTargetInputSpec(BaseInterfaceInputSpec):

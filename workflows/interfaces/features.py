@@ -140,33 +140,27 @@ class FNCFeatureTable(PipelineInterface):
 
 def _measure_of(relmat_file: str) -> str | None:
     """The FNC measure of a run, from its sidecar (None for a sidecar that does not say)."""
-    import json
+    from workflows.bids.provenance import read_sidecar
 
-    sidecar = Path(relmat_file).with_suffix(".json")
-    try:
-        return json.loads(sidecar.read_text()).get("Measure")
-    except (OSError, ValueError, AttributeError):
-        return None
+    return read_sidecar(relmat_file).get("Measure")
 
 
 def _postprocessing_of(relmat_file: str) -> dict:
     """Repetition time and post-processing of a run, from its FNC sidecar (written by ComputeFNC)."""
-    import json
-
     from pipeline.exceptions import InputDataError
+    from workflows.bids.provenance import read_sidecar
 
-    sidecar = Path(relmat_file).with_suffix(".json")
+    meta = read_sidecar(relmat_file, required=True)
     try:
-        meta = json.loads(sidecar.read_text())
         post = meta.get("PostProcessing", {})
         return {"t_r": float(meta["RepetitionTime"]),
                 "detrend_order": int(post.get("DetrendOrder", 3)),
                 "despike": bool(post.get("Despike", True)),
                 "lowpass_hz": float(post.get("LowPassHz", 0.15))}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputDataError(
-            f"{sidecar} is missing or has no RepetitionTime ({exc!r}); rerun the participant "
-            "level for this run."
+            f"{relmat_file}: its sidecar has no valid RepetitionTime or PostProcessing "
+            f"({exc!r}); rerun the participant level for this run."
         ) from exc
 
 

@@ -80,7 +80,7 @@ def init_participant_wf(
     subject_label: str,
     runs: list[dict[str, Any]],
     output_dir: Path,
-    denoise: DenoiseOptions | None = None,
+    denoise: DenoiseOptions = DenoiseOptions(),
     templates: list[tuple[Path, Path | None]] | None = None,
     backrecon_method: str = "moo-icar",
     gift_compatible: bool = False,
@@ -110,8 +110,9 @@ def init_participant_wf(
         (keys ``bold``, ``mask``, ``confounds``, ``t_r``, ``entities``).
     output_dir : Path
         Root of the msica derivatives.
-    denoise : DenoiseOptions, optional
-        How every run is denoised (default ``DenoiseOptions()``: as preprocessed).
+    denoise : DenoiseOptions, default=DenoiseOptions()
+        How every run is denoised (the default: as preprocessed). Frozen, so one shared
+        default is safe.
     templates : list of (Path, Path or None), optional
         4-D template and its labels TSV, one pair per scale.
     backrecon_method, gift_compatible, resample_template, device, fnc_measure, dfnc_window
@@ -131,7 +132,6 @@ def init_participant_wf(
     """
     if not templates and model_orders and pca_dir is None:
         raise ValueError("'pca_dir' is needed with model orders (data-driven mode).")
-    denoise = denoise or DenoiseOptions()
     workflow = Workflow(name=name or participant_wf_name(subject_label))
     for index, run in enumerate(runs):
         run_inputs = {"bold_file": run["bold"], "mask_file": run["mask"],

@@ -18,9 +18,9 @@ from workflows.reports.inputs import (
     labels_by_scale,
     node_domains,
     node_groups,
-    read_sidecar,
 )
 from workflows.bids.naming import scale_of
+from workflows.bids.provenance import read_sidecar
 from workflows.group.base import mixed_repetition_times
 
 __all__ = ["group_report"]

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from workflows.bids.naming import scale_of
+from workflows.bids.provenance import read_sidecar
 
 __all__ = [
     "edges_to_matrix",
@@ -23,19 +24,10 @@ __all__ = [
     "labels_by_scale",
     "node_domains",
     "node_groups",
-    "read_sidecar",
     "resolve_uri",
 ]
 
 LOGGER = logging.getLogger("msica.reports")
-
-def read_sidecar(path: str | Path) -> dict:
-    """The JSON sidecar of a derivative (``{}`` when it has none)."""
-    path = Path(path)
-    stem = path.name.split(".")[0]
-    sidecar = path.with_name(stem + ".json")
-    return json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-
 
 def _dataset_links(output_dir: Path) -> dict[str, Path]:
     description = output_dir / "dataset_description.json"

@@ -14,10 +14,10 @@ from workflows.reports.inputs import (
     input_companion,
     node_domains,
     node_groups,
-    read_sidecar,
     resolve_uri,
 )
 from workflows.bids.naming import scale_of
+from workflows.bids.provenance import read_sidecar
 
 __all__ = ["failed_participant_report", "participant_report", "reports_failure"]
 
