@@ -241,8 +241,8 @@ def run_loso(series, participants, target, pos_label, variants, n_permutations, 
     t0 = time.perf_counter()
     corr = correlation_features(sub)
     results["baseline"] = (nested_cross_validate(
-        make_baseline(), corr, y, groups=sites, pos_label=pos_label, random_state=random_state,
-        n_jobs=n_jobs), time.perf_counter() - t0)
+        make_baseline(random_state=random_state), corr, y, groups=sites, pos_label=pos_label,
+        random_state=random_state, n_jobs=n_jobs), time.perf_counter() - t0)
     design = design_matrix(covs, table, (), protect=PROTECT)
     for variant in variants:
         t0 = time.perf_counter()
@@ -285,7 +285,7 @@ def run_transfer(train, test, variants, random_state=0):
     y_tr, y_te = p_tr["diagnosis"].to_numpy(), p_te["diagnosis"].to_numpy()
     labels = [f"r{i + 1}" for i in range(s_tr[0].shape[1])]
     out = {}
-    base = make_baseline().fit(correlation_features(s_tr), y_tr)
+    base = make_baseline(random_state=random_state).fit(correlation_features(s_tr), y_tr)
     corr_te = correlation_features(s_te)
     out["baseline"] = (base.predict(corr_te), base.predict_proba(corr_te)[:, 0])
     categories = {"sex": ["F", "M"]}
@@ -299,6 +299,7 @@ def run_transfer(train, test, variants, random_state=0):
         est.fit(designs[0].X, y_tr, groups=p_tr["site"].to_numpy())
         X_te, sites = designs[1].X, p_te["site"].to_numpy()
         proba = est.predict_proba(X_te, groups=sites)
+        print(f"  {variant} chose: {est.best_params_}, {est.settings_}")
         out[variant] = (est.classes_[np.argmax(proba, axis=1)],
                         proba[:, list(est.classes_).index("ASD")])
     print("\n=== transfer: train on --data sites, test on --test-data sites (positive = ASD)")
@@ -330,6 +331,8 @@ def main(argv=None):
                         help="skip timing nilearn's tangent space (about a minute)")
     parser.add_argument("--n-jobs", type=int, default=None,
                         help="outer folds / permutations in parallel (joblib)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random_state of the baseline and msica (the same in every run)")
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS/OpenMP threads for this run (1 avoids oversubscription)")
     args = parser.parse_args(argv)
@@ -352,17 +355,18 @@ def _run(args):
     if args.test_data is not None:
         test_series, test_participants, test_excluded = load_abide(args.test_data)
         print(f"test data {args.test_data}: {len(test_series)} kept, exclusions {test_excluded}")
-        run_transfer((series, participants), (test_series, test_participants), args.variants)
+        run_transfer((series, participants), (test_series, test_participants), args.variants,
+                     random_state=args.seed)
         return
     run_loso(series, participants, "diagnosis", "ASD", None if args.timing_only else args.variants,
-             args.n_permutations, args.n_jobs, not args.no_peer_timing)
+             args.n_permutations, args.n_jobs, not args.no_peer_timing, random_state=args.seed)
     if args.timing_only:
         return
     if args.medication:
         print("\nmedication (CURRENT_MED_STATUS 1=on vs 0=off, ASD participants only; "
               "empty, -9999 and '`' treated as missing)")
         run_loso(series, participants, "medication", "on", args.variants, args.n_permutations,
-                 args.n_jobs, False)
+                 args.n_jobs, False, random_state=args.seed)
 
 
 if __name__ == "__main__":
