@@ -66,6 +66,8 @@ VARIANTS = {
                                 "param_grids": {"logistic_l2": {"C": [1e-3, 1e-2, 1e-1]}}},
     "screen": {"kinds": ("tangent", "correlation"), "k_grid": (0.05, 0.25, "all")},
     "inner-sites": {"kinds": ("tangent", "correlation"), "inner_split": "sites"},
+    "inner-repeats-3": {"kinds": ("tangent", "correlation"), "inner_repeats": 3},
+    "best-score": {"kinds": ("tangent", "correlation"), "choice": "best"},
     "tangent": {"kinds": ("tangent",)},
     "correlation": {"kinds": ("correlation",)},
     "partial": {"kinds": ("partial_correlation",)},
@@ -169,7 +171,7 @@ def _print_result(name, res, seconds):
         print(f"      calibration (predicted -> observed P({res.pos_label})): {curve}; "
               f"Brier {brier:.3f}")
     choices = [c for c in ("kind", "model", "k", "C", "members", "harmonize", "inner_split",
-                           "calibration") if c in res.folds]
+                           "inner_repeats", "choice", "calibration") if c in res.folds]
     if choices:
         for row in res.folds.to_dict(orient="records"):
             print(f"      fold {row['test_sites']}: "

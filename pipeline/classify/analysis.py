@@ -159,10 +159,12 @@ def resolve_site_column(participants: pd.DataFrame, site_column: str | None = "a
 def _baseline(kinds, inner_cv, inner_split, random_state):
     """Correlation features, standardized L2 logistic regression, C by the same inner folds.
 
-    No harmonization, no feature screen, no calibration: the plain baseline.
+    No harmonization, no feature screen, no calibration, the best inner score: the plain
+    baseline.
     """
     return FastSearchClassifier(models=("logistic_l2",), k_grid=("all",), inner_cv=inner_cv,
                                 inner_split=inner_split, harmonize="none", calibration="none",
+                                choice="best",
                                 kinds=None if kinds is None else ("correlation",),
                                 random_state=random_state)
 

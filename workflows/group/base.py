@@ -92,6 +92,8 @@ def classifier_methods(targets, *, confounds, harmonize, protect, connectivity,
             + " or ".join(cited(MODELS[m].description, MODELS[m].references)
                           for m in CLASSIFIER_DEFAULTS["models"])
             + " on every feature, its penalty chosen by the inner folds"
+            + (" (the strongest penalty whose mean score is within one standard error of the "
+               "best, @hastie2009)" if CLASSIFIER_DEFAULTS["choice"] == "one_se" else "")
             + (", the kinds' probabilities averaged" if len(connectivity) > 1 else "")
             + "; a plain baseline (correlation, standardized L2 logistic regression) was "
             "cross-validated on the same folds.")

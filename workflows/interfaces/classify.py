@@ -127,8 +127,8 @@ class ClassifyTarget(PipelineInterface):
         folds = outcome.cv.folds
         choices = [c for c in folds.columns if c in ("kind", "model", "k", "C", "l1_ratio",
                                                       "members", "harmonize", "inner_split",
-                                                      "calibration", "combine", "split_seed",
-                                                      "model_seed")]
+                                                      "inner_repeats", "choice", "calibration",
+                                                      "combine", "split_seed", "model_seed")]
         meta = {
             "Target": inputs.target,
             "Classes": [str(c) for c in outcome.target.classes],

@@ -28,6 +28,9 @@ REFERENCES: dict[str, str] = {
     "dfnc": "Allen EA, Damaraju E, Plis SM, Erhardt EB, Eichele T, Calhoun VD. Tracking "
             "whole-brain connectivity dynamics in the resting state. Cereb Cortex. "
             "2014;24(3):663-676.",
+    "hastie2009": "Hastie T, Tibshirani R, Friedman J. The Elements of Statistical Learning. "
+                  "2nd ed. New York: Springer; 2009. Section 7.10 (the one-standard-error "
+                  "rule).",
     "nilearn": "Abraham A, et al. Machine learning for neuroimaging with scikit-learn. "
                "Front Neuroinform. 2014;8:14.",
     "nipype": "Gorgolewski K, et al. Nipype: a flexible, lightweight and extensible "

@@ -25,7 +25,7 @@ def test_same_choice_and_scores_as_gridsearchcv():
     y = cohort.participants["diagnosis"].to_numpy()
     ks, cs = [2, 5, 20, 45], [0.01, 0.1, 1.0]
     fast = FastSearchClassifier(k_grid=ks, param_grids={"logistic_l2": {"C": cs}}, inner_cv=4,
-                                calibration="none", random_state=0).fit(X, y)
+                                choice="best", calibration="none", random_state=0).fit(X, y)
     split_seed, model_seed = check_random_state(0).randint(2**31 - 1, size=2)
     assert fast.settings_["split_seed"] == split_seed  # the seeds are recorded
     assert fast.settings_["model_seed"] == model_seed
@@ -41,6 +41,70 @@ def test_same_choice_and_scores_as_gridsearchcv():
     for row in pd.DataFrame(fast.cv_results_).itertuples():
         assert row.mean_score == pytest.approx(ref_scores[(row.k, row.param_C)], abs=1e-10)
     np.testing.assert_array_equal(fast.predict(X), ref.predict(X))
+
+
+def test_repeated_inner_folds_score_like_gridsearchcv_over_every_repeat():
+    cohort = make_cohort(n_subjects=80)
+    X = cohort.features.to_numpy()
+    y = cohort.participants["diagnosis"].to_numpy()
+    ks, cs = [2, 20, 45], [0.01, 0.1, 1.0]
+    grid = {"k_grid": ks, "param_grids": {"logistic_l2": {"C": cs}}, "inner_cv": 4,
+            "choice": "best", "random_state": 0}
+    fast = FastSearchClassifier(inner_repeats=3, **grid).fit(X, y)
+    once = FastSearchClassifier(**grid).fit(X, y)
+    split_seed, model_seed = (fast.settings_[k] for k in ("split_seed", "model_seed"))
+    assert fast.settings_["inner_repeats"] == 3 and once.settings_["inner_repeats"] == 1
+    seeds = [split_seed, *check_random_state(split_seed).randint(2**31 - 1, size=2)]
+    folds = [fold for seed in seeds for fold in inner_splits(4, y, None, seed)]
+    assert len({tuple(valid[:5]) for _, valid in folds}) == 12  # three different shuffles
+    pipe = Pipeline([("scale", StandardScaler()), ("select", SelectKBest(f_classif)),
+                     ("model", make_model("logistic_l2", random_state=model_seed))])
+    ref = GridSearchCV(pipe, {"select__k": ks, "model__C": cs}, scoring="roc_auc",
+                       cv=folds).fit(X, y)
+    ref_scores = {(p["select__k"], p["model__C"]): s for p, s in
+                  zip(ref.cv_results_["params"], ref.cv_results_["mean_test_score"], strict=True)}
+    scores = pd.DataFrame(fast.cv_results_)
+    for row in scores.itertuples():
+        assert row.mean_score == pytest.approx(ref_scores[(row.k, row.param_C)], abs=1e-10)
+    assert fast.best_score_ == pytest.approx(ref.best_score_, abs=1e-10)
+    assert not np.allclose(scores["mean_score"], once.cv_results_["mean_score"])
+
+
+def test_folds_that_leave_sites_out_run_once_and_repeats_combine_kinds():
+    design, y, sites = _covariance_design()
+    grid = {"kinds": ("tangent", "correlation"), "n_protect": design.n_protect,
+            "param_grids": {"logistic_l2": {"C": [0.1, 1.0]}}, "random_state": 0,
+            "device": "cpu"}
+    once = FastSearchClassifier(**grid).fit(design.X, y, groups=sites)
+    loso = FastSearchClassifier(inner_repeats=3, **grid).fit(design.X, y, groups=sites)
+    assert loso.settings_["inner_split"] == "sites" and loso.settings_["inner_repeats"] == 1
+    pd.testing.assert_frame_equal(pd.DataFrame(loso.cv_results_),  # the same folds, once
+                                  pd.DataFrame(once.cv_results_))
+    for combine in ("mean", "stack"):
+        est = FastSearchClassifier(inner_repeats=2, inner_split="stratified", combine=combine,
+                                   **grid).fit(design.X, y, groups=sites)
+        assert est.settings_["inner_repeats"] == 2
+        combined = pd.DataFrame(est.cv_results_).set_index("kind").loc[combine]
+        assert 0.5 < combined["mean_score"] <= 1.0  # every repeat's out-of-fold scores filled
+
+
+def test_one_standard_error_rule_picks_the_simplest_candidate_close_to_the_best():
+    cohort = make_cohort(n_subjects=80)
+    X = cohort.features.to_numpy()
+    y = cohort.participants["diagnosis"].to_numpy()
+    grid = {"k_grid": [2, 5, 20, 45], "param_grids": {"logistic_l2": {"C": [1e-3, 0.01, 0.1, 1.0]}},
+            "inner_cv": 4, "random_state": 0}
+    best = FastSearchClassifier(choice="best", **grid).fit(X, y)
+    simple = FastSearchClassifier(choice="one_se", **grid).fit(X, y)
+    table = pd.DataFrame(simple.cv_results_)
+    top = table.loc[table["mean_score"].idxmax()]
+    assert (best.best_params_["k"], best.best_params_["C"]) == (top["k"], top["param_C"])
+    close = table[table["mean_score"] >= top["mean_score"] - top["std_score"] / np.sqrt(4)]
+    simplest = min(zip(close["k"], close["param_C"], strict=True))
+    assert (simple.best_params_["k"], simple.best_params_["C"]) == simplest
+    assert simplest != (top["k"], top["param_C"])  # this cohort has a simpler, close candidate
+    assert simple.best_score_ == pytest.approx(
+        table.set_index(["k", "param_C"]).loc[simplest, "mean_score"])
 
 
 def test_calibration_improves_held_out_probabilities():
@@ -95,6 +159,11 @@ def test_search_errors():
         FastSearchClassifier(combine="vote").fit(X, y)
     with pytest.raises(ValueError, match="'calibration' must be one of"):
         FastSearchClassifier(calibration="platt").fit(X, y)
+    with pytest.raises(ValueError, match="'choice' must be one of"):
+        FastSearchClassifier(choice="1se").fit(X, y)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="'inner_repeats' must be an integer >= 1"):
+            FastSearchClassifier(inner_repeats=bad).fit(X, y)
 
 
 def _covariance_design():

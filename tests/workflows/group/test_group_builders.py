@@ -184,11 +184,11 @@ def test_group_crashes_are_reported_by_node_name(files, tmp_path):
 
 
 @pytest.mark.parametrize(("connectivity", "harmonize", "keys"), [
-    (["fnc"], "none", set()),
+    (["fnc"], "none", {"hastie2009"}),
     (["tangent", "correlation"], "auto", {"ledoit2004", "varoquaux2010", "dadi2019",
-                                          "johnson2007", "fortin2018"}),
+                                          "johnson2007", "fortin2018", "hastie2009"}),
     (["partial_correlation"], "combat", {"ledoit2004", "varoquaux2013", "johnson2007",
-                                         "fortin2018"}),
+                                         "fortin2018", "hastie2009"}),
 ])
 def test_classifier_methods_cite_the_registries_works(connectivity, harmonize, keys):
     from workflows.reports.boilerplate import all_references
