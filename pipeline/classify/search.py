@@ -32,7 +32,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from pipeline._docs import fill_doc
-from pipeline._validation import check_in_allowed, check_random_state
+from pipeline._validation import check_in_allowed, check_random_state, derive_seeds
 from pipeline.classify.connectivity import CONNECTIVITY_KINDS
 from pipeline.classify.harmonize import resolve_harmonize
 from pipeline.classify.models import MODEL_NAMES, default_param_grid, make_model
@@ -546,8 +546,7 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
                 or isinstance(self.inner_repeats, bool) or self.inner_repeats < 1):
             raise ValueError(f"'inner_repeats' must be an integer >= 1. "
                              f"Got {self.inner_repeats!r}.")
-        seeds = [split_seed, *check_random_state(split_seed).randint(
-            2**31 - 1, size=self.inner_repeats - 1)]
+        seeds = [split_seed, *derive_seeds(split_seed, self.inner_repeats - 1)]
         repeats = [inner_splits(self.inner_cv, y, sites, seed,
                                 split=self.settings_["inner_split"]) for seed in seeds]
         if len(repeats) > 1 and all(np.array_equal(a[1], b[1])
