@@ -151,11 +151,12 @@ def read_masked(
     name: str | None = None,
     mask_name: str | None = None,
     block_bytes: int = 64 * 2**20,
+    dtype: type = np.float32,
 ) -> np.ndarray:
-    """Read a 4-D series inside a mask, in one pass, as float32 ``(n_volumes, n_voxels)``.
+    """Read a 4-D series inside a mask, in one pass, as ``(n_volumes, n_voxels)``.
 
     The volumes are read in blocks of about ``block_bytes`` (on the full
-    grid, in float64), so the only full-size array is the float32 result.
+    grid, in float64), so the only full-size array is the result.
     Voxels are in the order of nilearn's maskers (C order over the mask).
     Values outside the mask are never looked at (SPM writes NaN there).
 
@@ -170,10 +171,12 @@ def read_masked(
         Names of the images in messages (default: their file names).
     block_bytes : int, default=64 MiB
         Size of the blocks of volumes read at a time.
+    dtype : numpy dtype, default=float32
+        The result's dtype; each block is converted as it is read.
 
     Returns
     -------
-    ndarray of shape (n_volumes, n_voxels), float32
+    ndarray of shape (n_volumes, n_voxels), of ``dtype``
 
     Raises
     ------
@@ -197,7 +200,7 @@ def read_masked(
     inside = inside[..., 0] if inside.ndim == 4 else inside
     inside = np.isfinite(inside) & (inside != 0)
     n_volumes = img.shape[3]
-    out = np.empty((n_volumes, int(inside.sum())), dtype=np.float32)
+    out = np.empty((n_volumes, int(inside.sum())), dtype=dtype)
     step = max(1, block_bytes // (8 * inside.size))
     dataobj = _streaming_dataobj(img)
     n_bad, bad_voxels = 0, np.zeros(out.shape[1], dtype=bool)

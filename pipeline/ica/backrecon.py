@@ -377,7 +377,9 @@ class BackreconMethod(BackreconText):
     name : str
         The value of ``--backrecon-method`` and of the sidecars' ``"Method"``.
     run : callable
-        ``run(data, group_maps, *, device, gift_compatible) -> BackreconResult``.
+        ``run(data, group_maps, *, device, gift_compatible) -> BackreconResult``;
+        it may use ``data`` as scratch space (overwrite it), so the run is
+        held once: pass an array the caller no longer needs.
     summary : str
         A few words for ``msica --help`` (and the Boutiques descriptor).
     description, references
@@ -423,7 +425,7 @@ def _run_moo_icar(data: np.ndarray, group_maps: np.ndarray, *, device: str,
     from pipeline.ica.scica import SpatiallyConstrainedICA  # torch: imported when run
 
     est = SpatiallyConstrainedICA(group_maps, zscore=False, device=device,
-                                  gift_compatible=gift_compatible)
+                                  gift_compatible=gift_compatible, copy=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # returned, reported by the caller
         est.fit(data)

@@ -34,7 +34,8 @@ Two modes share this objective:
 All networks are updated together (one batched tensor operation per pass,
 per-network step sizes and convergence masks), in float64, on CPU or CUDA.
 Memory: besides the caller's array, the run is held once, as a float64 copy
-centred and whitened in place (8 bytes per voxel and volume); the iterations
+centred and whitened in place (8 bytes per voxel and volume; with
+``copy=False`` the caller's float64 array itself); the iterations
 read it one block of voxels at a time (no array of networks x voxels but
 the templates and the maps).
 """
@@ -176,28 +177,27 @@ def _gradient(
     return (_A * kd * 2.0 * neg)[:, None] * eygy + _B * yr
 
 
-def _whiten_(
-    x: torch.Tensor, gift: bool, threshold: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Whiten x (T, V), centred per row, *in place*: Y (n_kept, V) with Y @ Y.T / V = I.
+def _eigen(x: torch.Tensor, gift: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Covariance ``C = x x^T / V`` of x (T, V), centred per row, and its eigenpairs.
 
-    ``Y = A @ x`` overwrites the first rows of ``x`` (one block of voxels at a
-    time: each column of Y depends on the same column of x only), so the run is
-    held once. Returns ``Y`` (a view of ``x``), the covariance ``C = x x^T / V``
-    and ``A``: the time courses ``x @ maps.T / V`` are then ``C @ A.T @ W.T``
-    for maps ``W @ Y``, without ``x``.
+    The eigenvalues ``d`` are in descending order with the eigenvectors ``e``
+    (columns) in the same order; GIFT mode drops the negative ones first.
     """
-    n, m = x.shape
-    cov = x @ x.T / m
+    cov = x @ x.T / x.shape[1]
     d, e = torch.linalg.eigh(cov)
     if gift:
         keep = ~(torch.sign(d) == -1)
         d, e = d[keep].abs(), e[:, keep]
         d, order = torch.sort(d, descending=True, stable=True)
-        e = e[:, order]
+        return cov, d, e[:, order]
+    return cov, torch.flip(d, [0]), torch.flip(e, [1])
+
+
+def _n_kept(d: torch.Tensor, n: int, gift: bool, threshold: float) -> int:
+    """Whitened dimensions kept: GIFT's eigenvalue threshold, else a relative rank tolerance."""
+    if gift:
         n_kept = int((d > threshold).sum())
     else:
-        d, e = torch.flip(d, [0]), torch.flip(e, [1])
         tol = float(d[0]) * n * torch.finfo(d.dtype).eps
         n_kept = int((d > max(tol, 0.0)).sum()) if float(d[0]) > 0 else 0
     if n_kept == 0:
@@ -205,29 +205,57 @@ def _whiten_(
             "'data' has no variance left after removing the mean of each volume: "
             "check the mask and the input run."
         )
-    white = e[:, :n_kept].T / torch.sqrt(d[:n_kept])[:, None]
+    return n_kept
+
+
+def _whitening(d: torch.Tensor, e: torch.Tensor, n_kept: int) -> torch.Tensor:
+    """The whitening matrix ``A`` (n_kept, T) of the leading eigenpairs."""
+    return e[:, :n_kept].T / torch.sqrt(d[:n_kept])[:, None]
+
+
+def _whiten_(
+    x: torch.Tensor, white: torch.Tensor, rescale: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Whiten x (T, V), centred per row, *in place*: Y (n_kept, V) with Y @ Y.T / V = I.
+
+    ``Y = A @ x`` overwrites the first rows of ``x`` (one block of voxels at a
+    time: each column of Y depends on the same column of x only), so the run is
+    held once. The time courses ``x @ maps.T / V`` are then ``C @ A.T @ W.T``
+    for maps ``W @ Y``, without ``x``. ``rescale`` (GIFT, eigenvalue threshold
+    ``eps`` with dimensions dropped) divides each row of Y by its standard
+    deviation. Returns ``Y`` (a view of ``x``), ``A`` (rescaled likewise) and
+    the row scales (None without ``rescale``).
+    """
+    n_kept, (n, m) = white.shape[0], x.shape
     width = max(1, _BLOCK_ELEMENTS // n)
     for start in range(0, m, width):
         cols = slice(start, start + width)
         x[:n_kept, cols] = white @ x[:, cols]
     Y = x[:n_kept]
-    if gift and threshold < 1e-10 and n_kept < n:
-        scale = Y.std(dim=1, correction=1, keepdim=True)
-        Y /= scale
-        white = white / scale
-    return Y, cov, white
+    if not rescale:
+        return Y, white, None
+    scale = Y.std(dim=1, correction=1, keepdim=True)
+    Y /= scale
+    return Y, white / scale, scale
 
 
 def _solve(
-    x: torch.Tensor, rn: torch.Tensor, *, gift: bool, threshold: float, max_iter: int, tol: float
+    Y: torch.Tensor,
+    cov: torch.Tensor,
+    white: torch.Tensor,
+    rn: torch.Tensor,
+    *,
+    gift: bool,
+    threshold: float,
+    max_iter: int,
+    tol: float,
 ) -> _Solution:
-    """One MOO-ICAR run on centred data x (T, V) and standardised templates rn (K, V).
+    """One MOO-ICAR run on whitened data Y = A x (n_kept, V) and standardised templates rn (K, V).
 
-    ``x`` is overwritten by its whitened version (see :func:`_whiten_`).
+    ``cov`` and ``white`` (``A``) are as :func:`_whiten_` describes.
     """
-    m = x.shape[1]
+    m = Y.shape[1]
     n_net = rn.shape[0]
-    Y, cov, white = _whiten_(x, gift, threshold)
     yr = rn @ Y.T / m  # (K, p): GIFT's YR transposed, E[Y r_k]
     if gift:
         # GIFT: (r pinv(Y))'. Y has full row rank (whitened), so pinv(Y) = Y'(YY')^-1;
@@ -243,13 +271,13 @@ def _solve(
     F = _objective(lcm, eyr, c)
     F0 = F.clone()
 
-    dev = x.device
-    lam = torch.ones(n_net, dtype=x.dtype, device=dev)
+    dev = Y.device
+    lam = torch.ones(n_net, dtype=Y.dtype, device=dev)
     active = torch.ones(n_net, dtype=torch.bool, device=dev)
     converged = torch.zeros(n_net, dtype=torch.bool, device=dev)
     n_iter = torch.zeros(n_net, dtype=torch.long, device=dev)
     accepted = torch.ones(n_net, dtype=torch.long, device=dev)  # GIFT's itertime
-    change = torch.full((n_net,), float("nan"), dtype=x.dtype, device=dev)
+    change = torch.full((n_net,), float("nan"), dtype=Y.dtype, device=dev)
     grad = _gradient(eygy, lcm, c, yr)
     if not gift:
         grad = grad - (grad * w).sum(dim=1, keepdim=True) * w
@@ -348,9 +376,17 @@ def _solve(
     )
 
 
-def _centred(data: np.ndarray, gift: bool, dev: torch.device) -> torch.Tensor:
-    """A float64 copy of the data on ``dev``, each volume's mean over voxels removed in place."""
-    x = torch.tensor(data, dtype=torch.float64, device=dev)
+def _centred(data: np.ndarray, gift: bool, dev: torch.device, copy: bool) -> torch.Tensor:
+    """The data as float64 on ``dev``, each volume's mean over voxels removed in place.
+
+    A copy, unless ``copy`` is False and ``data`` can be used as it is (a
+    writeable, C-contiguous float64 array, computed on the CPU): then it is
+    centred (and later whitened) in place.
+    """
+    in_place = (not copy and dev.type == "cpu" and data.dtype == np.float64
+                and data.flags.c_contiguous and data.flags.writeable)
+    x = torch.from_numpy(data) if in_place else torch.tensor(data, dtype=torch.float64,
+                                                              device=dev)
     x -= x.mean(dim=1, keepdim=True)
     if gift:  # icatb_preproc_data('remove mean per timepoint'), then icatb_remove_mean
         x -= x.mean(dim=1, keepdim=True)
@@ -359,29 +395,50 @@ def _centred(data: np.ndarray, gift: bool, dev: torch.device) -> torch.Tensor:
 
 
 def _run(
-    data: np.ndarray, template: np.ndarray, *, gift: bool, max_iter: int, tol: float, device: Any
+    data: np.ndarray,
+    template: np.ndarray,
+    *,
+    gift: bool,
+    max_iter: int,
+    tol: float,
+    device: Any,
+    copy: bool,
 ) -> _Solution:
     dev = resolve_device(device)
     r = torch.as_tensor(template, dtype=torch.float64, device=dev)
     r = r - r.mean(dim=1, keepdim=True)
     rn = r / r.std(dim=1, correction=1, keepdim=True)
+    x = _centred(data, gift, dev, copy)
+    n = x.shape[0]
+    cov, d, e = _eigen(x, gift)
     if not gift:
-        return _solve(_centred(data, gift, dev), rn, gift=False, threshold=0.0,
-                      max_iter=max_iter, tol=tol)
-    eps = float(torch.finfo(torch.float64).eps)
-    for threshold in (eps, _GIFT_RETRY_THRESHOLD):
-        sol = _solve(_centred(data, gift, dev), rn, gift=True, threshold=threshold,
-                     max_iter=max_iter, tol=tol)
+        Y, white, _ = _whiten_(x, _whitening(d, e, _n_kept(d, n, False, 0.0)), rescale=False)
+        return _solve(Y, cov, white, rn, gift=False, threshold=0.0, max_iter=max_iter, tol=tol)
+    threshold = float(torch.finfo(torch.float64).eps)
+    n_kept = _n_kept(d, n, True, threshold)
+    Y, white, scale = _whiten_(x, _whitening(d, e, n_kept), rescale=n_kept < n)
+    while True:
+        sol = _solve(Y, cov, white, rn, gift=True, threshold=threshold, max_iter=max_iter,
+                     tol=tol)
         err = float(torch.linalg.vector_norm(1.0 - sol.maps.std(dim=1, correction=1)))
         if err <= _GIFT_STD_TOLERANCE:
-            break
+            return sol
         LOGGER.info(
             "MOO-ICAR (GIFT mode): map standard deviations are not unitary (||1 - std|| = %.3g) "
             "with eigenvalue threshold %.3g.",
             err,
             threshold,
         )
-    return sol
+        if threshold == _GIFT_RETRY_THRESHOLD:
+            return sol
+        # GIFT whitens the run again with threshold 0.02: the same eigenpairs, fewer of them,
+        # so the new Y is the leading rows of this one (unscaled) and the run is not needed.
+        threshold = _GIFT_RETRY_THRESHOLD
+        n_kept = _n_kept(d, n, True, threshold)
+        Y = Y[:n_kept]
+        if scale is not None:
+            Y *= scale[:n_kept]
+        white, scale = _whitening(d, e, n_kept), None
 
 
 def zscore_maps(maps: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -450,6 +507,12 @@ class SpatiallyConstrainedICA(TransformerMixin, BaseEstimator):
         Z-score the output maps as GIFT's calibration step (scaleType 2)
         does; see :func:`zscore_maps`. Time courses keep GIFT's scale.
     %(device)s
+    copy : bool, default=True
+        If False and ``X`` is a writeable, C-contiguous float64 array and the
+        computation runs on the CPU, ``fit`` centres and whitens ``X`` in
+        place (it is overwritten), so the run is held once: 8 bytes per voxel
+        and volume instead of 8 more than the caller's array. Otherwise ``X``
+        is copied.
 
     Attributes
     ----------
@@ -505,6 +568,7 @@ class SpatiallyConstrainedICA(TransformerMixin, BaseEstimator):
         tol: float | None = None,
         zscore: bool = True,
         device: Any = "auto",
+        copy: bool = True,
     ) -> None:
         self.template = template
         self.gift_compatible = gift_compatible
@@ -512,6 +576,7 @@ class SpatiallyConstrainedICA(TransformerMixin, BaseEstimator):
         self.tol = tol
         self.zscore = zscore
         self.device = device
+        self.copy = copy
 
     def fit(self, X: Any, y: Any = None) -> SpatiallyConstrainedICA:
         """Estimate the participant's maps and time courses.
@@ -541,6 +606,7 @@ class SpatiallyConstrainedICA(TransformerMixin, BaseEstimator):
             )
         check_type("gift_compatible", self.gift_compatible, bool)
         check_type("zscore", self.zscore, bool)
+        check_type("copy", self.copy, bool)
         check_type("max_iter", self.max_iter, int)
         if self.max_iter < 1:
             raise ValueError(f"'max_iter' must be an int >= 1. Got {self.max_iter}.")
@@ -558,6 +624,7 @@ class SpatiallyConstrainedICA(TransformerMixin, BaseEstimator):
             max_iter=self.max_iter,
             tol=float(tol),
             device=self.device,
+            copy=self.copy,
         )
         maps = sol.maps.cpu().numpy()
         if self.zscore:

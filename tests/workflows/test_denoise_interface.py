@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline.exceptions import InputDataError
-from workflows.interfaces.denoise import DenoiseBold, load_denoised
+from workflows.interfaces.denoise import DenoiseBold, _read_npy_rows, load_denoised
 
 RANDOM_STATE = 42
 AFFINE = np.diag([3.0, 3.0, 3.0, 1.0])
@@ -91,6 +91,47 @@ def test_load_denoised_refuses_another_mask(spm_run, tmp_path):
     with pytest.raises(InputDataError, match=r"run.npy has shape \(60, 5\), not \(volumes, 48 "
                                              r"voxels of .*mask.nii.gz\); rerun"):
         load_denoised(path, spm_run["mask"])
+
+
+@pytest.mark.parametrize("block_bytes", [4 * 48 * 7, 64 * 2**20])  # 7 rows a block, or all
+def test_npy_read_by_row_blocks_into_the_asked_dtype(tmp_path, block_bytes):
+    values = np.random.RandomState(0).randn(60, 48).astype(">f4")  # big-endian on disk
+    path = tmp_path / "run.npy"
+    np.save(path, values)
+    out = _read_npy_rows(path, 48, np.float64, "48 voxels", block_bytes=block_bytes)
+    assert out.dtype == np.float64 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, values.astype(np.float64))
+
+
+def test_load_denoised_reads_float64_from_npy_and_nifti(spm_run, tmp_path):
+    node = DenoiseBold(bold_file=str(spm_run["bold"]), mask_file=str(spm_run["mask"]), t_r=2.0,
+                       strategy="none", min_volumes=20)
+    out = node.run(cwd=_dir(tmp_path / "node")).outputs
+    as32 = load_denoised(out.denoised_file, spm_run["mask"])
+    for path in (out.denoised_file, spm_run["bold"]):
+        as64 = load_denoised(path, spm_run["mask"], dtype=np.float64)
+        assert as64.dtype == np.float64
+        np.testing.assert_array_equal(as64, as32)
+
+
+@pytest.mark.parametrize("values, message", [
+    (np.zeros((60, 48), "<U2"), r"run.npy is not a C-order numeric array \(<U2\)"),
+    (np.zeros((60, 48), object), r"run.npy is not a C-order numeric array \(object\)"),
+    (np.asfortranarray(np.zeros((60, 48))), r"run.npy is not a C-order numeric array"),
+])
+def test_npy_that_is_not_numeric_is_refused_unread(tmp_path, values, message):
+    path = tmp_path / "run.npy"
+    np.save(path, values, allow_pickle=True)  # an object array is pickled: never unpickled here
+    with pytest.raises(InputDataError, match=message):
+        _read_npy_rows(path, 48, np.float64, "48 voxels")
+
+
+def test_truncated_npy_is_refused(tmp_path):
+    path = tmp_path / "run.npy"
+    np.save(path, np.zeros((60, 48), np.float32))
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(InputDataError, match=r"run.npy is truncated \(60 volumes announced\)"):
+        _read_npy_rows(path, 48, np.float32, "48 voxels")
 
 
 def test_group_ica_streams_subject_pcas_and_records_passes(tmp_path):

@@ -105,7 +105,8 @@ class BackReconstruct(PipelineInterface):
             template = resample_to_img(template, mask, interpolation="continuous",
                                        force_resample=True, copy_header=True)
         masker = NiftiMasker(mask_img=mask, standardize=None).fit()
-        data = load_denoised(inputs.bold_file, mask)  # (n_volumes, n_voxels), float32
+        # (n_volumes, n_voxels) in float64, the methods' dtype; they may overwrite it
+        data = load_denoised(inputs.bold_file, mask, dtype=np.float64)
         maps_in = masker.transform(template)  # (n_networks, n_voxels)
         n_networks = maps_in.shape[0]
         labels_file = given(inputs.labels_file)

@@ -176,6 +176,26 @@ def test_gift_mode_retries_with_threshold_002(planted):
     np.testing.assert_allclose(est.timecourses_, ref_tcs, atol=1e-10 * np.abs(ref_tcs).max())
 
 
+
+@pytest.mark.parametrize("gift_compatible", [False, True])
+def test_copy_false_works_in_place_with_the_same_result(planted, gift_compatible):
+    """copy=False overwrites a float64 run (the GIFT retry included) and changes nothing else;
+    a float32 run is still copied."""
+    rng = np.random.RandomState(RANDOM_STATE + 2)
+    low_rank = rng.randn(N_VOLUMES, 20) @ rng.randn(20, N_VOXELS)
+    data = (planted["tcs"] @ planted["maps"] + low_rank) * 100.0  # GIFT mode retries
+    kwargs = dict(gift_compatible=gift_compatible, zscore=False, device="cpu")
+    ref = SpatiallyConstrainedICA(planted["template"], **kwargs).fit(data)
+    scratch = data.copy()
+    est = SpatiallyConstrainedICA(planted["template"], copy=False, **kwargs).fit(scratch)
+    for name in ("components_", "timecourses_", "objective_", "n_iter_", "n_whitened_"):
+        np.testing.assert_array_equal(getattr(est, name), getattr(ref, name))
+    assert not np.allclose(scratch, data)  # whitened in place
+    single = data.astype(np.float32)
+    SpatiallyConstrainedICA(planted["template"], copy=False, **kwargs).fit(single)
+    np.testing.assert_array_equal(single, data.astype(np.float32))
+
+
 def test_default_objective_at_least_gift(planted):
     data, template = planted["data"], planted["template"]
     gift = SpatiallyConstrainedICA(template, gift_compatible=True, device="cpu").fit(data)
