@@ -8,10 +8,13 @@ together on a 16 GB node. The nodes that hold a whole run (denoising,
 back-reconstruction, subject PCA) declare :func:`run_mem_gb` instead, as
 fMRIPrep's nodes declare a size derived from the BOLD run's.
 
-The rule is measured, not guessed: ``benchmarks/scale.py participant`` peaks at
-at most 16 bytes per brain voxel × volume above about 0.45 GB of imported
-libraries (2 mm: 15.9 bytes at 300 volumes, 13.0 at 1200; 3 mm, 300 volumes:
-20.8 bytes over a smaller run, 0.90 GB in all).
+The rule is measured, not guessed: ``benchmarks/scale.py participant``
+(template mode) peaks at 9–12 bytes per brain voxel × volume above about
+0.45 GB of imported libraries (2 mm: 12.2 bytes at 300 volumes, 9.1 at 1200;
+3 mm, 300 volumes: 17.2 bytes over a smaller run, 0.79 GB in all). The peak
+is back-reconstruction, which holds the run once, in float64; a data-driven
+run's subject PCA peaks at about 11 bytes (3 mm, 600 volumes). The rule's
+16 bytes leave a margin of 1.2–1.7 over these peaks.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def run_mem_gb(bold_file: str, mask_file: str) -> float:
     Examples
     --------
     A 2 mm MNI brain (about 235,000 voxels) with 1200 volumes needs about 5.1 GB
-    by this rule (4.11 GB measured); with 300 volumes about 1.7 GB (1.56 GB).
+    by this rule (3.00 GB measured); with 300 volumes about 1.7 GB (1.28 GB).
     """
     n_volumes = load_bold(bold_file, min_volumes=1).shape[3]
     n_voxels = int(np.count_nonzero(load_mask(mask_file).dataobj))
