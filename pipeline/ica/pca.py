@@ -47,6 +47,7 @@ __all__ = [
     "group_pca",
     "preprocess_subject",
     "subject_pca",
+    "total_variance",
 ]
 
 LOGGER = logging.getLogger("msica.ica")
@@ -115,7 +116,9 @@ class GroupPCAResult(NamedTuple):
     change: float = 0.0
 
 
-def preprocess_subject(data: Any, method: str = "variance_norm") -> np.ndarray:
+def preprocess_subject(
+    data: Any, method: str = "variance_norm", *, copy: bool = True
+) -> np.ndarray:
     """Voxel-wise temporal preprocessing before subject PCA.
 
     Parameters
@@ -127,6 +130,10 @@ def preprocess_subject(data: Any, method: str = "variance_norm") -> np.ndarray:
         divides by its standard deviation (GIFT's "variance normalization",
         as used by NeuroMark); ``"remove_mean"`` only removes each voxel's
         temporal mean; ``"none"`` returns the data unchanged.
+    copy : bool, default=True
+        If False and ``data`` is a writeable array of the working dtype,
+        ``"remove_mean"`` removes the means from ``data`` itself (it is
+        overwritten and returned), so the run is held once.
 
     Returns
     -------
@@ -144,7 +151,11 @@ def preprocess_subject(data: Any, method: str = "variance_norm") -> np.ndarray:
     if method == "none":
         return data
     if method == "remove_mean":
-        return data - data.mean(axis=0, keepdims=True)
+        mean = data.mean(axis=0, keepdims=True)
+        if copy or not data.flags.writeable:
+            return data - mean
+        data -= mean
+        return data
     out = signal.detrend(data, axis=0, type="linear")
     std = out.std(axis=0, ddof=1, keepdims=True)
     std[std == 0] = np.inf
@@ -176,7 +187,12 @@ def _top_eigh(sym: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @fill_doc
 def subject_pca(
-    data: Any, n_components: int, *, remove_mean: bool = True, device: Any = "auto"
+    data: Any,
+    n_components: int,
+    *,
+    remove_mean: bool = True,
+    device: Any = "auto",
+    copy: bool = True,
 ) -> SubjectPCAResult:
     """Temporal PCA of one subject with whitening (GIFT ``icatb_calculate_pca``).
 
@@ -190,6 +206,10 @@ def subject_pca(
         Remove each volume's spatial mean first (GIFT's "remove mean per
         timepoint"), so that the reduced rows are zero-mean across voxels.
     %(device)s
+    copy : bool, default=True
+        If False and ``data`` is a writeable array of the working dtype,
+        the means are removed from ``data`` itself on the CPU (it is
+        overwritten), so the run is held once.
 
     Returns
     -------
@@ -231,9 +251,11 @@ def subject_pca(
             f"Got {n_components}. Keep fewer subject components or supply longer runs."
         )
     dev = resolve_device(device)
-    x = torch.as_tensor(data, device=dev)
+    x = torch.as_tensor(data, device=dev)  # shares a CPU array's memory
     if remove_mean:
-        x = x - x.mean(dim=1, keepdim=True)
+        mean = x.mean(dim=1, keepdim=True)
+        in_place = x.device.type != "cpu" or (not copy and data.flags.writeable)
+        x = x.sub_(mean) if in_place else x - mean
     cov = (x @ x.T).double() / (n_voxels - 1)
     eigvals, eigvecs = _top_eigh(cov, n_components)
     tiny = max(float(eigvals[0]), 0.0) * 1e-12
@@ -248,6 +270,38 @@ def subject_pca(
     dewhitening = eigvecs * sqrt_l[None, :]
     reduced = whitening.to(x.dtype) @ x
     return SubjectPCAResult(*(t.cpu().numpy() for t in (reduced, whitening, dewhitening, eigvals)))
+
+
+def total_variance(data: np.ndarray, block_bytes: int = 8 * 2**20) -> float:
+    """Sum over volumes of each volume's variance across voxels (``ddof=1``).
+
+    The trace of the covariance :func:`subject_pca` diagonalises (before it
+    removes each volume's mean), so ``eigenvalues.sum() / total_variance(data)``
+    is the share of the variance its components keep. Equal to
+    ``np.var(data, axis=1, ddof=1).sum()``, computed a block of volumes at a
+    time (no temporary of the size of ``data``).
+
+    Parameters
+    ----------
+    data : ndarray of shape (n_volumes, n_voxels)
+        One subject's (preprocessed) masked data.
+    block_bytes : int, default=8 MiB
+        Size of the blocks of volumes.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> X = np.arange(12.0).reshape(3, 4) ** 2
+    >>> total_variance(X) == float(np.var(X, axis=1, ddof=1).sum())
+    True
+    """
+    rows = max(1, block_bytes // max(1, data.shape[1] * data.itemsize))
+    per_volume = np.concatenate([np.var(data[start:start + rows], axis=1, ddof=1)
+                                 for start in range(0, data.shape[0], rows)])
+    return float(per_volume.sum())
 
 
 #: Up to this many voxels, "mpowit" stacks the blocks (small at this size) and

@@ -13,8 +13,8 @@ The rule is measured, not guessed: ``benchmarks/scale.py participant``
 0.45 GB of imported libraries (2 mm: 12.2 bytes at 300 volumes, 9.1 at 1200;
 3 mm, 300 volumes: 17.2 bytes over a smaller run, 0.79 GB in all). The peak
 is back-reconstruction, which holds the run once, in float64; a data-driven
-run's subject PCA peaks at about 11 bytes (3 mm, 600 volumes). The rule's
-16 bytes leave a margin of 1.2–1.7 over these peaks.
+run's subject PCA holds it once in float32 and peaks at about 7 bytes (3 mm,
+600 volumes). The rule's 16 bytes leave a margin of 1.2–1.7 over these peaks.
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ class SubjectPCA(SimpleInterface):
     def _run_interface(self, runtime):
         from pipeline.exceptions import InputDataError
         from pipeline.ica.group import default_subject_components
-        from pipeline.ica.pca import preprocess_subject, subject_pca
+        from pipeline.ica.pca import preprocess_subject, subject_pca, total_variance
         from pipeline.ica.persistence import save_subject_pca, subject_pca_sidecar
         from workflows.bids.atomic import atomic_path, atomic_write
         from workflows.interfaces.denoise import load_denoised
@@ -108,8 +108,11 @@ class SubjectPCA(SimpleInterface):
                 f"{n_volumes} or drop this run."
             )
         n_pcs = default_subject_components(inputs.n_components, n_volumes)
-        data = preprocess_subject(data, inputs.preprocess)
-        res = subject_pca(data, n_pcs, device=inputs.device)
+        # the run is held once: preprocessed, then centred by subject_pca, in place
+        data = preprocess_subject(data, inputs.preprocess, copy=False)
+        total = total_variance(data)  # before subject_pca centres it
+        res = subject_pca(data, n_pcs, device=inputs.device, copy=False)
+        del data  # not needed past this point: not held while the PCA is written
         voxels = np.flatnonzero(np.asarray(mask.dataobj).astype(bool).ravel())
         out = Path(inputs.out_dir) / subject_pca_name(inputs.meta["SourceFile"])
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -117,8 +120,6 @@ class SubjectPCA(SimpleInterface):
             save_subject_pca(tmp, res, voxels=voxels, shape=mask.shape[:3], affine=mask.affine,
                              reduced_dtype=inputs.reduced_dtype,
                              sample_mask=np.asarray(inputs.sample_mask or np.arange(n_volumes)))
-        # share of the trace of the covariance subject_pca diagonalises (rows centred)
-        total = float(np.var(data, axis=1, ddof=1).sum())
         meta = {**inputs.meta, "NumberOfVolumes": n_volumes, "NumberOfComponents": n_pcs,
                 "Preprocessing": inputs.preprocess, "ReducedDataType": inputs.reduced_dtype,
                 "ExplainedVariance": float(res.eigenvalues.sum()) / total if total > 0 else None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.ica.pca import group_pca, preprocess_subject, subject_pca
+from pipeline.ica.pca import group_pca, preprocess_subject, subject_pca, total_variance
 
 RANDOM_STATE = 42  # same as conftest.RANDOM_STATE (tests are not a package)
 
@@ -63,6 +63,36 @@ def test_preprocess_variance_norm_matches_gift_formula():
     ref = detrend(data, axis=0) / detrend(data, axis=0).std(axis=0, ddof=1)
     np.testing.assert_allclose(out, ref, atol=1e-12)
     np.testing.assert_allclose(preprocess_subject(data, "remove_mean").mean(axis=0), 0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_copy_false_centres_in_place_with_the_same_result(dtype):
+    """preprocess_subject and subject_pca with copy=False: same bits, the run held once."""
+    data = (np.random.RandomState(RANDOM_STATE).randn(30, 400) + 5).astype(dtype)
+    ref_pre = preprocess_subject(data, "remove_mean")
+    ref = subject_pca(ref_pre, 6, device="cpu")
+    work = data.copy()
+    pre = preprocess_subject(work, "remove_mean", copy=False)
+    assert pre is work  # overwritten, not copied
+    np.testing.assert_array_equal(pre, ref_pre)
+    res = subject_pca(pre, 6, device="cpu", copy=False)
+    for got, want in zip(res, ref):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(work.mean(axis=1), 0, atol=1e-4)  # centred per volume, in place
+    np.testing.assert_array_equal(ref_pre, preprocess_subject(data, "remove_mean"))  # copy=True
+    frozen = data.copy()
+    frozen.flags.writeable = False  # a read-only array is copied, never written
+    np.testing.assert_array_equal(preprocess_subject(frozen, "remove_mean", copy=False), ref_pre)
+    np.testing.assert_array_equal(frozen, data)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_total_variance_equals_numpy_by_blocks(dtype):
+    data = np.random.RandomState(RANDOM_STATE).randn(37, 300).astype(dtype) * 3 + 1
+    want = float(np.var(data, axis=1, ddof=1).sum())
+    itemsize = np.dtype(dtype).itemsize
+    for block_bytes in (300 * itemsize * 5, 2**30):  # 5 volumes a block (8 blocks), or one
+        assert total_variance(data, block_bytes=block_bytes) == want
 
 
 def test_group_pca_errors():
