@@ -17,7 +17,9 @@ networks (denoising "simple", MOO-ICAR per scale, static and dynamic FNC):
 - ``workflow``: ``msica participant`` (``--plugin Linear --nprocs 1``: one process, so its
   peak is the run's peak) with the denoising of ``denoise`` (strategy "simple", high-pass,
   detrending, z-scoring; msica's defaults denoise nothing), the reports' share of CPU timed
-  apart.
+  apart;
+- ``datadriven``: the same, in data-driven mode (``--model-orders 25 50``: denoising and the
+  subject PCA that the group level reads, ``--pca-dir``); its only ratio is to one read.
 
 Bytes per voxel x volume = peak RSS / (brain voxels x volumes); ``above imports`` subtracts the
 resident size after the imports (the libraries' own ~0.3-0.5 GB).
@@ -57,7 +59,9 @@ from pathlib import Path
 
 RANDOM_STATE = 0
 T_R = 2.0
-PARTICIPANT_STEPS = ("read", "nilearn", "denoise", "direct", "workflow")
+PARTICIPANT_STEPS = ("read", "nilearn", "denoise", "direct", "workflow", "datadriven")
+#: Model orders of the ``datadriven`` step (its subject PCA keeps twice the largest).
+DATA_DRIVEN_ORDERS = (25, 50)
 
 
 # --- measurement -------------------------------------------------------------------------------
@@ -245,10 +249,10 @@ def _step_direct(bids: Path) -> dict:
     return {"cpu_s": _cpu_s() - t0, "n_voxels": int(result.data.shape[1])}
 
 
-def _step_workflow(bids: Path) -> dict:
+def _run_participant_level(bids: Path, mode_args: list[str]) -> dict:
+    """``msica participant`` on sub-01 in one process, the reports' CPU and peak timed apart."""
     import workflows.reports
     from workflows.cli import run
-    from workflows.bids.simulated import truth_templates
 
     timing = {}
     write_reports = workflows.reports.write_reports
@@ -268,15 +272,27 @@ def _step_workflow(bids: Path) -> dict:
                 "--plugin", "Linear", "--device", "cpu",
                 # the denoising of the direct calls (msica's defaults denoise nothing)
                 "--denoise-strategy", "simple", "--high-pass", "0.01", "--detrend",
-                "--standardize"]
-        for template, labels in truth_templates(bids):
-            argv += ["--template", str(template), "--template-labels", str(labels)]
+                "--standardize", *(a.replace("{tmp}", tmp) for a in mode_args)]
         t0 = _cpu_s()
         code = run(argv)
         cpu = _cpu_s() - t0
     if code != 0:
         raise RuntimeError(f"msica participant exited with {code}")
     return {"cpu_s": cpu, **timing}
+
+
+def _step_workflow(bids: Path) -> dict:
+    from workflows.bids.simulated import truth_templates
+
+    mode_args = []
+    for template, labels in truth_templates(bids):
+        mode_args += ["--template", str(template), "--template-labels", str(labels)]
+    return _run_participant_level(bids, mode_args)
+
+
+def _step_datadriven(bids: Path) -> dict:
+    return _run_participant_level(bids, ["--model-orders", *map(str, DATA_DRIVEN_ORDERS),
+                                         "--pca-dir", "{tmp}/pca"])
 
 
 # --- group PCA ---------------------------------------------------------------------------------
@@ -399,7 +415,7 @@ def _case_main(kind: str, params_json: str, threads: int) -> None:
 
     import pipeline.denoise  # noqa: F401
     import pipeline.ica.scica  # noqa: F401
-    if kind == "workflow":
+    if kind in ("workflow", "datadriven"):
         import workflows.cli  # noqa: F401
     base = _rss_kib()
     start = time.perf_counter()
@@ -421,9 +437,10 @@ def participant(args) -> None:
     import pipeline
 
     print(f"participant level: msica {pipeline.__version__} ({Path(pipeline.__file__).parent}), "
-          f"device=cpu, threads={args.threads}, template mode (4 + 10 networks), "
+          f"device=cpu, threads={args.threads}, template mode (4 + 10 networks; datadriven: "
+          f"orders {' '.join(map(str, DATA_DRIVEN_ORDERS))}), "
           f"strategy simple, high-pass 0.01 Hz, TR {T_R} s")
-    header = (f"{'grid':>5} {'vols':>5} {'voxels':>7} {'step':>9} {'CPU s':>8} {'peak GB':>8} "
+    header = (f"{'grid':>5} {'vols':>5} {'voxels':>7} {'step':>10} {'CPU s':>8} {'peak GB':>8} "
               f"{'B/vv':>6} {'B/vv>imp':>8} {'x read':>7} {'x nilearn':>9} {'x direct':>8}")
     print(header)
     for grid in args.grid_mm:
@@ -442,30 +459,34 @@ def participant(args) -> None:
             for step, r in res.items():
                 ratios = []
                 for ref in ("read", "nilearn", "direct"):
-                    ok = ref in res and ref != step and res[ref]["cpu_s"] > 0
+                    ok = (ref in res and ref != step and res[ref]["cpu_s"] > 0
+                          and (step != "datadriven" or ref == "read"))
                     ratios.append(f"{r['cpu_s'] / res[ref]['cpu_s']:.2f}" if ok else "")
                 peak = r["peak_kib"] * 1024
                 above = (r["peak_kib"] - r["base_kib"]) * 1024
-                print(f"{grid:>5g} {n_volumes:>5d} {n_vox:>7d} {step:>9} {r['cpu_s']:>8.2f} "
+                print(f"{grid:>5g} {n_volumes:>5d} {n_vox:>7d} {step:>10} {r['cpu_s']:>8.2f} "
                       f"{peak / 1e9:>8.2f} {peak / cells:>6.1f} {above / cells:>8.1f} "
                       f"{ratios[0]:>7} {ratios[1]:>9} {ratios[2]:>8}", flush=True)
-                if step == "workflow" and "reports_cpu_s" in r:
+                if step in ("workflow", "datadriven") and "reports_cpu_s" in r:
                     pre = r["peak_before_reports_kib"] * 1024
                     wf = r["cpu_s"] - r["reports_cpu_s"]
-                    direct = res.get("direct", {}).get("cpu_s")
-                    print(f"{'':>5} {'':>5} {'':>7} {'wf-rep':>9} {wf:>8.2f} {pre / 1e9:>8.2f} "
+                    direct = res.get("direct", {}).get("cpu_s") if step == "workflow" else None
+                    print(f"{'':>5} {'':>5} {'':>7} {'wf-rep':>10} {wf:>8.2f} {pre / 1e9:>8.2f} "
                           f"{pre / cells:>6.1f} {'':>8} {'':>7} {'':>9} "
                           f"{(f'{wf / direct:.2f}' if direct else ''):>8}   "
                           f"(workflow without its reports: {r['reports_cpu_s']:.1f} CPU s)",
                           flush=True)
-            if "workflow" in res:  # what the nodes declare to --mem against the measured peak
+            for level in ("workflow", "datadriven"):  # --mem declared against measured peaks
+                if level not in res:
+                    continue
                 from workflows.execution.memory import run_mem_gb
 
                 files = _run_files(bids)
                 declared = run_mem_gb(files["bold"], files["mask"])
-                measured = res["workflow"]["peak_kib"] * 1024 / 1e9
-                print(f"{'':>5} {'':>5} {'':>7} {'mem_gb':>9} {'':>8} {declared:>8.2f}   "
-                      f"(run_mem_gb declared ÷ workflow peak: {declared / measured:.2f})", flush=True)
+                measured = res[level]["peak_kib"] * 1024 / 1e9
+                print(f"{'':>5} {'':>5} {'':>7} {'mem_gb':>10} {'':>8} {declared:>8.2f}   "
+                      f"(run_mem_gb declared ÷ {level} peak: {declared / measured:.2f})",
+                      flush=True)
             if args.json:
                 with open(args.json, "a") as f:
                     f.write(json.dumps({"grid_mm": grid, "n_volumes": n_volumes,
