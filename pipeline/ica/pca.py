@@ -275,9 +275,10 @@ def subject_pca(
 def total_variance(data: np.ndarray, block_bytes: int = 8 * 2**20) -> float:
     """Sum over volumes of each volume's variance across voxels (``ddof=1``).
 
-    The trace of the covariance :func:`subject_pca` diagonalises (before it
-    removes each volume's mean), so ``eigenvalues.sum() / total_variance(data)``
-    is the share of the variance its components keep. Equal to
+    The trace of the covariance that :func:`subject_pca` diagonalises (each
+    volume centred across voxels), so ``eigenvalues.sum() / total_variance(data)``
+    is the share of the variance its components keep; it can be computed
+    before ``subject_pca(..., copy=False)`` centres the data in place. Equal to
     ``np.var(data, axis=1, ddof=1).sum()``, computed a block of volumes at a
     time (no temporary of the size of ``data``).
 
