@@ -19,7 +19,8 @@ networks (denoising "simple", MOO-ICAR per scale, static and dynamic FNC):
   detrending, z-scoring; msica's defaults denoise nothing), the reports' share of CPU timed
   apart;
 - ``datadriven``: the same, in data-driven mode (``--model-orders 25 50``: denoising and the
-  subject PCA that the group level reads, ``--pca-dir``); its only ratio is to one read.
+  subject PCA that the group level reads, written to the work directory); its only ratio is
+  to one read.
 
 Bytes per voxel x volume = peak RSS / (brain voxels x volumes); ``above imports`` subtracts the
 resident size after the imports (the libraries' own ~0.3-0.5 GB).
@@ -272,7 +273,7 @@ def _run_participant_level(bids: Path, mode_args: list[str]) -> dict:
                 "--plugin", "Linear", "--device", "cpu",
                 # the denoising of the direct calls (msica's defaults denoise nothing)
                 "--denoise-strategy", "simple", "--high-pass", "0.01", "--detrend",
-                "--standardize", *(a.replace("{tmp}", tmp) for a in mode_args)]
+                "--standardize", *mode_args]
         t0 = _cpu_s()
         code = run(argv)
         cpu = _cpu_s() - t0
@@ -291,8 +292,7 @@ def _step_workflow(bids: Path) -> dict:
 
 
 def _step_datadriven(bids: Path) -> dict:
-    return _run_participant_level(bids, ["--model-orders", *map(str, DATA_DRIVEN_ORDERS),
-                                         "--pca-dir", "{tmp}/pca"])
+    return _run_participant_level(bids, ["--model-orders", *map(str, DATA_DRIVEN_ORDERS)])
 
 
 # --- group PCA ---------------------------------------------------------------------------------
@@ -476,13 +476,13 @@ def participant(args) -> None:
                           f"{(f'{wf / direct:.2f}' if direct else ''):>8}   "
                           f"(workflow without its reports: {r['reports_cpu_s']:.1f} CPU s)",
                           flush=True)
-            for level in ("workflow", "datadriven"):  # --mem declared against measured peaks
-                if level not in res:
-                    continue
+            levels = [level for level in ("workflow", "datadriven") if level in res]
+            if levels:  # what the nodes declare to --mem against the measured peaks
                 from workflows.execution.memory import run_mem_gb
 
                 files = _run_files(bids)
                 declared = run_mem_gb(files["bold"], files["mask"])
+            for level in levels:
                 measured = res[level]["peak_kib"] * 1024 / 1e9
                 print(f"{'':>5} {'':>5} {'':>7} {'mem_gb':>10} {'':>8} {declared:>8.2f}   "
                       f"(run_mem_gb declared ÷ {level} peak: {declared / measured:.2f})",
