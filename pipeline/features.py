@@ -9,7 +9,6 @@ operation), never with a Python loop over edges.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,8 +40,6 @@ __all__ = [
     "timecourse_features",
     "timecourse_table",
 ]
-
-LOGGER = logging.getLogger("msica.features")
 
 
 def _check_ids(participant_ids: Sequence[str], n: int) -> pd.Index:

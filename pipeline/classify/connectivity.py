@@ -19,7 +19,6 @@ text and the references need.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,8 +47,6 @@ __all__ = [
     "participant_covariances",
     "vectors_to_covariances",
 ]
-
-LOGGER = logging.getLogger("msica.classify")
 
 
 def _spectral(function, values, vectors):

@@ -34,7 +34,6 @@ standardization and a few integers at setup.
 from __future__ import annotations
 
 import datetime
-import logging
 import os
 import pickle
 import sys
@@ -52,8 +51,6 @@ import torch.multiprocessing as mp
 from pipeline.distributed.training import train_site
 
 __all__ = ["init_local_group", "leave", "run_from_env", "run_local"]
-
-LOGGER = logging.getLogger("msica.distributed")
 
 
 def init_local_group(rank: int, world_size: int, folder: str | os.PathLike) -> None:

@@ -43,7 +43,6 @@ References
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import torch
@@ -65,8 +64,6 @@ __all__ = [
     "linear_layers",
     "low_rank_factors",
 ]
-
-LOGGER = logging.getLogger("msica.distributed")
 
 MODES = ("dsgd", "dad", "rankdad")
 

@@ -16,7 +16,6 @@ that of the mean loss over the global batch.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable
@@ -41,8 +40,6 @@ from pipeline.introspect.linalg import batch_and_group_svdvals
 from pipeline.introspect.models import FNCMLP
 
 __all__ = ["pooled_standardizer", "train_site"]
-
-LOGGER = logging.getLogger("msica.distributed")
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

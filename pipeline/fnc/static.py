@@ -10,7 +10,6 @@ adding one is one :class:`FNCMeasure` entry and its ``compute`` function.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +24,6 @@ from pipeline.fnc.names import network_labels
 
 __all__ = ["DEFAULT_FNC_MEASURE", "FNC_MEASURES", "FNCMeasure", "StaticFNC", "fisher_z",
            "static_fnc"]
-
-LOGGER = logging.getLogger("msica.fnc")
 
 #: GIFT's ``icatb_r_to_z`` adds this to both log arguments (finite z at |r| = 1).
 GIFT_Z_EPS = 1e-8

@@ -18,7 +18,6 @@ uses), for subject ``i`` with ``T_i`` volumes, ``p_i`` subject components and
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -36,8 +35,6 @@ from pipeline.ica.icasso import ALGORITHMS, ICASSO, MODES, unmix
 from pipeline.ica.pca import PREPROCESS_METHODS, group_pca, preprocess_subject, subject_pca
 
 __all__ = ["GroupICA", "reduce_subjects"]
-
-LOGGER = logging.getLogger("msica.ica")
 
 
 def _load_subject(subject: Any, index: int) -> np.ndarray:

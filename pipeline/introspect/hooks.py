@@ -21,7 +21,6 @@ validation pass run with autograd on but never backpropagated) is dropped.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from typing import Any
 
@@ -39,8 +38,6 @@ from pipeline.introspect.derivatives import (
 )
 
 __all__ = ["HANDLERS", "GradientCapture", "find_handler"]
-
-LOGGER = logging.getLogger("msica.introspect")
 
 #: layer type -> handler (looked up along the MRO, so subclasses are covered)
 HANDLERS: dict[type, LayerHandler] = {

@@ -37,7 +37,6 @@ rows of the batch), not of ``D`` and ``A``. With ``D = Q R`` the expression
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from dataclasses import dataclass
@@ -61,8 +60,6 @@ __all__ = [
     "numerical_rank",
     "top_singular_values",
 ]
-
-LOGGER = logging.getLogger("msica.introspect")
 
 METHODS = ("auto", "qr", "gram", "direct")
 

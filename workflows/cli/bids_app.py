@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -26,8 +25,6 @@ from workflows.config import (
 )
 
 __all__ = ["bids_app_command", "build_parser", "parse_args"]
-
-LOGGER = logging.getLogger("msica.cli")
 
 
 def _denoise_options(opts: argparse.Namespace, parser: MsicaParser) -> dict:

@@ -27,8 +27,6 @@ from workflows.execution.slurm import (
 
 __all__ = ["submit_command"]
 
-LOGGER = logging.getLogger("msica.submit")
-
 _TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
 
 

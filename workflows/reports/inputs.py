@@ -8,7 +8,6 @@ Files are found with :func:`workflows.bids.derivatives.derivatives_layout` (part
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -26,8 +25,6 @@ __all__ = [
     "node_groups",
     "resolve_uri",
 ]
-
-LOGGER = logging.getLogger("msica.reports")
 
 def _dataset_links(output_dir: Path) -> dict[str, Path]:
     description = output_dir / "dataset_description.json"
