@@ -6,7 +6,7 @@ places. A malformed template fails when the module using it is imported.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 __all__ = ["docdict", "fill_doc"]
@@ -46,8 +46,16 @@ docdict["timecourses"] = """timecourses : array-like of shape (n_volumes, n_netw
         Network time courses, one column per network."""
 
 
-def fill_doc(obj: F) -> F:
+def fill_doc(obj: F, entries: Mapping[str, str] = docdict) -> F:
     """Fill ``%(name)s`` placeholders in ``obj.__doc__`` from :data:`docdict`.
+
+    Parameters
+    ----------
+    obj : callable or class
+        What is documented; its docstring is replaced.
+    entries : mapping of str to str, default=docdict
+        The fragments (another package's docdict, with
+        ``functools.partial(fill_doc, entries=...)``).
 
     Raises
     ------
@@ -59,7 +67,7 @@ def fill_doc(obj: F) -> F:
     if not doc:
         return obj
     try:
-        obj.__doc__ = doc % docdict
+        obj.__doc__ = doc % entries
     except (TypeError, ValueError, KeyError) as exc:
         raise RuntimeError(
             f"Filling the docstring of {obj.__qualname__} failed: {exc!r}. "

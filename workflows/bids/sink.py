@@ -17,6 +17,7 @@ from nipype.interfaces.base import (
 )
 from nipype.interfaces.io import add_traits
 
+from workflows._docs import fill_doc
 from workflows.bids.atomic import atomic_copy, atomic_save_nifti
 from workflows.bids.naming import ENTITIES, build_derivative_path, source_entities
 from workflows.bids.provenance import make_sidecar, source_uri, write_sidecar
@@ -184,6 +185,7 @@ def sink_factory(output_dir, *, source_file: str | None = None,
     return sink
 
 
+@fill_doc
 def init_sinks_wf(
     *,
     output_dir: Path,
@@ -202,8 +204,7 @@ def init_sinks_wf(
 
     Parameters
     ----------
-    output_dir : Path
-        Root of the msica derivatives.
+    %(output_dir)s
     outputs : mapping
         ``{file field: (sidecar field or None, entities)}``: the inputnode field of a
         file, the inputnode field of its sidecar content (None: parameters-free
@@ -214,8 +215,7 @@ def init_sinks_wf(
         Further sources listed in the sidecars.
     dataset_links : mapping, optional
         Input dataset names and roots, for the ``Sources`` URIs of sidecars.
-    name : str
-        Workflow name.
+    %(wf_name)s
 
     Inputs
     ------

@@ -16,6 +16,7 @@ from nipype.pipeline import engine as pe
 
 from pipeline._validation import uses_cuda
 from pipeline.classify.search import AUTO_SITE_SPLIT_MIN_SITES, CLASSIFIER_DEFAULTS
+from workflows._docs import fill_doc
 from workflows.bids.derivatives import collect_participant_outputs, derivatives_layout
 from workflows.bids.naming import target_tag
 from workflows.execution.engine import Workflow
@@ -157,6 +158,7 @@ def _concern_wf(name: str, node: pe.Node, inputnode: pe.Node, outputs: list[str]
     return workflow
 
 
+@fill_doc
 def init_qc_wf(*, qc_files: list[str], participants_file: str | None = None,
                name: str = "qc_wf") -> Workflow:
     """Gather the runs' QC tables into one group table.
@@ -165,10 +167,8 @@ def init_qc_wf(*, qc_files: list[str], participants_file: str | None = None,
     ----------
     qc_files : list of str
         Per-run QC tables written by the participant level.
-    participants_file : str, optional
-        ``participants.tsv``, joined to the table.
-    name : str
-        Workflow name.
+    %(participants_file)s
+    %(wf_name)s
 
     Inputs
     ------
@@ -187,6 +187,7 @@ def init_qc_wf(*, qc_files: list[str], participants_file: str | None = None,
                        ["out_file"])
 
 
+@fill_doc
 def init_fnc_table_wf(*, relmat_files: list[str], participants_file: str | None = None,
                       name: str = "fnc_table_wf") -> Workflow:
     """Tabulate the participants' static FNC edges (the classifiers' features).
@@ -195,10 +196,8 @@ def init_fnc_table_wf(*, relmat_files: list[str], participants_file: str | None 
     ----------
     relmat_files : list of str
         Participants' multi-scale static FNC.
-    participants_file : str, optional
-        ``participants.tsv``, joined to the table.
-    name : str
-        Workflow name.
+    %(participants_file)s
+    %(wf_name)s
 
     Inputs
     ------
@@ -219,6 +218,7 @@ def init_fnc_table_wf(*, relmat_files: list[str], participants_file: str | None 
                        ["out_file", "meta"])
 
 
+@fill_doc
 def init_timecourse_table_wf(*, timeseries_files: list[str], relmat_files: list[str],
                              participants_file: str | None = None,
                              name: str = "timecourse_table_wf") -> Workflow:
@@ -230,10 +230,8 @@ def init_timecourse_table_wf(*, timeseries_files: list[str], relmat_files: list[
         Participants' network time courses (every scale).
     relmat_files : list of str
         Their static FNC (whose sidecars give each run's repetition time).
-    participants_file : str, optional
-        ``participants.tsv``, joined to the table.
-    name : str
-        Workflow name.
+    %(participants_file)s
+    %(wf_name)s
 
     Inputs
     ------
@@ -371,6 +369,7 @@ def init_introspect_wf(*, target: str, participants_file: str, seed: int = 0,
                        ["spectra_file", "summary_file", "figure_file", "meta"])
 
 
+@fill_doc
 def init_dfnc_states_wf(*, dfnc_files: list[str], n_states: int | None = None, seed: int = 0,
                         participants_file: str | None = None,
                         name: str = "dfnc_states_wf") -> Workflow:
@@ -386,8 +385,7 @@ def init_dfnc_states_wf(*, dfnc_files: list[str], n_states: int | None = None, s
         Seed of the k-means.
     participants_file : str, optional
         ``participants.tsv``, joined to the state metrics.
-    name : str
-        Workflow name.
+    %(wf_name)s
 
     Inputs
     ------
@@ -413,6 +411,7 @@ def init_dfnc_states_wf(*, dfnc_files: list[str], n_states: int | None = None, s
                        ["states_file", "metrics_file", "meta"])
 
 
+@fill_doc
 def init_group_wf(
     *,
     qc_files: list[str],
@@ -445,8 +444,7 @@ def init_group_wf(
     ----------
     qc_files : list of str
         Per-run QC tables written by the participant level.
-    output_dir : Path
-        msica derivatives root.
+    %(output_dir)s
     relmat_files : list of str, optional
         Participants' multi-scale static FNC (template mode): gathered into the
         FNC feature table.
@@ -485,8 +483,7 @@ def init_group_wf(
         Seed of the random steps (k-means).
     participants_file : Path, optional
         ``participants.tsv`` of the input dataset, joined to the tables.
-    name : str
-        Workflow name.
+    %(wf_name)s
 
     Returns
     -------

@@ -22,6 +22,7 @@ from nipype.pipeline import engine as pe
 
 from pipeline.fnc.static import DEFAULT_FNC_MEASURE, FNC_MEASURES
 from pipeline.ica.backrecon import GICA
+from workflows._docs import fill_doc
 from workflows.bids.sink import sink_factory
 from workflows.execution.engine import Workflow
 
@@ -67,6 +68,7 @@ def chunk_runs(n_runs: int, nprocs: int) -> list[list[int]]:
     return [list(range(start, stop)) for start, stop in pairwise(bounds)]
 
 
+@fill_doc
 def init_group_ica_wf(
     *,
     pca_files: list[Path],
@@ -88,8 +90,7 @@ def init_group_ica_wf(
     ----------
     pca_files : list of Path
         Subject PCAs (:class:`~workflows.interfaces.groupica.SubjectPCA`), one per run.
-    output_dir : Path
-        msica derivatives root.
+    %(output_dir)s
     model_orders : tuple of int
         Group ICA model orders.
     algorithm : {"infomax", "fastica"}
@@ -104,14 +105,12 @@ def init_group_ica_wf(
         Seed of the group ICA.
     device : str
         Torch device of the ICA.
-    dataset_links : dict, optional
-        Input dataset names and roots, for the ``Sources`` URIs of sidecars.
+    %(dataset_links)s
     nprocs : int
         Processes of the run: back-reconstruction, FNC and their derivatives are done
         in :func:`chunk_runs` ``(len(pca_files), nprocs)`` nodes, one run at a time
         in each, so the graph does not grow with the number of runs.
-    name : str
-        Workflow name.
+    %(wf_name)s
 
     Returns
     -------

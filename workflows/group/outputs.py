@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.classify.persistence import MODEL_EXTENSION
+from workflows._docs import fill_doc
 from workflows.bids.naming import target_tag
 from workflows.bids.sink import SinkSpecs, init_sinks_wf
 from workflows.execution.engine import Workflow
@@ -75,6 +76,7 @@ def group_outputs(concern: str, target: str | None = None) -> SinkSpecs:
     return outputs[concern]
 
 
+@fill_doc
 def init_group_outputs_wf(
     *,
     output_dir: Path,
@@ -87,16 +89,14 @@ def init_group_outputs_wf(
 
     Parameters
     ----------
-    output_dir : Path
-        Root of the msica derivatives.
+    %(output_dir)s
     concern : str
         A concern of :func:`group_outputs`.
     sources : list of str
         The participant derivatives the outputs come from (the sidecars' ``Sources``).
     target : str, optional
         The classified column (``classify`` and ``introspect``).
-    name : str
-        Workflow name.
+    %(wf_name)s
 
     Inputs
     ------

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.fnc.static import DEFAULT_FNC_MEASURE
+from workflows._docs import fill_doc
 from workflows.config import Settings
 from workflows.execution.engine import Workflow
 from workflows.execution.memory import run_mem_gb
@@ -75,6 +76,7 @@ def _labels_or_none(settings: Settings) -> list[Path | None]:
     return [None] * len(settings.templates)
 
 
+@fill_doc
 def init_participant_wf(
     *,
     subject_label: str,
@@ -108,8 +110,7 @@ def init_participant_wf(
     runs : list of dict
         Inputs of each run, as returned by :func:`workflows.bids.collect_runs`
         (keys ``bold``, ``mask``, ``confounds``, ``t_r``, ``entities``).
-    output_dir : Path
-        Root of the msica derivatives.
+    %(output_dir)s
     denoise : DenoiseOptions, default=DenoiseOptions()
         How every run is denoised (the default: as preprocessed). Frozen, so one shared
         default is safe.
@@ -121,8 +122,7 @@ def init_participant_wf(
         Group ICA model orders (data-driven mode, used when no ``templates``).
     pca_dir : Path, optional
         Where subject PCAs are written (data-driven mode).
-    dataset_links : dict, optional
-        Input dataset names and roots, for the ``Sources`` URIs of sidecars.
+    %(dataset_links)s
     name : str, optional
         Workflow name (default ``sub_<label>_wf``).
 

@@ -8,6 +8,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from pipeline import __version__
+from workflows._docs import fill_doc
 from workflows.execution.engine import Workflow
 
 __all__ = ["DenoiseOptions", "init_denoise_wf"]
@@ -43,6 +44,7 @@ class DenoiseOptions:
     save_denoised: bool = False
 
 
+@fill_doc
 def init_denoise_wf(
     *,
     bold_file: str,
@@ -61,15 +63,11 @@ def init_denoise_wf(
         Preprocessed BOLD and brain mask.
     confounds_file : str or None
         fMRIPrep-style confounds TSV (None with ``options.strategy="none"``).
-    t_r : float
-        Repetition time (s).
+    %(t_r)s
     options : DenoiseOptions
         How the run is denoised.
-    mem_gb : float
-        Memory the nodes holding the whole run declare to Nipype's scheduler
-        (:func:`workflows.execution.memory.run_mem_gb`).
-    name : str
-        Workflow name.
+    %(mem_gb)s
+    %(wf_name)s
 
     Inputs
     ------

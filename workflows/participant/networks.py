@@ -9,6 +9,7 @@ from nipype.pipeline import engine as pe
 
 from pipeline.fnc.static import DEFAULT_FNC_MEASURE, FNC_MEASURES
 from pipeline.ica.backrecon import BACKRECON_METHODS
+from workflows._docs import fill_doc
 from workflows.execution.engine import Workflow
 
 __all__ = ["init_networks_wf", "networks_output_fields"]
@@ -50,6 +51,7 @@ def _per_scale(gift_compatible: bool) -> tuple[str, ...]:
     return SCALE_FIELDS + (("gift_components_file",) if gift_compatible else ())
 
 
+@fill_doc
 def init_networks_wf(
     *,
     bold_file: str,
@@ -75,8 +77,7 @@ def init_networks_wf(
     ----------
     bold_file, mask_file, confounds_file : str
         The run's fMRIPrep inputs (``bold_file`` names the run in the time courses).
-    t_r : float
-        Repetition time (s).
+    %(t_r)s
     templates : list of (Path, Path or None)
         4-D template and labels TSV per scale.
     method : str
@@ -93,18 +94,10 @@ def init_networks_wf(
         Static-FNC measure, a key of :data:`pipeline.fnc.static.FNC_MEASURES`.
     dfnc_window : int
         Sliding-window length in TRs.
-    mem_gb : float
-        Memory the nodes holding the whole run declare to Nipype's scheduler
-        (:func:`workflows.execution.memory.run_mem_gb`).
-    name : str
-        Workflow name.
+    %(mem_gb)s
+    %(wf_name)s
 
-    Inputs
-    ------
-    denoised_file
-        Denoised BOLD of the run.
-    sample_mask
-        Indices of the volumes kept by denoising.
+    %(denoised_inputs)s
 
     Outputs
     -------

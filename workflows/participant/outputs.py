@@ -12,6 +12,7 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from workflows._docs import fill_doc
 from workflows.bids.sink import init_sinks_wf, sink_factory
 from workflows.execution.engine import Workflow
 from workflows.participant.networks import networks_output_fields
@@ -19,6 +20,7 @@ from workflows.participant.networks import networks_output_fields
 __all__ = ["init_denoise_outputs_wf", "init_networks_outputs_wf"]
 
 
+@fill_doc
 def init_denoise_outputs_wf(
     *,
     output_dir: Path,
@@ -31,16 +33,13 @@ def init_denoise_outputs_wf(
 
     Parameters
     ----------
-    output_dir : Path
-        Root of the msica derivatives.
+    %(output_dir)s
     bold_file : str
         The run's preprocessed BOLD, whose entities the outputs inherit.
     save_denoised : bool
         Also write the denoised BOLD (``desc-denoised_bold.nii.gz``).
-    dataset_links : dict, optional
-        Names and roots of the input datasets (the sidecars' ``Sources`` as BIDS URIs).
-    name : str
-        Workflow name.
+    %(dataset_links)s
+    %(wf_name)s
 
     Inputs
     ------

@@ -7,11 +7,13 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from workflows._docs import fill_doc
 from workflows.execution.engine import Workflow
 
 __all__ = ["init_subject_pca_wf"]
 
 
+@fill_doc
 def init_subject_pca_wf(
     *,
     subject_label: str,
@@ -34,24 +36,15 @@ def init_subject_pca_wf(
         The run's preprocessed BOLD (it names the PCA file) and brain mask.
     confounds_file : str or None
         Its confounds TSV (recorded in the PCA's sidecar).
-    t_r : float
-        Repetition time (s).
+    %(t_r)s
     n_components : int
         Components kept (the largest group ICA model order).
     pca_dir : Path
         Where subject PCAs are written.
-    mem_gb : float
-        Memory the nodes holding the whole run declare to Nipype's scheduler
-        (:func:`workflows.execution.memory.run_mem_gb`).
-    name : str
-        Workflow name.
+    %(mem_gb)s
+    %(wf_name)s
 
-    Inputs
-    ------
-    denoised_file
-        Denoised run.
-    sample_mask
-        Indices of the volumes kept by denoising.
+    %(denoised_inputs)s
 
     Outputs
     -------
