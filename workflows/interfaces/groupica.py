@@ -22,7 +22,6 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 
@@ -367,7 +366,7 @@ class GICANetworksChunk(SimpleInterface):
         from pipeline.exceptions import InputDataError
 
         inputs = self.inputs
-        links = dict(inputs.dataset_links) if isdefined(inputs.dataset_links) else None
+        links = given(inputs.dataset_links)
         written, failed = [], []
         for pca_file, run_index in zip(inputs.pca_files, inputs.run_indices):
             with tempfile.TemporaryDirectory(dir=runtime.cwd) as work_dir:
