@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -66,6 +68,24 @@ def work_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def skeleton(tmp_path_factory) -> Path:
     return generate_skeleton(tmp_path_factory.mktemp("skel"), "sessions_norun")
+
+
+@pytest.fixture
+def run_python():
+    """``run_python(args, hang=...)``: run ``python <args>`` in a fresh interpreter and return
+    its completed process; the test fails with ``hang`` when it outlives ``timeout`` seconds,
+    and with its stderr when it exits non-zero."""
+
+    def run(args: list[str], *, hang: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        try:
+            done = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                                  timeout=timeout, check=False)  # the return code is asserted
+        except subprocess.TimeoutExpired:
+            pytest.fail(hang)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done
+
+    return run
 
 
 @pytest.fixture

@@ -142,21 +142,12 @@ workflow.run(plugin="MultiProc", plugin_args={"n_procs": 2})
 """
 
 
-def test_parallel_classifier_node_lets_its_nipype_worker_exit(processed, tmp_path):
+def test_parallel_classifier_node_lets_its_nipype_worker_exit(processed, tmp_path, run_python):
     """A classifier node that ran joblib in 2 processes must not hold its Nipype worker: loky's
     idle workers (kept 300 s) made every group level with --nprocs > 1 wait five minutes at
     its end (``msica demo`` took 7 minutes instead of 2)."""
-    import subprocess
-    import sys
-
     bids, out, _ = processed
-    argv = [sys.executable, "-c", _CLASSIFY_IN_MULTIPROC,
-            str(out / "group" / "desc-fnc_features.tsv"), str(bids / "participants.tsv"),
-            str(tmp_path)]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=180,
-                              check=False)  # the return code is asserted below
-    except subprocess.TimeoutExpired:
-        pytest.fail("the Nipype run of a parallel classifier node did not end within 180 s")
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_python(["-c", _CLASSIFY_IN_MULTIPROC, str(out / "group" / "desc-fnc_features.tsv"),
+                str(bids / "participants.tsv"), str(tmp_path)],
+               hang="the Nipype run of a parallel classifier node did not end within 180 s")
     assert (tmp_path / "classify_wf" / "classify" / "metrics.tsv").is_file()

@@ -179,21 +179,13 @@ print("total", next(iter(graph.nodes)).result.outputs.total)
 """
 
 
-def test_parallel_reports_leave_joblib_usable_in_forked_workers(tmp_path):
+def test_parallel_reports_leave_joblib_usable_in_forked_workers(tmp_path, run_python):
     """Drawing reports in 2 processes, then joblib in a Nipype MultiProc worker forked after it
     (``msica demo`` runs both levels in one process: the group level's classifier nodes run
     joblib) must not hang, as it did while the reports left a loky executor alive."""
-    import subprocess
-    import sys
-
     script = tmp_path / "reports_then_joblib.py"  # a file: Nipype reads the node's source
     script.write_text(_REPORTS_THEN_JOBLIB_IN_MULTIPROC)
-    argv = [sys.executable, str(script), str(tmp_path)]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=180,
-                              check=False)  # the return code is asserted below
-    except subprocess.TimeoutExpired:
-        pytest.fail("joblib hung in a Nipype worker forked after the reports were drawn")
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_python([str(script), str(tmp_path)],
+                      hang="joblib hung in a Nipype worker forked after the reports were drawn")
     assert "No report for sub-01" in done.stderr and "No report for sub-02" in done.stderr
     assert "total 6" in done.stdout
