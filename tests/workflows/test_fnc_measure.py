@@ -20,7 +20,7 @@ from workflows.cli import run
 from workflows.cli.bids_app import build_parser
 from workflows.exit_codes import ExitCode
 from workflows.interfaces.fnc import ComputeFNC
-from workflows.participant.networks import init_networks_wf
+from workflows.participant.networks import NetworkOptions, init_networks_wf
 
 MOTION = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
 REFERENCE = "Toy A. Covariance as connectivity. J Toy Methods. 2024;1:2."
@@ -78,7 +78,8 @@ def test_toy_measure_is_computed_described_and_cited(toy_measure, tmp_path):
         (tmp_path / name).touch()  # the graph is built, not run
     workflow = init_networks_wf(bold_file="bold.nii.gz", mask_file=str(tmp_path / "mask.nii.gz"),
                                 confounds_file="", t_r=2.0,
-                                templates=[(tmp_path / "t4.nii.gz", None)], fnc_measure=TOY.name)
+                                templates=[(tmp_path / "t4.nii.gz", None)],
+                                options=NetworkOptions(fnc_measure=TOY.name))
     assert "static FNC (clipped covariance (@toy_covariance))" in workflow.__desc__
     assert workflow.get_node("fnc").inputs.measure == TOY.name
     from workflows.reports.boilerplate import all_references

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.fnc.static import DEFAULT_FNC_MEASURE
 from workflows._docs import fill_doc
 from workflows.config import Settings
 from workflows.execution.engine import Workflow
 from workflows.execution.memory import run_mem_gb
 from workflows.participant.denoise import DenoiseOptions, init_denoise_wf
-from workflows.participant.networks import init_networks_wf, networks_output_fields
+from workflows.participant.networks import (
+    NetworkOptions,
+    init_networks_wf,
+    networks_output_fields,
+)
 from workflows.participant.outputs import (
     init_denoise_outputs_wf,
     init_networks_outputs_wf,
@@ -51,12 +54,14 @@ def init_msica_participant_wf(
             save_denoised=settings.save_denoised,
         ),
         templates=list(zip(settings.templates, _labels_or_none(settings))),
-        backrecon_method=settings.backrecon_method,
-        gift_compatible=settings.gift_compatible,
-        resample_template=settings.resample_template,
-        device=settings.device,
-        fnc_measure=settings.fnc_measure,
-        dfnc_window=settings.dfnc_window,
+        networks=NetworkOptions(
+            method=settings.backrecon_method,
+            gift_compatible=settings.gift_compatible,
+            resample_template=settings.resample_template,
+            device=settings.device,
+            fnc_measure=settings.fnc_measure,
+            dfnc_window=settings.dfnc_window,
+        ),
         model_orders=settings.model_orders,
         pca_dir=settings.subject_pca_dir,
         dataset_links=dataset_links(settings),
@@ -84,12 +89,7 @@ def init_participant_wf(
     output_dir: Path,
     denoise: DenoiseOptions = DenoiseOptions(),
     templates: list[tuple[Path, Path | None]] | None = None,
-    backrecon_method: str = "moo-icar",
-    gift_compatible: bool = False,
-    resample_template: bool = False,
-    device: str = "auto",
-    fnc_measure: str = DEFAULT_FNC_MEASURE,
-    dfnc_window: int = 30,
+    networks: NetworkOptions = NetworkOptions(),
     model_orders: tuple[int, ...] = (),
     pca_dir: Path | None = None,
     dataset_links: dict[str, str] | None = None,
@@ -116,8 +116,9 @@ def init_participant_wf(
         default is safe.
     templates : list of (Path, Path or None), optional
         4-D template and its labels TSV, one pair per scale.
-    backrecon_method, gift_compatible, resample_template, device, fnc_measure, dfnc_window
-        Network options, see :func:`init_networks_wf`.
+    networks : NetworkOptions, default=NetworkOptions()
+        How every run's networks and FNC are made from ``templates``. Frozen, so one
+        shared default is safe.
     model_orders : tuple of int
         Group ICA model orders (data-driven mode, used when no ``templates``).
     pca_dir : Path, optional
@@ -150,22 +151,14 @@ def init_participant_wf(
                 (run_wf, ds_run_wf, [("outputnode.denoised_nifti", "inputnode.denoised_nifti")]),
             ])  # fmt:skip
         if templates:
-            networks_wf = init_networks_wf(
-                **run_inputs,
-                templates=templates,
-                method=backrecon_method,
-                gift_compatible=gift_compatible,
-                resample_template=resample_template,
-                device=device,
-                fnc_measure=fnc_measure,
-                dfnc_window=dfnc_window,
-                name=f"run_{index:02d}_networks_wf",
-            )
+            networks_wf = init_networks_wf(**run_inputs, templates=templates, options=networks,
+                                           name=f"run_{index:02d}_networks_wf")
             ds_networks_wf = init_networks_outputs_wf(
                 output_dir=output_dir, bold_file=run["bold"], n_scales=len(templates),
-                gift_compatible=gift_compatible, dataset_links=dataset_links,
+                gift_compatible=networks.gift_compatible, dataset_links=dataset_links,
                 name=f"run_{index:02d}_networks_outputs_wf")
-            fields = networks_output_fields(len(templates), gift_compatible=gift_compatible)
+            fields = networks_output_fields(len(templates),
+                                            gift_compatible=networks.gift_compatible)
             workflow.connect([
                 (networks_wf, ds_networks_wf, [(f"outputnode.{field}", f"inputnode.{field}")
                                                for field in fields]),

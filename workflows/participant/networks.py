@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from nipype.interfaces import utility as niu
@@ -12,12 +13,42 @@ from pipeline.ica.backrecon import BACKRECON_METHODS
 from workflows._docs import fill_doc
 from workflows.execution.engine import Workflow
 
-__all__ = ["init_networks_wf", "networks_output_fields"]
+__all__ = ["NetworkOptions", "init_networks_wf", "networks_output_fields"]
 
 #: Outputs of each scale's back-reconstruction on the outputnode (suffixed ``_<index>``).
 SCALE_FIELDS = ("components_file", "timeseries_file", "scale", "meta")
 #: Outputs of the FNC on the outputnode.
 FNC_FIELDS = ("relmat_file", "dfnc_file", "fnc_meta")
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """How every run's networks and FNC are made from the templates (template mode).
+
+    Parameters
+    ----------
+    method : str
+        Back-reconstruction method, a key of
+        :data:`pipeline.ica.backrecon.BACKRECON_METHODS`.
+    gift_compatible : bool
+        The method's GIFT-compatible variant (MOO-ICAR exactly as GIFT's NeuroMark
+        path); maps also made in GIFT's scale.
+    resample_template : bool
+        Resample templates that are not on the BOLD grid.
+    device : str
+        Torch device for MOO-ICAR.
+    fnc_measure : str
+        Static-FNC measure, a key of :data:`pipeline.fnc.static.FNC_MEASURES`.
+    dfnc_window : int
+        Sliding-window length in TRs.
+    """
+
+    method: str = "moo-icar"
+    gift_compatible: bool = False
+    resample_template: bool = False
+    device: str = "auto"
+    fnc_measure: str = DEFAULT_FNC_MEASURE
+    dfnc_window: int = 30
 
 
 def networks_output_fields(n_scales: int, *, gift_compatible: bool = False) -> list[str]:
@@ -59,12 +90,7 @@ def init_networks_wf(
     confounds_file: str,
     t_r: float,
     templates: list[tuple[Path, Path | None]],
-    method: str = "moo-icar",
-    gift_compatible: bool = False,
-    resample_template: bool = False,
-    device: str = "auto",
-    fnc_measure: str = DEFAULT_FNC_MEASURE,
-    dfnc_window: int = 30,
+    options: NetworkOptions = NetworkOptions(),
     mem_gb: float = 0.2,
     name: str = "networks_wf",
 ) -> Workflow:
@@ -80,20 +106,8 @@ def init_networks_wf(
     %(t_r)s
     templates : list of (Path, Path or None)
         4-D template and labels TSV per scale.
-    method : str
-        Back-reconstruction method, a key of
-        :data:`pipeline.ica.backrecon.BACKRECON_METHODS`.
-    gift_compatible : bool
-        The method's GIFT-compatible variant (MOO-ICAR exactly as GIFT's NeuroMark
-        path); maps also made in GIFT's scale.
-    resample_template : bool
-        Resample templates that are not on the BOLD grid.
-    device : str
-        Torch device for MOO-ICAR.
-    fnc_measure : str
-        Static-FNC measure, a key of :data:`pipeline.fnc.static.FNC_MEASURES`.
-    dfnc_window : int
-        Sliding-window length in TRs.
+    options : NetworkOptions, default=NetworkOptions()
+        How the networks and FNC are made. Frozen, so one shared default is safe.
     %(mem_gb)s
     %(wf_name)s
 
@@ -105,7 +119,7 @@ def init_networks_wf(
         z-scored maps and time courses of the networks of each scale (index in
         ``templates``).
     gift_components_file_<index>
-        The maps in GIFT's scale (only with ``gift_compatible``).
+        The maps in GIFT's scale (only with ``options.gift_compatible``).
     scale_<index>, meta_<index>
         Its model order and the parameters for the sidecars.
     relmat_file
@@ -119,17 +133,18 @@ def init_networks_wf(
     from workflows.interfaces.ica import BackReconstruct
 
     workflow = Workflow(name=name)
+    gift_compatible = options.gift_compatible
     scales_text = ", ".join(Path(t).name for t, _ in templates)
-    method_text = BACKRECON_METHODS[method].describe(gift_compatible)
-    fnc_text = FNC_MEASURES[fnc_measure].summary
+    method_text = BACKRECON_METHODS[options.method].describe(gift_compatible)
+    fnc_text = FNC_MEASURES[options.fnc_measure].summary
     workflow.__desc__ = (
         f"Participant networks were estimated at {len(templates)} scale(s) ({scales_text}) by "
         f"{method_text}; maps were z-scored. Network time courses were detrended (3rd order with "
         f"sine/cosine terms), {'motion-regressed, ' if confounds_file else ''}despiked and "
         "low-pass filtered at 0.15 Hz "
         f"(5th-order Butterworth, zero phase) as in GIFT, and static FNC ({fnc_text}) was "
-        f"computed within and across scales, with tapered sliding windows of {dfnc_window} TRs "
-        "(Gaussian sigma 3 TRs, step 1 TR) for dynamic FNC."
+        "computed within and across scales, with tapered sliding windows of "
+        f"{options.dfnc_window} TRs (Gaussian sigma 3 TRs, step 1 TR) for dynamic FNC."
     )
     n_scales = len(templates)
     inputnode = pe.Node(niu.IdentityInterface(fields=["denoised_file", "sample_mask"]),
@@ -144,14 +159,16 @@ def init_networks_wf(
                              run_without_submitting=True)
     merge_domains = pe.Node(niu.Merge(n_scales, no_flatten=True), name="merge_domains",
                             run_without_submitting=True)
-    fnc = pe.Node(ComputeFNC(t_r=t_r, measure=fnc_measure, window=dfnc_window), name="fnc")
+    fnc = pe.Node(ComputeFNC(t_r=t_r, measure=options.fnc_measure, window=options.dfnc_window),
+                  name="fnc")
     if confounds_file:
         fnc.inputs.confounds_file = confounds_file
     for index, (template, labels) in enumerate(templates):
         backrecon = pe.Node(
-            BackReconstruct(mask_file=mask_file, template_file=str(template), method=method,
-                            gift_compatible=gift_compatible, run_name=Path(bold_file).name,
-                            resample_template=resample_template, device=device),
+            BackReconstruct(mask_file=mask_file, template_file=str(template),
+                            method=options.method, gift_compatible=gift_compatible,
+                            run_name=Path(bold_file).name,
+                            resample_template=options.resample_template, device=options.device),
             name=f"backrecon_{index}",
             mem_gb=mem_gb,
         )

@@ -9,7 +9,7 @@ import pytest
 from workflows.execution.memory import BASE_GB, BYTES_PER_VOXEL_VOLUME, run_mem_gb
 from workflows.participant.base import init_participant_wf
 from workflows.participant.denoise import DenoiseOptions, init_denoise_wf
-from workflows.participant.networks import init_networks_wf, networks_output_fields
+from workflows.participant.networks import NetworkOptions, init_networks_wf, networks_output_fields
 from workflows.participant.outputs import (
     init_denoise_outputs_wf,
     init_networks_outputs_wf,
@@ -95,7 +95,8 @@ def test_denoise_outputs_wf_graph(graph, runs, tmp_path):
 
 
 def test_networks_wf_graph(graph, runs, templates):
-    wf = init_networks_wf(**_run_inputs(runs[0]), templates=templates, dfnc_window=20)
+    wf = init_networks_wf(**_run_inputs(runs[0]), templates=templates,
+                          options=NetworkOptions(dfnc_window=20))
     names = _node_names(wf)
     assert {"inputnode", "outputnode", "backrecon_0", "backrecon_1", "fnc"} <= names
     assert not any(name.startswith("ds_") for name in names)  # sinks: init_networks_outputs_wf
@@ -113,7 +114,8 @@ def test_networks_wf_graph(graph, runs, templates):
             ("fnc", "relmat_file", "outputnode", "relmat_file"),
             ("fnc", "dfnc_file", "outputnode", "dfnc_file"),
             ("fnc", "meta", "outputnode", "fnc_meta")} <= edges
-    gift = init_networks_wf(**_run_inputs(runs[0]), templates=templates, gift_compatible=True)
+    gift = init_networks_wf(**_run_inputs(runs[0]), templates=templates,
+                            options=NetworkOptions(gift_compatible=True))
     assert ("backrecon_0", "gift_components_file", "outputnode",
             "gift_components_file_0") in graph.edges(gift)
 
@@ -184,7 +186,7 @@ def test_save_denoised_adds_sink(graph, runs, tmp_path):
 
 def test_template_mode_graph(graph, runs, templates, tmp_path):
     wf = init_participant_wf(subject_label="01", runs=runs[:1], output_dir=tmp_path / "out",
-                             templates=templates, dfnc_window=20)
+                             templates=templates, networks=NetworkOptions(dfnc_window=20))
     names = _node_names(wf)
     for index in (0, 1):
         assert f"run_00_networks_wf.backrecon_{index}" in names
