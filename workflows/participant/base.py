@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from workflows._docs import fill_doc
 from workflows.config import Settings
@@ -22,7 +23,10 @@ from workflows.participant.outputs import (
 from workflows.participant.pca import init_subject_pca_wf
 
 __all__ = ["dataset_links", "init_msica_participant_wf", "init_participant_wf",
-           "participant_wf_name"]
+           "options_from_settings", "participant_wf_name"]
+
+T = TypeVar("T")
+
 
 def participant_wf_name(subject_label: str) -> str:
     """Return the name of a participant's workflow.
@@ -43,29 +47,37 @@ def init_msica_participant_wf(
         subject_label=subject_label,
         runs=runs,
         output_dir=settings.output_dir,
-        denoise=DenoiseOptions(
-            strategy=settings.denoise_strategy,
-            high_pass=settings.high_pass,
-            low_pass=settings.low_pass,
-            detrend=settings.detrend,
-            standardize=settings.standardize,
-            fd_threshold=settings.fd_threshold,
-            min_volumes=settings.min_volumes,
-            save_denoised=settings.save_denoised,
-        ),
+        denoise=options_from_settings(DenoiseOptions, settings, strategy="denoise_strategy"),
         templates=list(zip(settings.templates, _labels_or_none(settings))),
-        networks=NetworkOptions(
-            method=settings.backrecon_method,
-            gift_compatible=settings.gift_compatible,
-            resample_template=settings.resample_template,
-            device=settings.device,
-            fnc_measure=settings.fnc_measure,
-            dfnc_window=settings.dfnc_window,
-        ),
+        networks=options_from_settings(NetworkOptions, settings, method="backrecon_method"),
         model_orders=settings.model_orders,
         pca_dir=settings.subject_pca_dir,
         dataset_links=dataset_links(settings),
     )
+
+
+def options_from_settings(options: type[T], settings: Settings, **renamed: str) -> T:
+    """Build a frozen options class from the settings of the same names.
+
+    Parameters
+    ----------
+    options : type
+        A dataclass such as :class:`DenoiseOptions` or :class:`NetworkOptions`.
+    settings : Settings
+        The run settings.
+    **renamed : str
+        ``field="settings_name"`` for a field whose setting is named otherwise.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> settings = Settings(bids_dir=Path("/b"), output_dir=Path("/o"), work_dir=Path("/w"),
+    ...                     analysis_level="participant", backrecon_method="dual-regression")
+    >>> options_from_settings(NetworkOptions, settings, method="backrecon_method").method
+    'dual-regression'
+    """
+    return options(**{field.name: getattr(settings, renamed.get(field.name, field.name))
+                      for field in fields(options)})
 
 
 def dataset_links(settings: Settings) -> dict[str, str]:
@@ -100,8 +112,9 @@ def init_participant_wf(
     Each run is denoised and QC'd (``run_XX_wf``) and its QC written
     (``run_XX_outputs_wf``). With ``templates`` (template mode), its networks are
     back-reconstructed at every scale and static and dynamic FNC are computed across
-    scales (``run_XX_networks_wf``), and written (``run_XX_networks_outputs_wf``); with ``model_orders`` (data-driven mode), it
-    is reduced by subject PCA into ``pca_dir`` for the group ICA.
+    scales (``run_XX_networks_wf``), and written (``run_XX_networks_outputs_wf``); with
+    ``model_orders`` (data-driven mode), it is reduced by subject PCA into ``pca_dir`` for the
+    group ICA.
 
     Parameters
     ----------

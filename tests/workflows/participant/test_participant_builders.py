@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from workflows.execution.memory import BASE_GB, BYTES_PER_VOXEL_VOLUME, run_mem_gb
-from workflows.participant.base import init_participant_wf
+from workflows.config import Settings
+from workflows.participant.base import (
+    init_msica_participant_wf,
+    init_participant_wf,
+    options_from_settings,
+)
 from workflows.participant.denoise import DenoiseOptions, init_denoise_wf
 from workflows.participant.networks import NetworkOptions, init_networks_wf, networks_output_fields
 from workflows.participant.outputs import (
@@ -242,3 +247,28 @@ def test_nodes_holding_a_run_declare_its_memory(runs, templates, tmp_path, mode)
             assert wf.get_node(prefix + node).mem_gb == pytest.approx(expected)
     assert wf.get_node("run_00_wf.denoise").mem_gb < wf.get_node("run_01_wf.denoise").mem_gb
     assert wf.get_node("run_00_wf.outputnode").mem_gb == pytest.approx(0.2)  # light nodes keep the default
+
+
+def test_settings_reach_the_denoise_and_network_nodes(runs, templates, tmp_path):
+    """init_msica_participant_wf copies every denoising and network option from the settings
+    (fields of the same name; strategy and method renamed) into the nodes that use them."""
+    settings = Settings(
+        bids_dir=tmp_path / "bids", output_dir=tmp_path / "out", work_dir=tmp_path / "work",
+        analysis_level="participant", denoise_strategy="scrubbing", high_pass=0.01,
+        low_pass=0.1, detrend=True, standardize=True, fd_threshold=0.3, min_volumes=10,
+        templates=tuple(t for t, _ in templates), backrecon_method="dual-regression",
+        resample_template=True, device="cpu", fnc_measure="partial correlation",
+        dfnc_window=12)
+    assert options_from_settings(DenoiseOptions, settings, strategy="denoise_strategy") == (
+        DenoiseOptions(strategy="scrubbing", high_pass=0.01, low_pass=0.1, detrend=True,
+                       standardize=True, fd_threshold=0.3, min_volumes=10))
+    wf = init_msica_participant_wf(settings, "01", runs[:1])
+    denoise = wf.get_node("run_00_wf.denoise").inputs
+    assert (denoise.strategy, denoise.high_pass, denoise.low_pass, denoise.detrend,
+            denoise.standardize, denoise.fd_threshold, denoise.min_volumes) == (
+        "scrubbing", 0.01, 0.1, True, True, 0.3, 10)
+    backrecon = wf.get_node("run_00_networks_wf.backrecon_1").inputs
+    assert (backrecon.method, backrecon.resample_template, backrecon.device) == (
+        "dual-regression", True, "cpu")
+    fnc = wf.get_node("run_00_networks_wf.fnc").inputs
+    assert (fnc.measure, fnc.window) == ("partial correlation", 12)
