@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import __version__
 from workflows.exit_codes import ExitCode, exit_code_for
-from workflows.cli.bids_app import parse_args
+from workflows.cli.bids_app import build_parser, parse_args
 from workflows.cli import run
 from workflows.config import Settings
 
@@ -137,6 +137,14 @@ def test_run_settings_toml_reruns_the_same_settings(participant, tmp_path):
               if getattr(first, f.name) != getattr(again, f.name)}
     assert differ == {"output_dir", "run_uuid"}
     assert again.bids_filters == {"bold": {"session": None, "task": "rest"}}
+
+
+def test_every_option_is_the_setting_of_its_name():
+    """parse_args copies the parsed options into Settings by name: an option without a field
+    of its name would be dropped, so each one (but the command line's own) has one."""
+    cli_only = {"help", "version", "config", "skip_bids_validation"}
+    dests = {action.dest for action in build_parser()._actions} - cli_only
+    assert dests <= {field.name for field in dataclasses.fields(Settings)}
 
 
 @pytest.mark.parametrize(("line", "message"), [
@@ -269,7 +277,7 @@ def test_sites_is_dispatched(capsys):
 
 def test_classifier_options_parse_into_settings(tmp_path):
     """--harmonize, --harmonize-protect, --site-column and --connectivity reach the settings."""
-    from workflows.cli.bids_app import parse_args
+    from workflows.cli.bids_app import build_parser, parse_args
 
     bids = tmp_path / "bids"
     bids.mkdir()

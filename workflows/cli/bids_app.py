@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Sequence
 from functools import partial
@@ -27,20 +28,18 @@ from workflows.config import (
 __all__ = ["bids_app_command", "build_parser", "parse_args"]
 
 
-def _denoise_options(opts: argparse.Namespace, parser: MsicaParser) -> dict:
-    """Filter, detrend and standardization settings, checked against the strategy.
+def _check_denoise_options(opts: argparse.Namespace, parser: MsicaParser) -> None:
+    """Check the filter, detrend and standardization options against the strategy.
 
     With ``--denoise-strategy none`` the data are left as they are, so an option
     that would change them is a usage error.
     """
     names = ("high_pass", "low_pass", "detrend", "standardize")
-    values = {name: getattr(opts, name) for name in names}
-    active = sorted(name for name, value in values.items() if value not in (None, False))
+    active = sorted(name for name in names if getattr(opts, name) not in (None, False))
     if opts.denoise_strategy == "none" and active:
         flags = ", ".join("--" + name.replace("_", "-") for name in active)
         parser.error(f"--denoise-strategy none leaves the data as they are; drop {flags} or "
                      "choose a confound strategy (simple, scrubbing, compcor).")
-    return values
 
 
 def _config_defaults(parser: MsicaParser, path: Path, data: dict) -> dict:
@@ -311,55 +310,21 @@ def parse_args(argv: Sequence[str]) -> Settings:
     if len(set(opts.model_orders)) != len(opts.model_orders):
         parser.error(f"--model-orders {' '.join(map(str, opts.model_orders))} repeats an "
                      "order; give distinct orders.")
+    _check_denoise_options(opts, parser)
     derivatives = tuple(opts.derivatives)
     if not derivatives and (opts.bids_dir / "derivatives" / "fmriprep").is_dir():
         derivatives = (opts.bids_dir / "derivatives" / "fmriprep",)
-    return Settings(
-        bids_dir=opts.bids_dir,
-        output_dir=opts.output_dir,
-        analysis_level=opts.analysis_level,
-        work_dir=opts.work_dir,
-        derivatives=derivatives,
-        participant_label=tuple(opts.participant_label),
-        session_label=tuple(opts.session_label),
-        task=opts.task,
-        bids_filters=opts.bids_filters,
-        validate=opts.validate,
-        denoise_strategy=opts.denoise_strategy,
-        **_denoise_options(opts, parser),
-        fd_threshold=opts.fd_threshold,
-        min_volumes=opts.min_volumes,
-        save_denoised=opts.save_denoised,
-        templates=tuple(opts.templates),
-        template_labels=tuple(opts.template_labels),
-        backrecon_method=opts.backrecon_method,
-        gift_compatible=opts.gift_compatible,
-        resample_template=opts.resample_template,
-        fnc_measure=opts.fnc_measure,
-        dfnc_window=opts.dfnc_window,
-        model_orders=tuple(sorted(opts.model_orders)),
-        ica_algorithm=opts.ica_algorithm,
-        icasso_runs=opts.icasso_runs,
-        pca_dir=opts.pca_dir,
-        targets=tuple(opts.targets),
-        confounds=tuple(opts.confounds),
-        n_permutations=opts.n_permutations,
-        site_column=opts.site_column,
-        harmonize=opts.harmonize,
-        harmonize_protect=tuple(opts.harmonize_protect),
-        connectivity=tuple(dict.fromkeys(opts.connectivity)),
-        introspect=opts.introspect,
-        no_reports=opts.no_reports,
-        reports_only=opts.reports_only,
-        nprocs=opts.nprocs,
-        omp_nthreads=opts.omp_nthreads,
-        mem_gb=opts.mem_gb,
-        plugin=opts.plugin,
-        device=opts.device,
-        stop_on_first_crash=opts.stop_on_first_crash,
-        seed=opts.seed,
-        verbose=opts.verbose,
-    )
+    # Every setting is the option of the same name; lists become tuples (settings are frozen).
+    values = {field.name: getattr(opts, field.name) for field in dataclasses.fields(Settings)
+              if hasattr(opts, field.name)}
+    values.update({name: tuple(value) for name, value in values.items()
+                   if isinstance(value, list)})
+    return Settings(**{
+        **values,
+        "derivatives": derivatives,
+        "model_orders": tuple(sorted(opts.model_orders)),
+        "connectivity": tuple(dict.fromkeys(opts.connectivity)),
+    })
 
 
 def bids_app_command(argv: Sequence[str]) -> int:
