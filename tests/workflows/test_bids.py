@@ -19,7 +19,7 @@ import workflows.bids.provenance
 import workflows.bids.sink
 from pipeline import __version__
 from pipeline.exceptions import InputDataError
-from workflows.bids.sink import DerivativesDataSink
+from workflows.bids.sink import DerivativesDataSink, init_sinks_wf
 from workflows.bids.atomic import atomic_write
 from workflows.bids.naming import build_derivative_path
 from workflows.bids.layout import (
@@ -402,6 +402,31 @@ def test_sink_sidecar_is_strict_json(tmp_path):
     assert "NaN" not in text
     meta = json.loads(text)
     assert meta["mean_fd"] is None and meta["n"] == 3 and meta["sizes"] == [0, 1]
+
+
+def test_sinks_wf_graph(graph, tmp_path):
+    """One sink a file field, fed its file and (where named) its sidecar content, each
+    writing under its entities into the output folder and reporting where on the outputnode."""
+    wf = init_sinks_wf(
+        output_dir=tmp_path / "out",
+        outputs={"qc_file": ("meta", {"desc": "denoise", "suffix": "qc"}),
+                 "relmat_file": (None, {"desc": "multiscale", "suffix": "relmat"})},
+        source_file="sub-01_task-rest_bold.nii.gz", sources=["extra.tsv"],
+        dataset_links={"raw": "/bids"}, name="ds_wf")
+    assert graph.fields(wf, "inputnode") == {"qc_file", "relmat_file", "meta"}
+    assert graph.fields(wf, "outputnode") == {"qc_file", "relmat_file"}
+    assert graph.edges(wf) == {
+        ("inputnode", "qc_file", "ds_qc_file", "in_file"),
+        ("inputnode", "meta", "ds_qc_file", "meta_dict"),
+        ("inputnode", "relmat_file", "ds_relmat_file", "in_file"),
+        ("ds_qc_file", "out_file", "outputnode", "qc_file"),
+        ("ds_relmat_file", "out_file", "outputnode", "relmat_file"),
+    }
+    sink = wf.get_node("ds_relmat_file").inputs
+    assert (sink.base_directory, sink.desc, sink.suffix, sink.source_file, sink.sources,
+            sink.dataset_links) == (str(tmp_path / "out"), "multiscale", "relmat",
+                                    "sub-01_task-rest_bold.nii.gz", ["extra.tsv"],
+                                    {"raw": "/bids"})
 
 
 def test_sink_compresses_nifti(tmp_path):
