@@ -84,6 +84,7 @@ class ClassifyTarget(PipelineInterface):
         from pipeline.classify.harmonize import describe_harmonize
         from pipeline.classify.persistence import MODEL_EXTENSION, save_model
         from pipeline.fnc.names import is_edge
+        from workflows.bids.participants import read_participants
 
         inputs = self.inputs
         kinds = None if list(inputs.connectivity) == ["fnc"] else list(inputs.connectivity)
@@ -92,8 +93,8 @@ class ClassifyTarget(PipelineInterface):
             features = table[[c for c in table.columns if is_edge(c)]]
         else:
             features = read_network_covariances(inputs.timeseries_files, inputs.relmat_files)
-        participants = pd.read_csv(inputs.participants_file, sep="\t", na_values="n/a",
-                                   keep_default_na=False)
+        participants = read_participants(inputs.participants_file,
+                                         numeric=[*inputs.confounds, *inputs.protect])
         confounds = [c for c in inputs.confounds if c in participants.columns]
         protect = [c for c in inputs.protect if c in participants.columns
                    and c != inputs.target] if inputs.harmonize != "none" else []
