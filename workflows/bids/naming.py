@@ -25,8 +25,8 @@ from bids.layout.writing import build_path
 
 from bids_templates import template_path
 
-__all__ = ["ENTITIES", "SOURCE_ENTITIES", "build_derivative_path", "scale_of", "source_entities",
-           "target_tag"]
+__all__ = ["ENTITIES", "SOURCE_ENTITIES", "build_derivative_path", "file_entities", "scale_of",
+           "source_entities", "target_tag"]
 
 #: Entities taken over from ``source_file`` (others, e.g. ``desc``, ``suffix``,
 #: ``label``, ``hemi``, are the source's own and are not inherited).
@@ -145,6 +145,18 @@ def scale_of(path: str | os.PathLike) -> int:
     return int(parse_file_entities(Path(path).name, config=config)["scale"])
 
 
+def file_entities(path: str | os.PathLike) -> dict[str, Any]:
+    """The BIDS entities of a raw or derivative file (pybids' parser, long entity names).
+
+    Examples
+    --------
+    >>> file_entities("/d/sub-01/func/sub-01_task-rest_run-01_desc-confounds_timeseries.tsv")
+    {'subject': '01', 'task': 'rest', 'run': 01, 'suffix': 'timeseries', 'datatype': 'func', \
+'extension': '.tsv', 'desc': 'confounds'}
+    """
+    return parse_file_entities(str(path), config=["bids", "derivatives"])
+
+
 def source_entities(source_file: str | os.PathLike) -> dict[str, Any]:
     """Entities of ``source_file`` that msica outputs inherit (see ``SOURCE_ENTITIES``).
 
@@ -154,7 +166,7 @@ def source_entities(source_file: str | os.PathLike) -> dict[str, Any]:
     ...                 "_res-2_desc-preproc_bold.nii.gz")
     {'subject': '01', 'task': 'rest', 'run': 1, 'space': 'MNI152NLin2009cAsym', 'res': '2'}
     """
-    parsed = parse_file_entities(str(source_file), config=["bids", "derivatives"])
+    parsed = file_entities(source_file)
     return {k: parsed[k] for k in SOURCE_ENTITIES if k in parsed}
 
 

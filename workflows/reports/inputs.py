@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
-from workflows.bids.naming import scale_of
+from workflows.bids.naming import file_entities, scale_of
 from workflows.bids.provenance import read_sidecar
 
 __all__ = [
@@ -53,12 +53,10 @@ def resolve_uri(uri: str, output_dir: str | Path) -> Path | None:
     return None if root is None else root / relative
 
 
-_RUN_ENTITIES = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run", "echo")
-_IMAGE_ENTITIES = ("space", "res", "den", "cohort")
-
-
-def _entities(name: str) -> dict[str, str]:
-    return dict(part.split("-", 1) for part in name.split("_")[:-1] if "-" in part)
+#: Entities that name a run, and those that name the grid of its images.
+_RUN_ENTITIES = ("subject", "session", "task", "acquisition", "ceagent", "reconstruction",
+                 "direction", "run", "echo")
+_IMAGE_ENTITIES = ("space", "res", "den")
 
 
 def input_companion(bold_file: str | Path, desc: str, suffix: str, *,
@@ -75,13 +73,13 @@ def input_companion(bold_file: str | Path, desc: str, suffix: str, *,
         Also match ``space``/``res``/``den`` (images); tables have none.
     """
     bold_file = Path(bold_file)
-    ents = _entities(bold_file.name)
+    ents = file_entities(bold_file)
     keys = _RUN_ENTITIES + (_IMAGE_ENTITIES if same_grid else ())
     wanted = {k: ents.get(k) for k in keys}
     for candidate in sorted(bold_file.parent.glob(f"*_desc-{desc}_{suffix}.*")):
         if candidate.name.endswith(".json"):
             continue
-        found = _entities(candidate.name)
+        found = file_entities(candidate)
         if all(found.get(k) == v for k, v in wanted.items()):
             return candidate
     return None
