@@ -13,8 +13,9 @@ refits the final model on every participant.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -39,10 +40,18 @@ from pipeline.classify.validation import (
     permutation_test,
 )
 
-__all__ = ["ClassificationOutcome", "Design", "classify_target", "design_matrix",
-           "metrics_table", "resolve_site_column"]
+__all__ = ["BASELINE_DESCRIPTION", "ClassificationOutcome", "Design", "classify_target",
+           "describe_outcome", "design_matrix", "metrics_table", "resolve_site_column",
+           "site_metrics_table"]
 
 LOGGER = logging.getLogger("msica.classify")
+
+#: The plain baseline every classification is compared with, as the sidecars state it.
+BASELINE_DESCRIPTION = ("correlation features, standardized L2 logistic regression (C by the "
+                        "same inner folds), same outer folds")
+#: Columns of the per-fold choices recorded in the sidecar (those a fold table has).
+FOLD_CHOICES = ("kind", "model", "k", "C", "l1_ratio", "members", "harmonize", "inner_split",
+                "inner_repeats", "choice", "calibration", "combine", "split_seed", "model_seed")
 
 #: Note carried by results whose chance level was not tested.
 NO_PERMUTATION_NOTE = ("chance has not been tested: no label permutations were run "
@@ -79,6 +88,8 @@ class ClassificationOutcome:
         How the outer folds were made (shown in the report and sidecar).
     dropped : list of str
         Participants of the target left out for lack of features.
+    site_column : str or None
+        The participants column the sites came from (None without sites).
     """
 
     target: Target
@@ -95,6 +106,7 @@ class ClassificationOutcome:
     sites: np.ndarray | None
     validation: str
     dropped: list = field(default_factory=list)
+    site_column: str | None = None
 
 
 class Design(NamedTuple):
@@ -349,7 +361,8 @@ def classify_target(
                                  feature_names=list(feats.columns), confounds=tuple(confounds),
                                  protect=tuple(protect),
                                  confound_categories=design.categories, X=design.X,
-                                 sites=groups, validation=validation, dropped=dropped)
+                                 sites=groups, validation=validation, dropped=dropped,
+                                 site_column=site_column if groups is not None else None)
 
 
 def metrics_table(outcome: ClassificationOutcome) -> pd.DataFrame:
@@ -377,3 +390,74 @@ def metrics_table(outcome: ClassificationOutcome) -> pd.DataFrame:
     table = pd.concat([table, row])
     table.index.name = "metric"
     return table
+
+
+def site_metrics_table(outcome: ClassificationOutcome) -> pd.DataFrame:
+    """The per-site metrics TSV: msica's with CIs, the baseline's beside (``baseline_*``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per test site (``site``, ``n`` and the metrics).
+    """
+    per_site = outcome.cv.per_site
+    if outcome.baseline is not None:
+        base = outcome.baseline.per_site.drop(columns="n").set_index("site")
+        per_site = per_site.join(base.add_prefix("baseline_"), on="site")
+    return per_site
+
+
+def describe_outcome(outcome: ClassificationOutcome, *, kinds: Sequence[str] | None,
+                     harmonize: str, n_permutations: int, random_state: int) -> dict[str, Any]:
+    """The sidecar of a classification: the analysis as it ran, and its headline results.
+
+    Parameters
+    ----------
+    outcome : ClassificationOutcome
+        From :func:`classify_target`.
+    kinds, harmonize, n_permutations, random_state
+        As given to :func:`classify_target` (``kinds=None``: the participant level's FNC
+        edges).
+
+    Returns
+    -------
+    dict
+        BIDS-style keys (``Target``, ``Validation``, ``BalancedAccuracy``, ...); values
+        may be NumPy scalars, to be made JSON by the caller.
+    """
+    from pipeline.classify.connectivity import CONNECTIVITY_KINDS
+    from pipeline.classify.harmonize import describe_harmonize
+
+    perm = outcome.permutation
+    folds = outcome.cv.folds
+    choices = [c for c in folds.columns if c in FOLD_CHOICES]
+    return {
+        "Target": outcome.target.name,
+        "Classes": [str(c) for c in outcome.target.classes],
+        "NumberOfParticipants": int(len(outcome.target.y)),
+        "ParticipantsWithoutFeatures": outcome.dropped,
+        "Confounds": list(outcome.confounds),
+        "SiteColumn": outcome.site_column,
+        "Validation": outcome.validation,
+        "Connectivity": "fnc (participant-level multi-scale FNC edges)" if kinds is None
+        else {k: CONNECTIVITY_KINDS[k].description for k in kinds},
+        "Harmonization": describe_harmonize(harmonize),
+        "HarmonizationOption": harmonize,
+        "ProtectedCovariates": list(outcome.protect),
+        "ModelMenu": list(CLASSIFIER_DEFAULTS["models"]),
+        "ClassifierSettings": {**{k: list(v) if isinstance(v, tuple) else v
+                                  for k, v in CLASSIFIER_DEFAULTS.items()},
+                               "harmonize": harmonize},
+        "FinalModelSettings": outcome.final_model.settings_,
+        "ChosenPerFold": folds[["test_sites", *choices]].to_dict(orient="records"),
+        "BalancedAccuracy": outcome.cv.balanced_accuracy,
+        "ROCAUC": outcome.cv.roc_auc,
+        "Baseline": BASELINE_DESCRIPTION,
+        "BaselineBalancedAccuracy": None if outcome.baseline is None
+        else outcome.baseline.balanced_accuracy,
+        "BaselineROCAUC": None if outcome.baseline is None else outcome.baseline.roc_auc,
+        "NumberOfPermutations": n_permutations,
+        "PermutationPValue": None if perm is None else float(perm.p_value),
+        "ChanceTested": perm is not None,
+        "RandomSeed": random_state,
+    }

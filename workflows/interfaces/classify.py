@@ -78,10 +78,13 @@ class ClassifyTarget(PipelineInterface):
     output_spec = _ClassifyTargetOutputSpec
 
     def _run_interface(self, runtime):
-        from pipeline.classify.analysis import classify_target, metrics_table
+        from pipeline.classify.analysis import (
+            classify_target,
+            describe_outcome,
+            metrics_table,
+            site_metrics_table,
+        )
         from pipeline.classify.biomarkers import plot_top_connections
-        from pipeline.classify.connectivity import CONNECTIVITY_KINDS
-        from pipeline.classify.harmonize import describe_harmonize
         from pipeline.classify.persistence import MODEL_EXTENSION, save_model
         from pipeline.fnc.names import is_edge
         from workflows.bids.participants import read_participants
@@ -108,14 +111,10 @@ class ClassifyTarget(PipelineInterface):
         finally:
             if n_jobs:
                 stop_joblib_workers()
-        cwd = Path(runtime.cwd)
-        per_site = outcome.cv.per_site
-        if outcome.baseline is not None:
-            base = outcome.baseline.per_site.drop(columns="n").set_index("site")
-            per_site = per_site.join(base.add_prefix("baseline_"), on="site")
         self._write_table(runtime, metrics_table(outcome), "metrics.tsv", "metrics_file",
                           index=True)
-        self._write_table(runtime, per_site, "site_metrics.tsv", "site_metrics_file")
+        self._write_table(runtime, site_metrics_table(outcome), "site_metrics.tsv",
+                          "site_metrics_file")
         self._write_table(runtime, outcome.cv.predictions, "predictions.tsv", "predictions_file")
         self._write_table(runtime, outcome.biomarkers, "biomarkers.tsv", "biomarkers_file")
         calibration = (outcome.cv.calibration if outcome.cv.calibration is not None
@@ -124,51 +123,16 @@ class ClassifyTarget(PipelineInterface):
         self._write_figure(runtime, plot_top_connections(
             outcome.biomarkers, title=f"{inputs.target}: top connections"),
             "biomarkers.svg", "figure_file")
-        perm = outcome.permutation
-        folds = outcome.cv.folds
-        choices = [c for c in folds.columns if c in ("kind", "model", "k", "C", "l1_ratio",
-                                                      "members", "harmonize", "inner_split",
-                                                      "inner_repeats", "choice", "calibration",
-                                                      "combine", "split_seed", "model_seed")]
-        meta = {
-            "Target": inputs.target,
-            "Classes": [str(c) for c in outcome.target.classes],
-            "NumberOfParticipants": int(len(outcome.target.y)),
-            "ParticipantsWithoutFeatures": outcome.dropped,
-            "Confounds": confounds,
-            "SiteColumn": None if outcome.sites is None else (
-                "site" if inputs.site_column == "auto" else inputs.site_column),
-            "Validation": outcome.validation,
-            "Connectivity": "fnc (participant-level multi-scale FNC edges)" if kinds is None
-            else {k: CONNECTIVITY_KINDS[k].description for k in kinds},
-            "Harmonization": describe_harmonize(inputs.harmonize),
-            "HarmonizationOption": inputs.harmonize,
-            "ProtectedCovariates": protect,
-            "ModelMenu": list(CLASSIFIER_DEFAULTS["models"]),
-            "ClassifierSettings": {**{k: list(v) if isinstance(v, tuple) else v
-                                      for k, v in CLASSIFIER_DEFAULTS.items()},
-                                   "harmonize": inputs.harmonize},
-            "FinalModelSettings": outcome.final_model.settings_,
-            "ChosenPerFold": folds[["test_sites", *choices]].to_dict(orient="records"),
-            "BalancedAccuracy": outcome.cv.balanced_accuracy,
-            "ROCAUC": outcome.cv.roc_auc,
-            "Baseline": "correlation features, standardized L2 logistic regression (C by the "
-                        "same inner folds), same outer folds",
-            "BaselineBalancedAccuracy": None if outcome.baseline is None
-            else outcome.baseline.balanced_accuracy,
-            "BaselineROCAUC": None if outcome.baseline is None else outcome.baseline.roc_auc,
-            "NumberOfPermutations": inputs.n_permutations,
-            "PermutationPValue": None if perm is None else float(perm.p_value),
-            "ChanceTested": perm is not None,
-            "RandomSeed": inputs.random_state,
-        }
-        model_file = cwd / f"model{MODEL_EXTENSION}"
-        model_meta = save_model(outcome.final_model, model_file, feature_names=outcome.feature_names,
-                   target=inputs.target, X=outcome.X, y=outcome.target.y.to_numpy(),
-                   confounds=outcome.confounds, protect=outcome.protect,
-                   confound_categories=outcome.confound_categories, sites=outcome.sites,
-                   extra={"connectivity": list(inputs.connectivity),
-                          "validation": outcome.validation})
+        meta = describe_outcome(outcome, kinds=kinds, harmonize=inputs.harmonize,
+                                n_permutations=inputs.n_permutations,
+                                random_state=inputs.random_state)
+        model_file = Path(runtime.cwd) / f"model{MODEL_EXTENSION}"
+        model_meta = save_model(
+            outcome.final_model, model_file, feature_names=outcome.feature_names,
+            target=inputs.target, X=outcome.X, y=outcome.target.y.to_numpy(),
+            confounds=outcome.confounds, protect=outcome.protect,
+            confound_categories=outcome.confound_categories, sites=outcome.sites,
+            extra={"connectivity": list(inputs.connectivity), "validation": outcome.validation})
         self._results["model_file"] = str(model_file)
         self._results["model_meta"] = json.loads(json.dumps(model_meta, default=_plain))
         self._results["meta"] = json.loads(json.dumps(meta, default=_plain))

@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from pipeline.classify.analysis import classify_target, metrics_table
+from pipeline.classify.analysis import (
+    classify_target,
+    describe_outcome,
+    metrics_table,
+    site_metrics_table,
+)
 from pipeline.classify.harmonize import resolve_harmonize
 from pipeline.classify.persistence import load_model, predict_table, save_model
 from pipeline.classify.search import resolve_inner_split
@@ -76,6 +81,18 @@ def test_final_model_saved_and_reapplied(sim, tmp_path):
     assert {"baseline_estimate", "baseline_ci_low"} <= set(table.columns)
     assert table.loc["balanced_accuracy", "baseline_estimate"] == \
         pytest.approx(out.baseline.balanced_accuracy)
+    per_site = site_metrics_table(out)  # msica's and, beside, the baseline's per test site
+    assert sorted(per_site["site"]) == sorted(set(out.sites))
+    assert {"balanced_accuracy", "baseline_balanced_accuracy"} <= set(per_site.columns)
+    meta = describe_outcome(out, kinds=None, harmonize="auto", n_permutations=3,
+                            random_state=0)
+    assert (meta["Target"], meta["SiteColumn"], meta["NumberOfParticipants"]) == (
+        "diagnosis", "site", len(out.target.y))
+    assert meta["ChanceTested"] and meta["PermutationPValue"] == pytest.approx(0.25)
+    assert meta["BaselineBalancedAccuracy"] == out.baseline.balanced_accuracy
+    assert [fold["test_sites"] for fold in meta["ChosenPerFold"]] == list(
+        out.cv.folds["test_sites"])
+    assert meta["Connectivity"].startswith("fnc")
     path = tmp_path / "dx.skops"
     save_model(out.final_model, path, feature_names=out.feature_names, target="diagnosis",
                X=out.X, y=out.target.y, confounds=out.confounds,
@@ -110,6 +127,10 @@ def test_without_site_column_stratified_folds_and_untested_chance(sim, caplog):
     table = metrics_table(out)
     assert np.isnan(table.loc["permutation_p_value", "estimate"])
     assert table.loc["permutation_p_value", "note"].startswith("chance has not been tested")
+    meta = describe_outcome(out, kinds=None, harmonize="auto", n_permutations=0,
+                            random_state=0)
+    assert meta["SiteColumn"] is None and not meta["ChanceTested"]
+    assert meta["PermutationPValue"] is None
 
 
 def test_participants_without_features_are_reported_and_left_out(sim, caplog):
