@@ -28,6 +28,7 @@ __all__ = [
     "build_layout",
     "collect_participants",
     "collect_runs",
+    "companion_entities",
     "get_repetition_time",
     "load_bids_filter_file",
 ]
@@ -56,6 +57,21 @@ LAYOUT_IGNORE = (
 @lru_cache(maxsize=1)
 def _io_spec() -> dict:
     return yaml.safe_load(template_path("io_spec.yaml").read_text())
+
+
+def companion_entities(*, same_grid: bool) -> list[str]:
+    """Entities a run's companion file (mask, confounds table) shares with its BOLD.
+
+    ``match_entities`` of ``bids_templates/io_spec.yaml``: the run's entities, and
+    with ``same_grid`` (images) also its grid's.
+
+    Examples
+    --------
+    >>> companion_entities(same_grid=True)[-2:]
+    ['space', 'res']
+    """
+    match = _io_spec()["match_entities"]
+    return match["all"] + (match["images"] if same_grid else [])
 
 
 def build_layout(
@@ -392,8 +408,8 @@ def collect_runs(
                               fix)
         )
     runs = []
-    match_all = spec["match_entities"]["all"]
-    match_img = match_all + spec["match_entities"]["images"]
+    match_all = companion_entities(same_grid=False)
+    match_img = companion_entities(same_grid=True)
     for bold in bold_files:
         ents = layout.parse_file_entities(bold)
         name = Path(bold).name

@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from workflows.bids.layout import companion_entities
 from workflows.bids.naming import file_entities, scale_of
 from workflows.bids.provenance import read_sidecar
 
@@ -53,12 +54,6 @@ def resolve_uri(uri: str, output_dir: str | Path) -> Path | None:
     return None if root is None else root / relative
 
 
-#: Entities that name a run, and those that name the grid of its images.
-_RUN_ENTITIES = ("subject", "session", "task", "acquisition", "ceagent", "reconstruction",
-                 "direction", "run", "echo")
-_IMAGE_ENTITIES = ("space", "res", "den")
-
-
 def input_companion(bold_file: str | Path, desc: str, suffix: str, *,
                     same_grid: bool) -> Path | None:
     """The fMRIPrep file of a run next to its BOLD (e.g. confounds table, brain mask).
@@ -70,12 +65,13 @@ def input_companion(bold_file: str | Path, desc: str, suffix: str, *,
     desc, suffix : str
         Of the companion (``"confounds", "timeseries"``; ``"brain", "mask"``).
     same_grid : bool
-        Also match ``space``/``res``/``den`` (images); tables have none.
+        Also match the grid's entities (images); tables have none. The entities
+        are those the participant level matched the run's inputs on
+        (:func:`workflows.bids.layout.companion_entities`).
     """
     bold_file = Path(bold_file)
     ents = file_entities(bold_file)
-    keys = _RUN_ENTITIES + (_IMAGE_ENTITIES if same_grid else ())
-    wanted = {k: ents.get(k) for k in keys}
+    wanted = {k: ents.get(k) for k in companion_entities(same_grid=same_grid)}
     for candidate in sorted(bold_file.parent.glob(f"*_desc-{desc}_{suffix}.*")):
         if candidate.name.endswith(".json"):
             continue
