@@ -15,6 +15,7 @@ from pipeline.exceptions import ConvergenceWarning, InputDataError
 from pipeline.ica.scica import SpatiallyConstrainedICA, moo_icar, zscore_maps
 
 from .conftest import corr_rows
+from .gift_gigicar import gift_preproc, gig_icar, gigicar
 
 RANDOM_STATE = 42
 N_VOLUMES, N_VOXELS, N_NETWORKS = 60, 1500, 6
@@ -44,86 +45,6 @@ def planted():
 
 
 # --------------------------------------------------------------------------------------
-# Independent straightforward NumPy re-implementation of GIFT's icatb_gigicar.m
-# (one network at a time, no batching, no caching), written from the MATLAB source.
-# --------------------------------------------------------------------------------------
-_NU = 0.3745672075
-
-
-def _nege(x):
-    return (np.mean(np.log(np.cosh(x))) - _NU) ** 2
-
-
-def _gig_icar_reference(fmri, ref, thr):
-    n, m = fmri.shape
-    mean_dat = fmri.mean(axis=1, keepdims=True)
-    fmri = fmri - mean_dat
-    d, e = np.linalg.eigh(fmri @ fmri.T / m)
-    keep = np.sign(d) != -1
-    d, e = np.abs(d[keep]), e[:, keep]
-    order = np.argsort(-d, kind="stable")
-    d, e = d[order], e[:, order]
-    numpc = int(np.sum(d > thr))
-    white = np.linalg.solve(np.diag(np.sqrt(d[:numpc])), e[:, :numpc].T)
-    y_mat = white @ fmri
-    if thr < 1e-10 and numpc < n:
-        y_mat = y_mat / y_mat.std(axis=1, ddof=1, keepdims=True)
-    rc = ref - ref.mean(axis=1, keepdims=True)
-    rn = rc / rc.std(axis=1, ddof=1, keepdims=True)
-    yr = (1 / m) * y_mat @ rn.T
-    ref_s = (rn @ np.linalg.pinv(y_mat)).T
-    ref_s = ref_s / np.sqrt((ref_s**2).sum(axis=0))
-    a, b, er = 0.5, 0.5, 2 / np.pi
-    wx_all = np.zeros((y_mat.shape[0], ref.shape[0]))
-    objectives = np.zeros(ref.shape[0])
-    for k in range(ref.shape[0]):
-        r = rn[k]
-        wc = ref_s[:, k]
-        y1 = wc @ y_mat
-        eyr0 = (1 / m) * y1 @ r
-        c = np.tan(eyr0 * np.pi / 2) / _nege(y1)
-        ini = a * er * np.arctan(c * _nege(y1)) + b * eyr0
-        itertime, lam = 1, 1.0
-        for _ in range(100):
-            egy = np.mean(np.log(np.cosh(y1)))
-            negama = egy - _NU
-            eygy = (1 / m) * y_mat @ np.tanh(y1)
-            kd = er * c * (1 / (1 + (c * negama**2) ** 2))
-            g = a * kd * 2 * negama * eygy + b * yr[:, k]
-            dvec = g / math.sqrt(g @ g)
-            wx = wc + lam * dvec
-            wx = wx / np.linalg.norm(wx)
-            y3 = wx @ y_mat
-            pre = a * er * np.arctan(c * _nege(y3)) + b * (1 / m) * y3 @ r
-            if pre - ini < lam * 0.02 * (g @ dvec):
-                lam /= 2
-                continue
-            if (wc - wx) @ (wc - wx) < 1e-5 or itertime == 100:
-                break
-            ini, y1, wc, itertime = pre, y3, wx, itertime + 1
-        wx_all[:, k] = wx
-        y_final = wx @ y_mat
-        objectives[k] = a * er * np.arctan(c * _nege(y_final)) + b * (1 / m) * y_final @ r
-    maps = wx_all.T @ y_mat
-    tcs = (1 / m) * (fmri + mean_dat) @ maps.T
-    return maps, tcs, objectives
-
-
-def _gigicar_reference(fmri, ref):
-    for thr in (np.finfo(np.float64).eps, 0.02):
-        maps, tcs, obj = _gig_icar_reference(fmri, ref, thr)
-        if np.linalg.norm(1 - maps.std(axis=1, ddof=1)) <= 1e-2:
-            break
-    return maps, tcs, obj
-
-
-def _gift_preproc(data):
-    """icatb_preproc_data('remove mean per timepoint') then icatb_remove_mean."""
-    x = data - data.mean(axis=1, keepdims=True)
-    return x - x.mean(axis=1, keepdims=True)
-
-
-# --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("gift_compatible", [False, True])
 def test_recovers_planted_maps_and_timecourses(planted, gift_compatible):
     maps, tcs = moo_icar(
@@ -142,7 +63,7 @@ def test_recovers_planted_maps_and_timecourses(planted, gift_compatible):
 
 def test_gift_mode_matches_numpy_reference(planted):
     data, template = planted["data"], planted["template"]
-    ref_maps, ref_tcs, ref_obj = _gigicar_reference(_gift_preproc(data), template)
+    ref_maps, ref_tcs, ref_obj = gigicar(gift_preproc(data), template)
     est = SpatiallyConstrainedICA(
         template, gift_compatible=True, zscore=False, device="cpu"
     ).fit(data)
@@ -162,11 +83,11 @@ def test_gift_mode_retries_with_threshold_002(planted):
     rng = np.random.RandomState(RANDOM_STATE + 2)
     low_rank = rng.randn(N_VOLUMES, 20) @ rng.randn(20, N_VOXELS)
     data = (planted["tcs"] @ planted["maps"] + low_rank) * 100.0  # rank 26 < 60 volumes
-    eps_maps, _, _ = _gig_icar_reference(
-        _gift_preproc(data), planted["template"], np.finfo(np.float64).eps
+    eps_maps, _, _ = gig_icar(
+        gift_preproc(data), planted["template"], np.finfo(np.float64).eps
     )
     assert np.linalg.norm(1 - eps_maps.std(axis=1, ddof=1)) > 1e-2  # GIFT's retry condition
-    ref_maps, ref_tcs, _ = _gigicar_reference(_gift_preproc(data), planted["template"])
+    ref_maps, ref_tcs, _ = gigicar(gift_preproc(data), planted["template"])
     est = SpatiallyConstrainedICA(
         planted["template"], gift_compatible=True, zscore=False, device="cpu"
     ).fit(data)
@@ -206,7 +127,7 @@ def test_default_objective_at_least_gift(planted):
     assert np.all(ours.objective_ >= ours.initial_objective_)
     assert ours.converged_.all()
     # The reported objective is the one of the returned map (independent evaluation).
-    _, _, ref_obj = _gigicar_reference(_gift_preproc(data), template)
+    _, _, ref_obj = gigicar(gift_preproc(data), template)
     np.testing.assert_allclose(gift.objective_, ref_obj, atol=1e-10)
 
 
@@ -344,7 +265,7 @@ def test_coinstac_participants_correlate_with_neuromark(shared_data):
     # GIFT mode against the NumPy reference on real data. The covariance of these runs
     # has a condition number of ~1e7, so the whitened data (and therefore any two
     # implementations, GIFT's included) agree to ~1e-9 relative, not 1e-12.
-    ref_maps, ref_tcs, _ = _gigicar_reference(_gift_preproc(runs[0]), template)
+    ref_maps, ref_tcs, _ = gigicar(gift_preproc(runs[0]), template)
     gift0 = SpatiallyConstrainedICA(
         template, gift_compatible=True, zscore=False, device="cpu"
     ).fit(runs[0])
