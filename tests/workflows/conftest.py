@@ -1,4 +1,5 @@
-"""Fixtures for workflow tests: BIDS skeletons and pybids layouts of bids-examples trees."""
+"""Fixtures for workflow tests: BIDS skeletons, pybids layouts of bids-examples trees, runs of
+msica on simulated datasets."""
 
 from __future__ import annotations
 
@@ -68,6 +69,32 @@ def work_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def skeleton(tmp_path_factory) -> Path:
     return generate_skeleton(tmp_path_factory.mktemp("skel"), "sessions_norun")
+
+
+@pytest.fixture(scope="session")
+def simulated_levels():
+    """``simulated_levels(root, participant=[...], group=None, templates=False, **simulate)``:
+    simulate a dataset in ``root/bids`` (:func:`~workflows.bids.simulated.run_simulate`
+    keywords; two sites and a TR of 2 s unless given), run msica's participant level on it
+    (``-w root/work --nprocs 2`` and ``participant``; ``templates`` adds the simulator's truth
+    templates) and, when ``group`` is not None, its group level (``-w root/work`` and
+    ``group``), each asserted to exit 0. Returns ``(bids, out, work)``."""
+    from workflows.bids.simulated import run_simulate, truth_template_options
+    from workflows.cli import run
+    from workflows.exit_codes import ExitCode
+
+    def levels(root: Path, *, participant: list[str], group: list[str] | None = None,
+               templates: bool = False, **simulate) -> tuple[Path, Path, Path]:
+        bids = run_simulate(root / "bids", **{"n_sites": 2, "tr": 2.0, **simulate})
+        out, work = root / "out", root / "work"
+        options = [*participant, *(truth_template_options(bids) if templates else [])]
+        assert run([str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2",
+                    *options]) == ExitCode.OK
+        if group is not None:
+            assert run([str(bids), str(out), "group", "-w", str(work), *group]) == ExitCode.OK
+        return bids, out, work
+
+    return levels
 
 
 @pytest.fixture

@@ -19,17 +19,11 @@ ORDERS = ("4", "10")
 
 
 @pytest.fixture(scope="module")
-def processed(tmp_path_factory) -> tuple[Path, Path, Path]:
-    from workflows.bids.simulated import run_simulate
-
-    root = tmp_path_factory.mktemp("datadriven")
-    bids = run_simulate(root / "bids", n_subjects=8, n_sites=2, n_volumes=120, tr=2.0,
-                        grid_mm=8.0, seed=3)
-    out, work = root / "out", root / "work"
-    common = ["-w", str(work), "--nprocs", "2", "--model-orders", *ORDERS]
-    assert run([str(bids), str(out), "participant", *common]) == ExitCode.OK
-    assert run([str(bids), str(out), "group", *common, "--icasso-runs", "4"]) == ExitCode.OK
-    return bids, out, work
+def processed(tmp_path_factory, simulated_levels) -> tuple[Path, Path, Path]:
+    orders = ["--model-orders", *ORDERS]
+    return simulated_levels(tmp_path_factory.mktemp("datadriven"), participant=orders,
+                            group=[*orders, "--nprocs", "2", "--icasso-runs", "4"],
+                            n_subjects=8, n_volumes=120, grid_mm=8.0, seed=3)
 
 
 def _masked(img_file: Path, mask: np.ndarray) -> np.ndarray:

@@ -16,18 +16,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def processed(tmp_path_factory) -> tuple[Path, Path, Path]:
-    from workflows.bids.simulated import run_simulate, truth_template_options
-
-    root = tmp_path_factory.mktemp("e2e")
-    bids = run_simulate(root / "bids", n_subjects=12, n_sites=2, n_volumes=80, tr=2.0,
-                        grid_mm=10.0, seed=1)
-    out, work = root / "out", root / "work"
-    assert run([str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2",
-                *truth_template_options(bids)]) == ExitCode.OK
-    assert run([str(bids), str(out), "group", "-w", str(work), "--targets", "diagnosis",
-                "--n-permutations", "3", "--introspect"]) == ExitCode.OK
-    return bids, out, work
+def processed(tmp_path_factory, simulated_levels) -> tuple[Path, Path, Path]:
+    return simulated_levels(tmp_path_factory.mktemp("e2e"), participant=[], templates=True,
+                            group=["--targets", "diagnosis", "--n-permutations", "3",
+                                   "--introspect"],
+                            n_subjects=12, n_volumes=80, grid_mm=10.0, seed=1)
 
 
 def test_participant_derivatives(processed):

@@ -22,20 +22,13 @@ LABELS = ("01", "02", "03", "04")
 
 
 @pytest.fixture(scope="module")
-def unreported(tmp_path_factory) -> tuple[Path, Path]:
+def unreported(tmp_path_factory, simulated_levels) -> tuple[Path, Path]:
     """``(BIDS_DIR, OUTPUT_DIR)`` of both levels run with --no-reports."""
-    from workflows.bids.simulated import run_simulate, truth_template_options
-
-    root = tmp_path_factory.mktemp("unreported")
-    bids = run_simulate(root / "bids", n_subjects=len(LABELS), n_sites=2, n_volumes=60, tr=2.0,
-                        grid_mm=12.0, seed=1)
-    out, work = root / "out", root / "work"
-    argv = [str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2",
-            "--no-reports", *truth_template_options(bids)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # MOO-ICAR on toy data
-        assert run(argv) == ExitCode.OK
-        assert run([str(bids), str(out), "group", "-w", str(work), "--no-reports"]) == ExitCode.OK
+        bids, out, _ = simulated_levels(
+            tmp_path_factory.mktemp("unreported"), participant=["--no-reports"], templates=True,
+            group=["--no-reports"], n_subjects=len(LABELS), n_volumes=60, grid_mm=12.0, seed=1)
     return bids, out
 
 

@@ -13,8 +13,6 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline.exceptions import ConvergenceWarning
-from workflows.exit_codes import ExitCode
-from workflows.cli import run
 from workflows.reports import write_reports
 from workflows.reports.html import Section, broken_links, figure, write_page
 
@@ -27,16 +25,9 @@ def _no_network(sock, address):
 
 
 @pytest.fixture(scope="module")
-def reported(tmp_path_factory) -> Path:
+def reported(tmp_path_factory, simulated_levels) -> Path:
     """Both levels on 12 simulated participants (the fewest the site-aware classifier takes)."""
-    from workflows.bids.simulated import run_simulate, truth_template_options
-
     root = tmp_path_factory.mktemp("reports")
-    bids = run_simulate(root / "bids", n_subjects=12, n_sites=2, n_volumes=60, tr=2.0,
-                        grid_mm=12.0, seed=1)
-    out, work = root / "out", root / "work"
-    argv = [str(bids), str(out), "participant", "-w", str(work), "--nprocs", "2",
-            "--save-denoised", *truth_template_options(bids)]
     nilearn_data = root / "nilearn_data"
     nilearn_data.mkdir()
     with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
@@ -45,9 +36,10 @@ def reported(tmp_path_factory) -> Path:
         warnings.simplefilter("ignore", ConvergenceWarning)
         patch.setenv("NILEARN_DATA", str(nilearn_data))
         patch.setattr(socket.socket, "connect", _no_network)
-        assert run(argv) == ExitCode.OK
-        assert run([str(bids), str(out), "group", "-w", str(work), "--targets", "diagnosis",
-                    "--n-permutations", "2", "--introspect"]) == ExitCode.OK
+        _, out, _ = simulated_levels(
+            root, participant=["--save-denoised"], templates=True,
+            group=["--targets", "diagnosis", "--n-permutations", "2", "--introspect"],
+            n_subjects=12, n_volumes=60, grid_mm=12.0, seed=1)
     assert not any(nilearn_data.iterdir()), "nilearn downloaded data for the reports"
     return out
 
