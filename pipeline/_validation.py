@@ -14,6 +14,7 @@ from sklearn.utils import check_random_state as _sk_check_random_state
 __all__ = [
     "check_array_2d",
     "check_in_allowed",
+    "check_int",
     "check_random_state",
     "check_type",
     "derive_seeds",
@@ -86,6 +87,58 @@ def check_type(name: str, value: Any, types: type | tuple[type, ...]) -> Any:
         names = ", ".join(t.__name__ for t in types_tuple)
         raise TypeError(f"'{name}' must be of type {names}. Got {type(value).__name__}: {value!r}.")
     return value
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None, *,
+              bound: str | None = None, fix: str = "") -> int:
+    """Return ``value`` as an ``int`` if it is an integer in ``[low, high]``, or raise.
+
+    The one rule for integer parameters: :func:`check_type`'s ``TypeError`` for
+    anything but an integer (``bool`` included), a ``ValueError`` naming the range
+    and the fix for an integer outside it.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name, for the message.
+    value : Any
+        The value to check.
+    low : int
+        Smallest value allowed.
+    high : int, optional
+        Largest value allowed (no upper bound when None).
+    bound : str, optional
+        What ``high`` is (``"n_volumes - 1"``): the message says ``[low, bound = high]``.
+    fix : str
+        What to do about it, appended to the message.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer.
+    ValueError
+        If it is outside the range.
+
+    Examples
+    --------
+    >>> check_int("n_runs", 3, 1)
+    3
+    >>> check_int("n_components", 40, 1, 29, bound="n_volumes - 1", fix="Use longer runs.")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'n_components' must be an int in [1, n_volumes - 1 = 29]. Got 40. Use longer runs.
+    """
+    check_type(name, value, (int, np.integer))
+    if value < low or (high is not None and value > high):
+        allowed = (f">= {low}" if high is None else
+                   f"in [{low}, {f'{bound} = ' if bound else ''}{high}]")
+        raise ValueError(f"'{name}' must be an int {allowed}. Got {value}."
+                         + (f" {fix}" if fix else ""))
+    return int(value)
 
 
 def check_array_2d(

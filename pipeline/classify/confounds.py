@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from pipeline._validation import check_int
 from pipeline.exceptions import InputDataError
 
 __all__ = ["ConfoundRegressor", "encode_confounds"]
@@ -130,12 +131,8 @@ class ConfoundRegressor(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Learn the confound weights of every feature on these (training) rows."""
         X = validate_data(self, X, dtype=np.float64)
-        if not isinstance(self.n_confounds, (int, np.integer)) or isinstance(self.n_confounds, bool) \
-                or not 0 <= self.n_confounds < X.shape[1]:
-            raise ValueError(
-                f"'n_confounds' must be an int in [0, n_columns - 1 = {X.shape[1] - 1}] "
-                f"(at least one feature column must remain). Got {self.n_confounds!r}."
-            )
+        check_int("n_confounds", self.n_confounds, 0, X.shape[1] - 1, bound="n_columns - 1",
+                  fix="At least one feature column must remain.")
         C, F = self._split(X)
         self.confound_mean_ = C.mean(axis=0)
         if self.n_confounds == 0:

@@ -32,7 +32,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from pipeline._validation import check_in_allowed
+from pipeline._validation import check_in_allowed, check_int
 from pipeline.exceptions import InputDataError
 
 __all__ = ["AUTO_COMBAT", "HARMONIZE_OPTIONS", "HARMONIZERS", "ComBat", "describe_harmonize",
@@ -250,10 +250,8 @@ class ComBat(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None, sites=None):
         """Learn site effects, pooled variance and covariate weights on these (training) rows."""
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
-        if not isinstance(self.n_covariates, (int, np.integer)) or isinstance(
-                self.n_covariates, bool) or not 0 <= self.n_covariates < X.shape[1]:
-            raise ValueError(f"'n_covariates' must be an int in [0, {X.shape[1] - 1}]. "
-                             f"Got {self.n_covariates!r}.")
+        check_int("n_covariates", self.n_covariates, 0, X.shape[1] - 1, bound="n_columns - 1",
+                  fix="At least one feature column must remain.")
         sites = self._sites(sites, X.shape[0])
         self._check_size(sites, "in training")
         C, F = self._split(X)

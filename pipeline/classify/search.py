@@ -32,7 +32,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from pipeline._docs import fill_doc
-from pipeline._validation import check_in_allowed, check_random_state, derive_seeds
+from pipeline._validation import check_in_allowed, check_int, check_random_state, derive_seeds
 from pipeline.classify.connectivity import CONNECTIVITY_KINDS
 from pipeline.classify.harmonize import resolve_harmonize
 from pipeline.classify.models import MODEL_NAMES, default_param_grid, make_model
@@ -542,10 +542,7 @@ class FastSearchClassifier(ClassifierMixin, BaseEstimator):
 
     def _repeated_splits(self, y, sites, split_seed):
         """The inner folds of each repeat (one repeat when the folds are not shuffled)."""
-        if (not isinstance(self.inner_repeats, (int, np.integer))
-                or isinstance(self.inner_repeats, bool) or self.inner_repeats < 1):
-            raise ValueError(f"'inner_repeats' must be an integer >= 1. "
-                             f"Got {self.inner_repeats!r}.")
+        check_int("inner_repeats", self.inner_repeats, 1)
         seeds = [split_seed, *derive_seeds(split_seed, self.inner_repeats - 1)]
         repeats = [inner_splits(self.inner_cv, y, sites, seed,
                                 split=self.settings_["inner_split"]) for seed in seeds]

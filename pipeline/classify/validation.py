@@ -24,7 +24,7 @@ from sklearn.model_selection import (
     StratifiedGroupKFold,
 )
 
-from pipeline._validation import check_random_state, derive_seeds
+from pipeline._validation import check_int, check_random_state, derive_seeds
 from pipeline.classify.search import positive_scores
 from pipeline.exceptions import InputDataError
 
@@ -444,8 +444,7 @@ def permutation_test(estimator, X, y, *, groups=None, n_permutations=100,
     -------
     PermutationResult
     """
-    if n_permutations < 1:
-        raise ValueError(f"'n_permutations' must be a positive int. Got {n_permutations}.")
+    check_int("n_permutations", n_permutations, 1)
     if metric not in ("balanced_accuracy", "roc_auc"):
         raise ValueError(f"'metric' must be 'balanced_accuracy' or 'roc_auc'. Got {metric!r}.")
     if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):

@@ -48,6 +48,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from pipeline._validation import check_int
 from pipeline.distributed.training import train_site
 
 __all__ = ["init_local_group", "leave", "run_from_env", "run_local"]
@@ -150,8 +151,7 @@ def run_local(
     TimeoutError
         If training did not finish within ``timeout`` seconds.
     """
-    if isinstance(n_sites, bool) or not isinstance(n_sites, int) or n_sites < 1:
-        raise ValueError(f"'n_sites' must be an int >= 1. Got {n_sites!r}.")
+    check_int("n_sites", n_sites, 1)
     if len(X_sites) != n_sites or len(y_sites) != n_sites:
         raise ValueError(
             f"'X_sites' and 'y_sites' must hold one array per site ({n_sites}). Got "

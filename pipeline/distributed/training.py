@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pipeline._validation import check_in_allowed, check_random_state, derive_seeds
+from pipeline._validation import check_in_allowed, check_int, check_random_state, derive_seeds
 from pipeline.distributed.modes import (
     MODES,
     ByteCounter,
@@ -42,11 +42,6 @@ from pipeline.introspect.models import FNCMLP
 __all__ = ["pooled_standardizer", "train_site"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"'{name}' must be an int >= {low}. Got {value!r}.")
 
 
 def _spectra(received, world: int, total_batch: int, step: int, epoch: int) -> list[dict]:
@@ -206,9 +201,9 @@ def train_site(
     check_in_allowed("dtype", dtype, list(_DTYPES))
     for name, value, low in (("epochs", epochs, 1), ("batch_size", batch_size, 1),
                              ("n_power_iter", n_power_iter, 0)):
-        _check_int(name, value, low)
+        check_int(name, value, low)
     if rank_r is not None:
-        _check_int("rank_r", rank_r, 1)
+        check_int("rank_r", rank_r, 1)
     if energy is not None and not 0 < float(energy) <= 1:
         raise ValueError(f"'energy' must be in (0, 1]. Got {energy!r}.")
     tdtype = _DTYPES[dtype]

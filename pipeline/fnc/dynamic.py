@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline._docs import fill_doc
-from pipeline._validation import check_array_2d, check_in_allowed
+from pipeline._validation import check_array_2d, check_in_allowed, check_int
 from pipeline.exceptions import ConvergenceWarning
 from pipeline.fnc.static import fisher_z
 
@@ -34,8 +34,7 @@ def _mround(x: float) -> int:
 
 
 def _check_window(n_volumes: int, window: Any, sigma: Any) -> None:
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 2:
-        raise ValueError(f"'window' must be an int >= 2 (in TRs). Got {window!r}.")
+    check_int("window", window, 2, fix="The window is counted in TRs.")
     if window >= n_volumes:
         raise ValueError(
             f"'window' ({window} TRs) must be shorter than the run (n_volumes={n_volumes}): "

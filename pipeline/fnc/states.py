@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from pipeline._docs import fill_doc
-from pipeline._validation import check_array_2d, check_in_allowed, check_random_state
+from pipeline._validation import check_array_2d, check_in_allowed, check_int, check_random_state
 from pipeline.exceptions import ConvergenceWarning
 from pipeline.fnc.dynamic import sliding_window_fnc, vec_to_sym
 
@@ -151,13 +151,8 @@ def kmeans_l1(
         If ``n_clusters`` is not in [1, n_samples] or ``init`` has the wrong shape.
     """
     x = check_array_2d("X", X)
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or not (
-        1 <= n_clusters <= x.shape[0]
-    ):
-        raise ValueError(
-            f"'n_clusters' must be an int in [1, n_samples={x.shape[0]}]. Got {n_clusters!r}. "
-            "Use fewer states or more participants/windows."
-        )
+    check_int("n_clusters", n_clusters, 1, x.shape[0], bound="n_samples",
+              fix="Use fewer states or more participants/windows.")
     rng = check_random_state(random_state)
     if init is not None:
         starts = [check_array_2d("init", init)]

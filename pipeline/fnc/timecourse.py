@@ -25,7 +25,7 @@ from scipy import signal
 from scipy.signal.windows import dpss
 
 from pipeline._docs import fill_doc
-from pipeline._validation import check_array_2d, check_in_allowed
+from pipeline._validation import check_array_2d, check_in_allowed, check_int
 
 __all__ = [
     "despike",
@@ -313,8 +313,7 @@ def despike(
     if not c2 > c1 > 0:
         raise ValueError(f"'c1' and 'c2' must satisfy 0 < c1 < c2. Got c1={c1!r}, c2={c2!r}.")
     if method == "smooth":
-        if isinstance(span, bool) or not isinstance(span, (int, np.integer)) or span < 1:
-            raise ValueError(f"'span' must be an int >= 1. Got {span!r}.")
+        check_int("span", span, 1)
         out, spikes = _despike_smooth(tcs, c1, int(span))
     else:
         out, spikes = _despike_afni(tcs, _check_t_r(t_r), c1, c2)

@@ -19,7 +19,7 @@ from sklearn.utils.validation import validate_data
 
 from pipeline._docs import fill_doc
 from pipeline._threads import torch_threads
-from pipeline._validation import check_random_state, check_type, resolve_device
+from pipeline._validation import check_int, check_random_state, resolve_device
 from pipeline.exceptions import ConvergenceWarning, InputDataError
 from pipeline.ica._unmixing import _UnmixingMixin, check_w_init, function_form
 
@@ -142,20 +142,14 @@ class TorchFastICA(_UnmixingMixin, TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         n_samples, n_features = X.shape
         n_comp = n_features if self.n_components is None else self.n_components
-        check_type("n_components", n_comp, (int, np.integer))
-        if not 1 <= n_comp <= min(n_samples, n_features):
-            raise ValueError(
-                f"'n_components' must be an int in [1, min(n_samples, n_features)="
-                f"{min(n_samples, n_features)}]. Got {n_comp}. Lower n_components."
-            )
+        check_int("n_components", n_comp, 1, min(n_samples, n_features),
+                  bound="min(n_samples, n_features)", fix="Lower n_components.")
         if not self.whiten and n_comp != n_features:
             raise ValueError(
                 f"'n_components' must equal n_features={n_features} when whiten=False. "
                 f"Got {n_comp}. Whiten the data first or set whiten=True."
             )
-        check_type("max_iter", self.max_iter, (int, np.integer))
-        if self.max_iter < 1:
-            raise ValueError(f"'max_iter' must be an int >= 1. Got {self.max_iter}.")
+        check_int("max_iter", self.max_iter, 1)
         if not 1.0 <= self.alpha <= 2.0:
             raise ValueError(f"'alpha' must be in [1, 2]. Got {self.alpha}.")
         rng = check_random_state(self.random_state)

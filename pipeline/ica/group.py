@@ -28,7 +28,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from pipeline._docs import fill_doc
-from pipeline._validation import check_in_allowed, check_type, derive_seeds
+from pipeline._validation import check_in_allowed, check_int, derive_seeds
 from pipeline.exceptions import ConvergenceWarning
 from pipeline.ica._lazy import LazySequence
 from pipeline.ica.icasso import ALGORITHMS, ICASSO, MODES, unmix
@@ -117,10 +117,8 @@ def reduce_subjects(
             "'subjects' must be a non-empty list of (n_volumes, n_voxels) arrays or loaders. "
             f"Got {type(subjects).__name__}."
         )
-    check_type("n_components", n_components, (int, np.integer))
+    check_int("n_components", n_components, 1)
     check_in_allowed("preprocess", preprocess, PREPROCESS_METHODS)
-    if n_components < 1:
-        raise ValueError(f"'n_components' must be an int >= 1. Got {n_components}.")
     reduced, whitening, dewhitening = [], [], []
     n_voxels = None
     for i, subject in enumerate(subjects):
@@ -145,13 +143,9 @@ def reduce_subjects(
             )
         p = default_subject_components(n_components, n_vol)
         if n_subject_components is not None:
-            check_type("n_subject_components", n_subject_components, (int, np.integer))
-            if not 1 <= n_subject_components <= n_vol - 1:
-                raise ValueError(
-                    f"'n_subject_components' must be an int in [1, n_volumes - 1 = {n_vol - 1}] "
-                    f"(subjects[{i}]). Got {n_subject_components}. Keep fewer subject components."
-                )
-            p = int(n_subject_components)
+            p = check_int("n_subject_components", n_subject_components, 1, n_vol - 1,
+                          bound="n_volumes - 1",
+                          fix=f"subjects[{i}] has {n_vol} volumes; keep fewer subject components.")
         res = subject_pca(preprocess_subject(data, preprocess), p, device=device)
         reduced.append(np.asarray(res.reduced, dtype=np.float32))
         whitening.append(res.whitening)
@@ -323,9 +317,7 @@ class GroupICA(BaseEstimator):
         """
         check_in_allowed("algorithm", self.algorithm, ALGORITHMS)
         check_in_allowed("icasso_mode", self.icasso_mode, MODES)
-        check_type("n_runs", self.n_runs, (int, np.integer))
-        if self.n_runs < 1:
-            raise ValueError(f"'n_runs' must be an int >= 1. Got {self.n_runs}.")
+        check_int("n_runs", self.n_runs, 1)
         subj = reduce_subjects(
             X,
             self.n_components,

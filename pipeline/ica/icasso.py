@@ -28,8 +28,8 @@ from pipeline._docs import fill_doc
 from pipeline._validation import (
     check_array_2d,
     check_in_allowed,
+    check_int,
     check_random_state,
-    check_type,
     derive_seeds,
 )
 from pipeline.exceptions import ConvergenceWarning
@@ -259,12 +259,8 @@ class ICASSO(BaseEstimator):
         ValueError
             If ``n_runs < 2`` or ``X`` has more rows than columns.
         """
-        check_type("n_runs", self.n_runs, (int, np.integer))
-        if self.n_runs < 2:
-            raise ValueError(
-                f"'n_runs' must be an int >= 2 for ICASSO. Got {self.n_runs}. "
-                "Use a single ICA (GroupICA with n_runs=1) instead."
-            )
+        check_int("n_runs", self.n_runs, 2,
+                  fix="ICASSO compares runs; use a single ICA (GroupICA with n_runs=1) instead.")
         check_in_allowed("algorithm", self.algorithm, ALGORITHMS)
         check_in_allowed("mode", self.mode, MODES)
         X = check_array_2d("X", X)

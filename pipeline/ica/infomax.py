@@ -30,7 +30,7 @@ from sklearn.utils.validation import validate_data
 
 from pipeline._docs import fill_doc
 from pipeline._threads import torch_threads
-from pipeline._validation import check_random_state, check_type, resolve_device
+from pipeline._validation import check_int, check_random_state, resolve_device
 from pipeline.exceptions import ConvergenceWarning, InputDataError
 from pipeline.ica._unmixing import _UnmixingMixin, check_w_init, function_form
 
@@ -414,16 +414,10 @@ class Infomax(_UnmixingMixin, TransformerMixin, BaseEstimator):
         """Validate ``X`` and the parameters; centre and sphere (sets ``mean_``)."""
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         n_samples, n_features = X.shape
-        check_type("max_iter", self.max_iter, (int, np.integer))
-        if self.max_iter < 1:
-            raise ValueError(f"'max_iter' must be an int >= 1. Got {self.max_iter}.")
+        check_int("max_iter", self.max_iter, 1)
         block = default_block(n_samples) if self.block is None else self.block
-        check_type("block", block, (int, np.integer))
-        if not 1 <= block <= n_samples:
-            raise ValueError(
-                f"'block' must be an int in [1, n_samples={n_samples}]. Got {block}. "
-                "Use block=None for GIFT's default floor(sqrt(n_samples / 3))."
-            )
+        check_int("block", block, 1, n_samples, bound="n_samples",
+                  fix="Use block=None for GIFT's default floor(sqrt(n_samples / 3)).")
         lrate = default_lrate(n_features) if self.lrate is None else float(self.lrate)
         if not lrate > 0:
             raise ValueError(f"'lrate' must be > 0. Got {self.lrate}. Use None for the default.")

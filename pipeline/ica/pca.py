@@ -35,6 +35,7 @@ from pipeline._threads import torch_threads
 from pipeline._validation import (
     check_array_2d,
     check_in_allowed,
+    check_int,
     check_random_state,
     check_type,
     resolve_device,
@@ -244,12 +245,8 @@ def subject_pca(
     """
     data = check_array_2d("data", data, min_rows=2, min_cols=2, dtype=work_dtype(data))
     n_volumes, n_voxels = data.shape
-    check_type("n_components", n_components, (int, np.integer))
-    if not 1 <= n_components <= n_volumes - 1:
-        raise ValueError(
-            f"'n_components' must be an int in [1, n_volumes - 1 = {n_volumes - 1}]. "
-            f"Got {n_components}. Keep fewer subject components or supply longer runs."
-        )
+    check_int("n_components", n_components, 1, n_volumes - 1, bound="n_volumes - 1",
+              fix="Keep fewer subject components or supply longer runs.")
     dev = resolve_device(device)
     x = torch.as_tensor(data, device=dev)  # shares a CPU array's memory
     if remove_mean:
@@ -316,12 +313,9 @@ EXACT_MAX_BYTES = 512 * 2**20
 
 def _check_group_order(n_components: int, n_rows: int, n_voxels: int) -> None:
     """Refuse more group components than the stacked rows or the voxels."""
-    if not 1 <= n_components <= min(n_rows, n_voxels):
-        raise ValueError(
-            f"'n_components' must be an int in [1, min(stacked rows={n_rows}, "
-            f"n_voxels={n_voxels})]. Got {n_components}. Lower the model order or keep "
-            "more subject components."
-        )
+    check_int("n_components", n_components, 1, min(n_rows, n_voxels),
+              bound=f"min(stacked rows={n_rows}, n_voxels={n_voxels})",
+              fix="Lower the model order or keep more subject components.")
 
 
 def _group_pca_exact(blocks, n_components: int, n_voxels: int) -> GroupPCAResult:
@@ -502,9 +496,7 @@ def group_pca(
     else:
         size = subspace_size if subspace_size is not None else n_components + 10
         max_iter = 7 if n_iter is None else n_iter
-    check_type("n_iter", max_iter, (int, np.integer))
-    if max_iter < 1:
-        raise ValueError(f"'n_iter' must be an int >= 1. Got {max_iter}.")
+    check_int("n_iter", max_iter, 1)
     size = int(min(max(size, n_components), n_voxels))
 
     exact_dtype = torch.float32 if first_dtype == np.float32 else torch.float64

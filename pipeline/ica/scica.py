@@ -54,7 +54,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from pipeline._docs import fill_doc
-from pipeline._validation import check_type, resolve_device
+from pipeline._validation import check_int, check_type, resolve_device
 from pipeline.exceptions import ConvergenceWarning, InputDataError
 from pipeline.ica.backrecon import check_maps_fit_data
 
@@ -607,9 +607,7 @@ class SpatiallyConstrainedICA(TransformerMixin, BaseEstimator):
         check_type("gift_compatible", self.gift_compatible, bool)
         check_type("zscore", self.zscore, bool)
         check_type("copy", self.copy, bool)
-        check_type("max_iter", self.max_iter, int)
-        if self.max_iter < 1:
-            raise ValueError(f"'max_iter' must be an int >= 1. Got {self.max_iter}.")
+        check_int("max_iter", self.max_iter, 1)
         tol = self.tol
         if tol is None:
             tol = _GIFT_TOL if self.gift_compatible else _DEFAULT_TOL

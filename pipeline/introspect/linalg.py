@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from pipeline._docs import fill_doc
-from pipeline._validation import check_in_allowed, check_random_state
+from pipeline._validation import check_in_allowed, check_int, check_random_state
 from pipeline.exceptions import ConvergenceWarning
 
 __all__ = [
@@ -436,8 +436,7 @@ def top_singular_values(
     """
     _check_factors(D, A)
     m, n = D.shape[1], A.shape[1]
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= min(m, n):
-        raise ValueError(f"'k' must be an int in [1, min(m, n)={min(m, n)}]. Got {k!r}.")
+    check_int("k", k, 1, min(m, n), bound="min(m, n)")
     p = min(int(k) + max(0, int(n_oversamples)), m, n)
     seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     gen = torch.Generator(device="cpu").manual_seed(seed)

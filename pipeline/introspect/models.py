@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from pipeline._docs import fill_doc
-from pipeline._validation import check_in_allowed, check_random_state
+from pipeline._validation import check_in_allowed, check_int, check_random_state
 
 __all__ = ["FNCMLP", "TimecourseCNN", "TimecourseGRU", "init_parameters"]
 
@@ -64,11 +64,6 @@ def init_parameters(model: nn.Module, random_state: Any = None) -> nn.Module:
     return model
 
 
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"'{name}' must be an int >= 1. Got {value!r}.")
-
-
 @fill_doc
 class FNCMLP(nn.Module):
     """Multilayer perceptron on static FNC features.
@@ -101,10 +96,10 @@ class FNCMLP(nn.Module):
         random_state: Any = None,
     ) -> None:
         super().__init__()
-        _check_positive("n_features", n_features)
-        _check_positive("n_classes", n_classes)
+        check_int("n_features", n_features, 1)
+        check_int("n_classes", n_classes, 1)
         for h in hidden:
-            _check_positive("hidden", h)
+            check_int("hidden", h, 1)
         check_in_allowed("activation", activation, list(_ACTIVATIONS))
         layers: list[nn.Module] = []
         width = n_features
@@ -153,11 +148,11 @@ class TimecourseCNN(nn.Module):
         super().__init__()
         for name, v in (("n_networks", n_networks), ("n_classes", n_classes),
                         ("kernel_size", kernel_size), ("stride", stride)):
-            _check_positive(name, v)
+            check_int(name, v, 1)
         layers: list[nn.Module] = []
         width = n_networks
         for c in channels:
-            _check_positive("channels", c)
+            check_int("channels", c, 1)
             layers += [nn.Conv1d(width, c, kernel_size, stride=stride, padding=kernel_size // 2), nn.ReLU()]
             width = c
         self.features = nn.Sequential(*layers)
@@ -193,7 +188,7 @@ class TimecourseGRU(nn.Module):
     ) -> None:
         super().__init__()
         for name, v in (("n_networks", n_networks), ("n_classes", n_classes), ("hidden_size", hidden_size)):
-            _check_positive(name, v)
+            check_int(name, v, 1)
         self.cell = nn.GRUCell(n_networks, hidden_size)
         self.head = nn.Linear(hidden_size, n_classes)
         init_parameters(self, random_state)

@@ -30,7 +30,13 @@ import torch
 from torch import nn
 
 from pipeline._docs import fill_doc
-from pipeline._validation import check_in_allowed, check_random_state, check_type, derive_seeds
+from pipeline._validation import (
+    check_in_allowed,
+    check_int,
+    check_random_state,
+    check_type,
+    derive_seeds,
+)
 from pipeline.introspect.hooks import GradientCapture
 from pipeline.introspect.linalg import (
     METHODS,
@@ -128,9 +134,7 @@ class SpectrumRecorder:
         on_unsupported: str = "error",
         random_state: Any = None,
     ) -> None:
-        check_type("record_every", record_every, int)
-        if record_every < 1:
-            raise ValueError(f"'record_every' must be an int >= 1. Got {record_every}.")
+        check_int("record_every", record_every, 1)
         if top_k is not None:
             check_type("top_k", top_k, int)
             if top_k < 1:

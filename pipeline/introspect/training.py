@@ -12,7 +12,13 @@ import torch
 from torch import nn
 
 from pipeline._docs import fill_doc
-from pipeline._validation import check_in_allowed, check_random_state, check_type, resolve_device
+from pipeline._validation import (
+    check_in_allowed,
+    check_int,
+    check_random_state,
+    check_type,
+    resolve_device,
+)
 from pipeline.exceptions import InputDataError
 from pipeline.introspect.recorder import SpectrumRecorder
 
@@ -126,9 +132,8 @@ def train_with_introspection(
     """
     check_type("model", model, nn.Module)
     check_in_allowed("optimizer", optimizer, list(_OPTIMIZERS))
-    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"'{name}' must be an int >= 1. Got {v!r}.")
+    check_int("epochs", epochs, 1)
+    check_int("batch_size", batch_size, 1)
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"'lr' must be a positive float. Got {lr!r}.")
     Xa = np.asarray(X, dtype=np.float64)

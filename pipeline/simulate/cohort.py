@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline._docs import fill_doc
-from pipeline._validation import check_random_state, check_type, derive_seeds
+from pipeline._validation import check_int, check_random_state, check_type, derive_seeds
 from pipeline.simulate.confounds import (
     confounds_table,
     motion_leak_patterns,
@@ -151,13 +151,6 @@ class SimulatedCohort:
                 zip(self.labels["scale"], self.labels["label"], strict=True)]
 
 
-def _check_int(name: str, value, minimum: int, fix: str) -> int:
-    check_type(name, value, numbers.Integral)
-    if value < minimum:
-        raise ValueError(f"'{name}' must be an int >= {minimum}. Got {value}. {fix}")
-    return int(value)
-
-
 def _check_scales(scales) -> tuple[int, ...]:
     check_type("scales", scales, (tuple, list))
     scales = tuple(scales)
@@ -294,14 +287,14 @@ def simulate_cohort(*, n_subjects: int = 24, n_sites: int = 2, n_volumes: int = 
     >>> cohort.subjects[0].bold.shape[0]
     40
     """
-    n_subjects = _check_int("n_subjects", n_subjects, 4, "Simulate at least 4 participants.")
-    n_sites = _check_int("n_sites", n_sites, 1, "Use at least one site.")
+    n_subjects = check_int("n_subjects", n_subjects, 4, fix="Simulate at least 4 participants.")
+    n_sites = check_int("n_sites", n_sites, 1, fix="Use at least one site.")
     if n_sites > n_subjects:
         raise ValueError(
             f"'n_sites' must be <= n_subjects={n_subjects}. Got {n_sites}. Lower --n-sites."
         )
-    n_volumes = _check_int("n_volumes", n_volumes, 30, "Simulate longer runs.")
-    n_states = _check_int("n_states", n_states, 1, "Use at least one state.")
+    n_volumes = check_int("n_volumes", n_volumes, 30, fix="Simulate longer runs.")
+    n_states = check_int("n_states", n_states, 1, fix="Use at least one state.")
     check_type("t_r", t_r, numbers.Real)
     if not 0.1 <= t_r <= 10:
         raise ValueError(f"'t_r' must be in [0.1, 10] seconds. Got {t_r}.")

@@ -161,8 +161,10 @@ def test_search_errors():
         FastSearchClassifier(calibration="platt").fit(X, y)
     with pytest.raises(ValueError, match="'choice' must be one of"):
         FastSearchClassifier(choice="1se").fit(X, y)
-    for bad in (0, 1.5, True):
-        with pytest.raises(ValueError, match="'inner_repeats' must be an integer >= 1"):
+    with pytest.raises(ValueError, match="'inner_repeats' must be an int >= 1"):
+        FastSearchClassifier(inner_repeats=0).fit(X, y)
+    for bad in (1.5, True):
+        with pytest.raises(TypeError, match="'inner_repeats' must be of type int"):
             FastSearchClassifier(inner_repeats=bad).fit(X, y)
 
 

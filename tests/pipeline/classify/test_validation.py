@@ -148,7 +148,7 @@ def test_split_errors():
     check_groups_disjoint(*next(LeaveOneGroupOut().split(y, y, g)), g)
     with pytest.raises(ValueError, match="'pos_label' must be one of"):
         nested_cross_validate(FastSearchClassifier(), np.zeros((12, 2)), y, pos_label=5)
-    with pytest.raises(ValueError, match="'n_permutations' must be a positive"):
+    with pytest.raises(ValueError, match="'n_permutations' must be an int >= 1"):
         permutation_test(FastSearchClassifier(), np.zeros((12, 2)), y, n_permutations=0)
     with pytest.raises(ValueError, match="'metric' must be"):
         permutation_test(FastSearchClassifier(), np.zeros((12, 2)), y, metric="f1")

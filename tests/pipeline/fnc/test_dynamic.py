@@ -159,7 +159,7 @@ def test_kmeans_l1_medians_and_errors(rng):
     from sklearn.metrics import adjusted_rand_score
 
     assert adjusted_rand_score(labels_true, labels) == 1.0
-    with pytest.raises(ValueError, match="'n_clusters' must be an int in \\[1, n_samples=120\\]"):
+    with pytest.raises(ValueError, match="'n_clusters' must be an int in \\[1, n_samples = 120\\]"):
         kmeans_l1(x, 0)
     with pytest.raises(ValueError, match="'init' must have shape"):
         kmeans_l1(x, 3, init=np.zeros((2, 2)))

@@ -107,7 +107,7 @@ def test_convergence_warnings(planted_sources):
 
 def test_errors(planted_sources):
     X, _, _ = planted_sources
-    with pytest.raises(ValueError, match=r"'block' must be an int in \[1, n_samples=4000\]"):
+    with pytest.raises(ValueError, match=r"'block' must be an int in \[1, n_samples = 4000\]"):
         Infomax(block=5000, device="cpu").fit(X)
     with pytest.raises(ValueError, match="'lrate' must be > 0"):
         Infomax(lrate=-1.0, device="cpu").fit(X)

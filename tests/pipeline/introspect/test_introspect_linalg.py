@@ -95,7 +95,7 @@ def test_power_iterations_warn_when_not_converged():
 
 def test_power_iterations_reject_bad_k():
     D, A = _factors(5, 3, 4, torch.float64, "cpu")
-    with pytest.raises(ValueError, match=r"'k' must be an int in \[1, min\(m, n\)=3\]"):
+    with pytest.raises(ValueError, match=r"'k' must be an int in \[1, min\(m, n\) = 3\]"):
         top_singular_values(D, A, 4)
 
 
