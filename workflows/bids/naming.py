@@ -2,7 +2,8 @@
 
 Every output file name comes from :func:`build_derivative_path` (pybids ``build_path``
 with the patterns of ``bids_templates/msica_bids_config.json``); names are read back
-with :func:`parse_name` (pybids with the same entity patterns).
+with pybids' parser: :func:`file_entities` (input and derivative names),
+:func:`source_entities` (what an output inherits) and :func:`scale_of`.
 
 Names follow ``sub-<l>[_ses-<l>][_task-<l>][_acq-<l>]...[_run-<i>][_echo-<i>]
 [_space-<l>][_res-<l>][_den-<l>][_atlas-<l>][_scale-<order>][_stat-<l>]_desc-<l>_<suffix><ext>``
