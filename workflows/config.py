@@ -2,9 +2,11 @@
 
 The settings object is built once by :func:`workflows.cli.bids_app.parse_args` and read
 only by the top-level builders (:mod:`workflows.participant.base`, the level runners of
-:mod:`workflows.execution.levels`); everything below gets
-plain keyword arguments (the denoising options as one
-:class:`~workflows.participant.denoise.DenoiseOptions`). Each run writes its settings to a run-specific file,
+:mod:`workflows.execution.levels`); everything below gets plain keyword arguments, with
+the options of one concern as one frozen dataclass filled by :func:`options_from_settings`
+(:class:`~workflows.participant.denoise.DenoiseOptions`,
+:class:`~workflows.participant.networks.NetworkOptions`,
+:class:`~workflows.group.base.ClassifierOptions`). Each run writes its settings to a run-specific file,
 ``<output_dir>/logs/msica-<run_uuid>.toml``, never to a shared path.
 """
 
@@ -18,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import tomli_w
 
@@ -33,7 +35,10 @@ else:  # pragma: no cover
 
 LOGGER = logging.getLogger("msica.cli")
 
-__all__ = ["DENOISE_DEFAULTS", "RUN_FIELDS", "Settings", "load_config_file", "new_run_uuid"]
+T = TypeVar("T")
+
+__all__ = ["DENOISE_DEFAULTS", "RUN_FIELDS", "Settings", "load_config_file", "new_run_uuid",
+           "options_from_settings"]
 
 DENOISE_STRATEGIES = ("simple", "scrubbing", "compcor", "none")
 #: Denoising defaults, chosen by measurement (benchmarks/defaults.py, docs/defaults.md):
@@ -161,6 +166,34 @@ _CUTOFF_FIELDS = {"high_pass", "low_pass"}
 _PATH_TUPLE_FIELDS = {"derivatives", "templates", "template_labels"}
 _STR_TUPLE_FIELDS = {"participant_label", "session_label", "targets", "confounds",
                      "harmonize_protect", "connectivity"}
+
+
+def options_from_settings(options: type[T], settings: Settings, **renamed: str) -> T:
+    """Build a frozen options class from the settings of the same names.
+
+    Parameters
+    ----------
+    options : type
+        A frozen dataclass such as
+        :class:`~workflows.participant.denoise.DenoiseOptions`,
+        :class:`~workflows.participant.networks.NetworkOptions` or
+        :class:`~workflows.group.base.ClassifierOptions`.
+    settings : Settings
+        The run settings.
+    **renamed : str
+        ``field="settings_name"`` for a field whose setting is named otherwise.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from workflows.participant.networks import NetworkOptions
+    >>> settings = Settings(bids_dir=Path("/b"), output_dir=Path("/o"), work_dir=Path("/w"),
+    ...                     analysis_level="participant", backrecon_method="dual-regression")
+    >>> options_from_settings(NetworkOptions, settings, method="backrecon_method").method
+    'dual-regression'
+    """
+    return options(**{f.name: getattr(settings, renamed.get(f.name, f.name))
+                      for f in dataclasses.fields(options)})
 
 
 def _coerce(data: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from pipeline.exceptions import InputDataError
-from workflows.config import Settings
+from workflows.config import Settings, options_from_settings
 from workflows.execution.crashes import (
     GROUP_ICA_CRASH,
     GROUP_NODE_OF_CRASH,
@@ -190,7 +190,7 @@ def _write_citation(workflow, output_dir: Path, level: str) -> None:
 
 
 def _run_group_level(settings: Settings) -> dict[str, BaseException]:
-    from workflows.group.base import init_msica_group_wf
+    from workflows.group.base import ClassifierOptions, init_msica_group_wf
     from workflows.execution.preflight import check_participants_table
 
     check_participants_table(settings.bids_dir / "participants.tsv", targets=settings.targets,
@@ -204,15 +204,8 @@ def _run_group_level(settings: Settings) -> dict[str, BaseException]:
         output_dir=settings.output_dir,
         bids_dir=settings.bids_dir,
         participant_label=list(settings.participant_label) or None,
-        targets=list(settings.targets),
-        confounds=list(settings.confounds),
-        n_permutations=settings.n_permutations,
-        site_column=settings.site_column,
-        harmonize=settings.harmonize,
-        harmonize_protect=list(settings.harmonize_protect),
-        connectivity=list(settings.connectivity),
+        classifiers=options_from_settings(ClassifierOptions, settings),
         nprocs=settings.nprocs,
-        introspect=settings.introspect,
         device=settings.device,
         seed=settings.seed,
     )

@@ -7,6 +7,7 @@ dFNC states), composed by :func:`init_group_wf`; their sinks are in :mod:`.outpu
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from workflows.bids.naming import target_tag
 from workflows.execution.engine import Workflow
 from workflows.group.outputs import init_group_outputs_wf
 
-__all__ = ["classifier_methods", "init_classify_wf", "init_dfnc_states_wf", "init_fnc_table_wf",
+__all__ = ["ClassifierOptions", "classifier_methods", "init_classify_wf", "init_dfnc_states_wf", "init_fnc_table_wf",
            "init_group_wf", "init_introspect_wf", "init_msica_group_wf", "init_qc_wf",
            "init_timecourse_table_wf", "mixed_repetition_times"]
 
@@ -66,8 +67,43 @@ def mixed_repetition_times(trs: dict[str, float]) -> str | None:
             "(--participant-label) for dFNC states of equal window lengths.")
 
 
-def classifier_methods(targets, *, confounds, harmonize, protect, connectivity,
-                       n_permutations) -> str:
+@dataclass(frozen=True)
+class ClassifierOptions:
+    """What the group level classifies, and how (the settings of these names).
+
+    Parameters
+    ----------
+    targets : tuple of str
+        participants.tsv columns to classify from the FNC feature table.
+    confounds : tuple of str
+        participants.tsv columns regressed out of the features inside training folds.
+    n_permutations : int
+        Label permutations of the whole nested CV, for p-values.
+    site_column : str, optional
+        participants.tsv column of the sites ('site' when present if None).
+    harmonize : {"auto", "none", "combat"}
+        Site harmonization of the features inside the training folds ("auto": ComBat
+        by its rule, see :func:`pipeline.classify.harmonize.resolve_harmonize`).
+    harmonize_protect : tuple of str
+        Covariates harmonization keeps.
+    connectivity : tuple of str
+        Classifier features: ``("fnc",)`` or connectivity kinds of the network time
+        courses (:data:`pipeline.classify.connectivity.CONNECTIVITY_KINDS`).
+    introspect : bool
+        Also train the torch MLP on each target with gradient-spectrum introspection.
+    """
+
+    targets: tuple[str, ...] = ()
+    confounds: tuple[str, ...] = ()
+    n_permutations: int = 100
+    site_column: str | None = None
+    harmonize: str = CLASSIFIER_DEFAULTS["harmonize"]
+    harmonize_protect: tuple[str, ...] = ()
+    connectivity: tuple[str, ...] = ("fnc",)
+    introspect: bool = False
+
+
+def classifier_methods(options: ClassifierOptions) -> str:
     """Methods text of the classifiers, from the registries and the values used."""
     from pipeline.classify.connectivity import CONNECTIVITY_KINDS
     from pipeline.classify.harmonize import HARMONIZERS, describe_harmonize
@@ -77,19 +113,22 @@ def classifier_methods(targets, *, confounds, harmonize, protect, connectivity,
         return description + (f" ({', '.join('@' + key for key in references)})"
                               if references else "")
 
+    connectivity, harmonize = list(options.connectivity), options.harmonize
+    protect, n_permutations = options.harmonize_protect, options.n_permutations
+
     features = ("the participant-level multi-scale FNC edges" if connectivity == ["fnc"] else
                 "; ".join(cited(kind.description, kind.references)
                           for kind in map(CONNECTIVITY_KINDS.get, connectivity))
                 + " (multi-scale network time courses)")
-    text = (f" Targets ({', '.join(targets)}) were classified from {features} with nested "
-            "cross-validation whose outer folds leave sites out and whose inner folds leave "
-            f"training sites out when a training set holds {AUTO_SITE_SPLIT_MIN_SITES} or more "
+    text = (f" Targets ({', '.join(options.targets)}) were classified from {features} with "
+            "nested cross-validation whose outer folds leave sites out and whose inner folds "
+            f"leave training sites out when a training set holds {AUTO_SITE_SPLIT_MIN_SITES} or more "
             "sites, else are stratified on site and class (stratified folds without a site "
             "column). Inside each training set: "
             + cited(describe_harmonize(harmonize),  # "auto" and "combat" both describe ComBat
                     HARMONIZERS["combat"]["references"] if harmonize != "none" else ())
             + (f" (protected: {', '.join(protect)})" if harmonize != "none" and protect else "")
-            + f", confound regression ({', '.join(confounds or []) or 'none'}), scaling and "
+            + f", confound regression ({', '.join(options.confounds) or 'none'}), scaling and "
             + " or ".join(cited(MODELS[m].description, MODELS[m].references)
                           for m in CLASSIFIER_DEFAULTS["models"])
             + " on every feature, its penalty chosen by the inner folds"
@@ -104,10 +143,11 @@ def classifier_methods(targets, *, confounds, harmonize, protect, connectivity,
     return text + " Chance has not been tested (no label permutations)."
 
 
-def _check_classifier_inputs(targets: list[str] | None, *, participants: str | None,
-                             relmat_files: list[str] | None, timeseries_files: list[str] | None,
-                             connectivity: list[str]) -> None:
+def _check_classifier_inputs(options: ClassifierOptions, *, participants: str | None,
+                             relmat_files: list[str] | None,
+                             timeseries_files: list[str] | None) -> None:
     """Refuse classifier targets without the features or participants.tsv they need."""
+    targets, connectivity = list(options.targets), list(options.connectivity)
     if targets and not relmat_files:
         raise FileNotFoundError(
             f"--targets {' '.join(targets)} needs FNC features, but the participant level wrote "
@@ -257,12 +297,7 @@ def init_classify_wf(
     *,
     target: str,
     participants_file: str,
-    confounds: list[str] | None = None,
-    protect: list[str] | None = None,
-    site_column: str | None = None,
-    harmonize: str = CLASSIFIER_DEFAULTS["harmonize"],
-    connectivity: list[str] | None = None,
-    n_permutations: int = 100,
+    options: ClassifierOptions | None = None,
     nprocs: int = 1,
     seed: int = 0,
     device: str = "auto",
@@ -278,8 +313,8 @@ def init_classify_wf(
         participants.tsv column to classify.
     participants_file : str
         ``participants.tsv`` (labels, sites, confounds).
-    confounds, protect, site_column, harmonize, connectivity, n_permutations
-        See :func:`init_group_wf` (``protect`` is its ``harmonize_protect``).
+    options : ClassifierOptions, optional
+        How to classify (its ``targets`` and ``introspect`` are not read here).
     nprocs : int
         Processes for the outer folds and permutations.
     seed : int
@@ -309,13 +344,14 @@ def init_classify_wf(
     """
     from workflows.interfaces.classify import ClassifyTarget
 
+    options = options or ClassifierOptions()
     tag = target_tag(target)
-    connectivity = list(connectivity or ["fnc"])
+    connectivity = list(options.connectivity)
     classify = pe.Node(
         ClassifyTarget(participants_file=participants_file, target=target,
-                       confounds=list(confounds or []), protect=list(protect or []),
-                       site_column=site_column or "auto", harmonize=harmonize,
-                       connectivity=connectivity, n_permutations=n_permutations,
+                       confounds=list(options.confounds), protect=list(options.harmonize_protect),
+                       site_column=options.site_column or "auto", harmonize=options.harmonize,
+                       connectivity=connectivity, n_permutations=options.n_permutations,
                        n_jobs=nprocs, random_state=seed, device=device),
         name=f"classify_{tag}", n_procs=nprocs)
     if connectivity != ["fnc"]:
@@ -420,15 +456,8 @@ def init_group_wf(
     dfnc_files: list[str] | None = None,
     timeseries_files: list[str] | None = None,
     n_states: int | None = None,
-    targets: list[str] | None = None,
-    confounds: list[str] | None = None,
-    n_permutations: int = 100,
-    site_column: str | None = None,
-    harmonize: str = CLASSIFIER_DEFAULTS["harmonize"],
-    harmonize_protect: list[str] | None = None,
-    connectivity: list[str] | None = None,
+    classifiers: ClassifierOptions | None = None,
     nprocs: int = 1,
-    introspect: bool = False,
     device: str = "auto",
     seed: int = 0,
     participants_file: Path | None = None,
@@ -455,27 +484,10 @@ def init_group_wf(
         table (needs ``relmat_files`` for the runs' repetition times).
     n_states : int, optional
         Number of dFNC states (chosen by the elbow criterion when None).
-    targets : list of str, optional
-        participants.tsv columns to classify from the FNC feature table.
-    confounds : list of str, optional
-        participants.tsv columns regressed out of the features inside training folds.
-    n_permutations : int
-        Label permutations of the whole nested CV, for p-values.
-    site_column : str, optional
-        participants.tsv column of the sites ('site' when present if None).
-    harmonize : {"auto", "none", "combat"}
-        Site harmonization of the classifier features inside the training folds
-        ("auto": ComBat by its rule, see
-        :func:`pipeline.classify.harmonize.resolve_harmonize`).
-    harmonize_protect : list of str, optional
-        Covariates harmonization keeps.
-    connectivity : list of str, optional
-        Classifier features: ``["fnc"]`` (default) or connectivity kinds of the
-        network time courses.
+    classifiers : ClassifierOptions, optional
+        The targets to classify and how (none when None).
     nprocs : int
         Processes for the classifiers' outer folds and permutations.
-    introspect : bool
-        Also train the torch MLP on each target with gradient-spectrum introspection.
     device : str
         Torch device of the classifiers and the introspection MLP
         (:func:`pipeline._validation.resolve_device`).
@@ -494,11 +506,11 @@ def init_group_wf(
     FileNotFoundError
         If ``targets`` are given without the features or participants.tsv they need.
     """
+    classifiers = classifiers or ClassifierOptions()
     participants = (str(participants_file) if participants_file is not None
                     and Path(participants_file).is_file() else None)
-    connectivity = list(connectivity or ["fnc"])
-    _check_classifier_inputs(targets, participants=participants, relmat_files=relmat_files,
-                             timeseries_files=timeseries_files, connectivity=connectivity)
+    _check_classifier_inputs(classifiers, participants=participants, relmat_files=relmat_files,
+                             timeseries_files=timeseries_files)
     workflow = Workflow(name=name)
     workflow.__desc__ = (
         f"Quality-control measures of {len(qc_files)} run(s) were gathered into one group table."
@@ -525,27 +537,23 @@ def init_group_wf(
         add(init_timecourse_table_wf(timeseries_files=timeseries_files,
                                      relmat_files=relmat_files, participants_file=participants),
             "timecourse_table", timeseries_files)
-    for target in targets or []:
+    for target in classifiers.targets:
         classify_wf = add(init_classify_wf(
-            target=target, participants_file=participants, confounds=confounds,
-            protect=harmonize_protect, site_column=site_column, harmonize=harmonize,
-            connectivity=connectivity, n_permutations=n_permutations, nprocs=nprocs,
+            target=target, participants_file=participants, options=classifiers, nprocs=nprocs,
             seed=seed, device=device, timeseries_files=timeseries_files,
             relmat_files=relmat_files), "classify", relmat_files, target)
         workflow.connect([
             (table_wf, classify_wf, [("outputnode.out_file", "inputnode.features_file")]),
         ])  # fmt:skip
-        if introspect:
+        if classifiers.introspect:
             introspect_wf = add(init_introspect_wf(target=target, participants_file=participants,
                                                    seed=seed, device=device),
                                 "introspect", relmat_files, target)
             workflow.connect([
                 (table_wf, introspect_wf, [("outputnode.out_file", "inputnode.features_file")]),
             ])  # fmt:skip
-    if targets:
-        workflow.__postdesc__ += classifier_methods(
-            targets, confounds=confounds, harmonize=harmonize, protect=harmonize_protect,
-            connectivity=connectivity, n_permutations=n_permutations)
+    if classifiers.targets:
+        workflow.__postdesc__ += classifier_methods(classifiers)
     if dfnc_files:
         add(init_dfnc_states_wf(dfnc_files=dfnc_files, n_states=n_states, seed=seed,
                                 participants_file=participants), "dfnc_states", dfnc_files)
@@ -574,7 +582,7 @@ def init_msica_group_wf(
     participant_label : list of str, optional
         Participants to include (all when None).
     **options
-        The group options of :func:`init_group_wf` (``targets``, ``n_states``, ``seed``...).
+        The group options of :func:`init_group_wf` (``classifiers``, ``n_states``, ``seed``...).
 
     Returns
     -------

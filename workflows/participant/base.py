@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from workflows._docs import fill_doc
-from workflows.config import Settings
+from workflows.config import Settings, options_from_settings
 from workflows.execution.engine import Workflow
 from workflows.execution.memory import run_mem_gb
 from workflows.participant.denoise import DenoiseOptions, init_denoise_wf
@@ -23,9 +22,7 @@ from workflows.participant.outputs import (
 from workflows.participant.pca import init_subject_pca_wf
 
 __all__ = ["dataset_links", "init_msica_participant_wf", "init_participant_wf",
-           "options_from_settings", "participant_wf_name"]
-
-T = TypeVar("T")
+           "participant_wf_name"]
 
 
 def participant_wf_name(subject_label: str) -> str:
@@ -54,30 +51,6 @@ def init_msica_participant_wf(
         pca_dir=settings.subject_pca_dir,
         dataset_links=dataset_links(settings),
     )
-
-
-def options_from_settings(options: type[T], settings: Settings, **renamed: str) -> T:
-    """Build a frozen options class from the settings of the same names.
-
-    Parameters
-    ----------
-    options : type
-        A dataclass such as :class:`DenoiseOptions` or :class:`NetworkOptions`.
-    settings : Settings
-        The run settings.
-    **renamed : str
-        ``field="settings_name"`` for a field whose setting is named otherwise.
-
-    Examples
-    --------
-    >>> from pathlib import Path
-    >>> settings = Settings(bids_dir=Path("/b"), output_dir=Path("/o"), work_dir=Path("/w"),
-    ...                     analysis_level="participant", backrecon_method="dual-regression")
-    >>> options_from_settings(NetworkOptions, settings, method="backrecon_method").method
-    'dual-regression'
-    """
-    return options(**{field.name: getattr(settings, renamed.get(field.name, field.name))
-                      for field in fields(options)})
 
 
 def dataset_links(settings: Settings) -> dict[str, str]:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from workflows.group.base import (
+    ClassifierOptions,
     classifier_methods,
     init_classify_wf,
     init_dfnc_states_wf,
@@ -76,7 +77,7 @@ def test_dfnc_states_wf_passes_its_options(files):
 
 def test_classify_wf_graph(graph, files):
     wf = init_classify_wf(target="diagnosis", participants_file=files["participants"][0],
-                          connectivity=["tangent"], nprocs=2, seed=3,
+                          options=ClassifierOptions(connectivity=("tangent",)), nprocs=2, seed=3,
                           timeseries_files=files["timeseries"], relmat_files=files["relmat"])
     assert wf.name == "classify_diagnosis_wf"
     assert graph.fields(wf, "inputnode") == {"features_file"}
@@ -88,6 +89,29 @@ def test_classify_wf_graph(graph, files):
     edges = graph.edges(wf)
     assert ("inputnode", "features_file", "classify_diagnosis", "features_file") in edges
     assert ("classify_diagnosis", "model_meta", "outputnode", "model_meta") in edges
+
+
+def test_settings_reach_the_classifier_node(files, tmp_path):
+    """Every classifier setting travels by its name into ClassifyTarget's inputs."""
+    from workflows.config import Settings, options_from_settings
+
+    settings = Settings(
+        bids_dir=tmp_path / "bids", output_dir=tmp_path / "out", work_dir=tmp_path / "work",
+        analysis_level="group", targets=("diagnosis",), confounds=("age",), n_permutations=7,
+        site_column="scanner", harmonize="combat", harmonize_protect=("sex",),
+        connectivity=("tangent", "correlation"), introspect=True)
+    options = options_from_settings(ClassifierOptions, settings)
+    assert options == ClassifierOptions(
+        targets=("diagnosis",), confounds=("age",), n_permutations=7, site_column="scanner",
+        harmonize="combat", harmonize_protect=("sex",), connectivity=("tangent", "correlation"),
+        introspect=True)
+    classify = init_classify_wf(target="diagnosis", participants_file=files["participants"][0],
+                                options=options, timeseries_files=files["timeseries"],
+                                relmat_files=files["relmat"]).get_node("classify_diagnosis")
+    assert (classify.inputs.confounds, classify.inputs.protect, classify.inputs.n_permutations,
+            classify.inputs.site_column, classify.inputs.harmonize,
+            classify.inputs.connectivity) == (["age"], ["sex"], 7, "scanner", "combat",
+                                              ["tangent", "correlation"])
 
 
 def test_introspect_wf_graph(graph, files):
@@ -123,7 +147,8 @@ def test_group_outputs_wf_graph(graph, files, tmp_path):
 def test_group_wf_composes_the_concerns(graph, files, tmp_path):
     wf = init_group_wf(qc_files=files["qc"], relmat_files=files["relmat"],
                        dfnc_files=files["dfnc"], timeseries_files=files["timeseries"],
-                       output_dir=tmp_path / "out", targets=["diagnosis"], introspect=True,
+                       output_dir=tmp_path / "out",
+                       classifiers=ClassifierOptions(targets=("diagnosis",), introspect=True),
                        device="cpu", participants_file=Path(files["participants"][0]))
     workflows = {name.split(".")[0] for name in wf.list_node_names()}
     concerns = {"qc_wf", "fnc_table_wf", "timecourse_table_wf", "classify_diagnosis_wf",
@@ -155,18 +180,19 @@ def test_group_wf_without_fnc_has_qc_only(files, tmp_path):
                                "group table.")
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({}, "needs FNC features"),
-    ({"relmat_files": True}, "needs participants.tsv"),
-    ({"relmat_files": True, "participants_file": True, "connectivity": ["tangent"]},
+@pytest.mark.parametrize(("inputs", "connectivity", "message"), [
+    ((), "fnc", "needs FNC features"),
+    (("relmat_files",), "fnc", "needs participants.tsv"),
+    (("relmat_files", "participants_file"), "tangent",
      "needs the participants' network time courses"),
 ])
-def test_group_wf_refuses_targets_without_their_inputs(files, tmp_path, kwargs, message):
+def test_group_wf_refuses_targets_without_their_inputs(files, tmp_path, inputs, connectivity,
+                                                       message):
     values = {"relmat_files": files["relmat"], "participants_file": Path(files["participants"][0])}
-    kwargs = {k: values.get(k, v) if v is True else v for k, v in kwargs.items()}
+    classifiers = ClassifierOptions(targets=("diagnosis",), connectivity=(connectivity,))
     with pytest.raises(FileNotFoundError, match=message):
-        init_group_wf(qc_files=files["qc"], output_dir=tmp_path / "out", targets=["diagnosis"],
-                      **kwargs)
+        init_group_wf(qc_files=files["qc"], output_dir=tmp_path / "out", classifiers=classifiers,
+                      **{name: values[name] for name in inputs})
 
 
 def test_group_crashes_are_reported_by_node_name(files, tmp_path):
@@ -174,7 +200,8 @@ def test_group_crashes_are_reported_by_node_name(files, tmp_path):
     from workflows.execution.crashes import GROUP_NODE_OF_CRASH
 
     wf = init_group_wf(qc_files=files["qc"], relmat_files=files["relmat"],
-                       output_dir=tmp_path / "out", targets=["diagnosis"],
+                       output_dir=tmp_path / "out",
+                       classifiers=ClassifierOptions(targets=("diagnosis",)),
                        participants_file=Path(files["participants"][0]))
     flat = wf._create_flat_graph()
     names = {GROUP_NODE_OF_CRASH.search(node.fullname).group("node"): node.fullname
@@ -193,8 +220,9 @@ def test_group_crashes_are_reported_by_node_name(files, tmp_path):
 def test_classifier_methods_cite_the_registries_works(connectivity, harmonize, keys):
     from workflows.reports.boilerplate import all_references
 
-    text = classifier_methods(["diagnosis"], confounds=["age"], harmonize=harmonize,
-                              protect=["sex"], connectivity=connectivity, n_permutations=0)
+    text = classifier_methods(ClassifierOptions(
+        targets=("diagnosis",), confounds=("age",), harmonize=harmonize,
+        harmonize_protect=("sex",), connectivity=tuple(connectivity), n_permutations=0))
     cited = set(re.findall(r"@(\w+)", text))
     assert cited == keys
     assert cited <= set(all_references())  # every citation becomes a numbered reference

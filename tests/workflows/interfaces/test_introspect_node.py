@@ -96,7 +96,7 @@ def test_group_builder_schedules_introspection_by_the_device_policy(inputs, tmp_
                                                                     monkeypatch):
     import torch
 
-    from workflows.group.base import init_group_wf
+    from workflows.group.base import ClassifierOptions, init_group_wf
 
     _, pfile = inputs
     qc = tmp_path / "sub-01_task-rest_desc-denoise_qc.tsv"
@@ -106,7 +106,8 @@ def test_group_builder_schedules_introspection_by_the_device_policy(inputs, tmp_
 
     def build(device):
         wf = init_group_wf(qc_files=[str(qc)], relmat_files=[str(relmat)], output_dir=tmp_path,
-                           targets=["diagnosis"], introspect=True, device=device,
+                           classifiers=ClassifierOptions(targets=("diagnosis",), introspect=True),
+                           device=device,
                            participants_file=pfile)
         return wf.get_node("introspect_diagnosis_wf.introspect_diagnosis")
 

@@ -7,12 +7,8 @@ import numpy as np
 import pytest
 
 from workflows.execution.memory import BASE_GB, BYTES_PER_VOXEL_VOLUME, run_mem_gb
-from workflows.config import Settings
-from workflows.participant.base import (
-    init_msica_participant_wf,
-    init_participant_wf,
-    options_from_settings,
-)
+from workflows.config import Settings, options_from_settings
+from workflows.participant.base import init_msica_participant_wf, init_participant_wf
 from workflows.participant.denoise import DenoiseOptions, init_denoise_wf
 from workflows.participant.networks import NetworkOptions, init_networks_wf, networks_output_fields
 from workflows.participant.outputs import (
