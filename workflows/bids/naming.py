@@ -26,8 +26,9 @@ from bids.layout.writing import build_path
 
 from bids_templates import template_path
 
-__all__ = ["ENTITIES", "SOURCE_ENTITIES", "build_derivative_path", "file_entities", "scale_of",
-           "source_entities", "target_tag"]
+__all__ = ["ENTITIES", "SOURCE_ENTITIES", "build_derivative_path", "file_entities",
+           "participant_of", "run_name", "scale_of", "source_entities", "subject_pca_name",
+           "target_tag"]
 
 #: Entities taken over from ``source_file`` (others, e.g. ``desc``, ``suffix``,
 #: ``label``, ``hemi``, are the source's own and are not inherited).
@@ -45,6 +46,10 @@ SOURCE_ENTITIES = (
     "res",
     "den",
 )
+#: How the entities of ``SOURCE_ENTITIES`` are written, in BIDS order: a run's name.
+_RUN_PATTERN = ("sub-{subject}[_ses-{session}][_task-{task}][_acq-{acquisition}][_ce-{ceagent}]"
+                "[_rec-{reconstruction}][_dir-{direction}][_run-{run}][_echo-{echo}]"
+                "[_space-{space}][_res-{res}][_den-{den}]")
 
 
 @lru_cache(maxsize=1)
@@ -169,6 +174,43 @@ def source_entities(source_file: str | os.PathLike) -> dict[str, Any]:
     """
     parsed = file_entities(source_file)
     return {k: parsed[k] for k in SOURCE_ENTITIES if k in parsed}
+
+
+def participant_of(path: str | os.PathLike) -> str:
+    """Return ``sub-<label>`` of an input or derivative file.
+
+    Examples
+    --------
+    >>> participant_of("/out/sub-07/func/sub-07_task-rest_desc-multiscale_relmat.tsv")
+    'sub-07'
+    """
+    return f"sub-{file_entities(path)['subject']}"
+
+
+def run_name(path: str | os.PathLike) -> str:
+    """The name of the run a file comes from: its ``SOURCE_ENTITIES``, in BIDS order.
+
+    The input BOLD of a run and every output made from it have the same run name.
+
+    Examples
+    --------
+    >>> run_name("/o/sub-01/func/sub-01_task-rest_run-01_scale-4_desc-ica_components.nii.gz")
+    'sub-01_task-rest_run-01'
+    >>> run_name("/d/sub-01_ses-1_task-rest_space-MNI_res-2_desc-preproc_bold.nii.gz")
+    'sub-01_ses-1_task-rest_space-MNI_res-2'
+    """
+    return build_path(source_entities(path), [_RUN_PATTERN], strict=True)
+
+
+def subject_pca_name(source_file: str | os.PathLike) -> str:
+    """Name of a run's subject-PCA file (work directory), from its BOLD file.
+
+    Examples
+    --------
+    >>> subject_pca_name("/d/sub-01_task-rest_run-1_space-MNI_desc-preproc_bold.nii.gz")
+    'sub-01_task-rest_run-1_space-MNI_desc-pca.npz'
+    """
+    return f"{run_name(source_file)}_desc-pca.npz"
 
 
 def target_tag(target: str) -> str:

@@ -23,6 +23,7 @@ from nipype.pipeline import engine as pe
 from pipeline.fnc.static import DEFAULT_FNC_MEASURE, FNC_MEASURES
 from pipeline.ica.backrecon import GICA
 from workflows._docs import fill_doc
+from workflows.bids.naming import participant_of
 from workflows.bids.sink import sink_factory
 from workflows.execution.engine import Workflow
 
@@ -44,7 +45,7 @@ def collect_subject_pcas(pca_dir: Path, participant_label: list[str] | None = No
     files = sorted(Path(pca_dir).glob("sub-*_desc-pca.npz"))
     if participant_label:
         wanted = {f"sub-{label}" for label in participant_label}
-        files = [f for f in files if f.name.split("_")[0] in wanted]
+        files = [f for f in files if participant_of(f) in wanted]
     if not files:
         raise FileNotFoundError(
             f"No subject PCA in {pca_dir}; run the participant level with the same "

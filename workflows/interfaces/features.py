@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from nipype.interfaces.base import File, InputMultiObject, traits
 
+from workflows.bids.naming import participant_of
 from workflows.interfaces.base import (
     MetaOutputSpec,
     ParticipantsInputSpec,
@@ -25,25 +26,11 @@ __all__ = [
     "DFNCStates",
     "FNCFeatureTable",
     "TimecourseFeatureTable",
-    "participant_of",
     "read_dfnc_windows",
     "read_fnc_features",
     "read_run_timecourses",
     "read_timecourse_features",
 ]
-
-
-def participant_of(path: str) -> str:
-    """Return ``sub-<label>`` of a derivative file.
-
-    Examples
-    --------
-    >>> participant_of("/out/sub-07/func/sub-07_task-rest_desc-multiscale_relmat.tsv")
-    'sub-07'
-    """
-    from workflows.bids.naming import source_entities
-
-    return f"sub-{source_entities(path)['subject']}"
 
 
 def _read_participants(path) -> pd.DataFrame | None:

@@ -34,23 +34,7 @@ __all__ = [
     "SubjectPCA",
     "gica_backreconstruct_run",
     "networks_fnc_of_run",
-    "subject_pca_name",
 ]
-
-
-def subject_pca_name(source_file: str) -> str:
-    """Name of a run's subject-PCA file, from its BOLD file name.
-
-    Examples
-    --------
-    >>> subject_pca_name("/d/sub-01_task-rest_run-1_space-MNI_desc-preproc_bold.nii.gz")
-    'sub-01_task-rest_run-1_space-MNI_desc-pca.npz'
-    """
-    stem = Path(source_file).name.split(".")[0]
-    stem = stem.rsplit("_", 1)[0]  # drop the suffix
-    if "_desc-" in stem:
-        stem = stem[: stem.index("_desc-")]
-    return f"{stem}_desc-pca.npz"
 
 
 class _SubjectPCAInputSpec(BaseInterfaceInputSpec):
@@ -94,6 +78,7 @@ class SubjectPCA(SimpleInterface):
         from pipeline.ica.pca import preprocess_subject, subject_pca, total_variance
         from pipeline.ica.persistence import save_subject_pca, subject_pca_sidecar
         from workflows.bids.atomic import atomic_path, atomic_write
+        from workflows.bids.naming import subject_pca_name
         from workflows.interfaces.denoise import load_denoised
 
         inputs = self.inputs

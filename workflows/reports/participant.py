@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +15,7 @@ from workflows.reports.inputs import (
     node_groups,
     resolve_uri,
 )
-from workflows.bids.naming import scale_of
+from workflows.bids.naming import build_derivative_path, run_name, scale_of, source_entities
 from workflows.bids.provenance import read_sidecar
 
 __all__ = ["failed_participant_report", "participant_report", "reports_failure"]
@@ -25,31 +24,16 @@ _QC_COLUMNS = ["n_volumes", "n_volumes_kept", "mean_fd", "max_fd", "tsnr_before"
                "strategy"]
 
 
-def _run_name(path: str) -> str:
-    """The run a derivative belongs to: its name before ``[_scale-<n>]_desc-``.
-
-    Examples
-    --------
-    >>> _run_name("/o/sub-01/func/sub-01_task-rest_scale-4_desc-ica_components.nii.gz")
-    'sub-01_task-rest'
-    """
-    return re.sub(r"_scale-\d+$", "", Path(path).name.split("_desc-")[0])
-
-
 class _RunFigures:
     """Builds the figures of one run under ``sub-<label>/figures/`` and their HTML."""
 
     def __init__(self, output_dir: Path, qc_file: str) -> None:
-        from workflows.bids.naming import source_entities
-
         self.output_dir = output_dir
         self.entities = source_entities(qc_file)
-        self.name = _run_name(qc_file)
+        self.name = run_name(qc_file)
 
     def save(self, figure_obj, desc: str, suffix: str, extension: str, caption: str,
              **entities) -> str:
-        from workflows.bids.naming import build_derivative_path
-
         relative = build_derivative_path({**self.entities, **entities, "datatype": "figures",
                                           "desc": desc, "suffix": suffix,
                                           "extension": extension})
@@ -180,7 +164,7 @@ def participant_report(output_dir: str | Path, label: str, *, layout=None,
         def pick(desc: str, suffix: str, extension: str = ".tsv", name: str = run.name
                  ) -> list[str]:
             return [f for f in files(desc=desc, suffix=suffix, extension=extension)
-                    if _run_name(f) == name]
+                    if run_name(f) == name]
 
         components = sorted(pick("ica", "components", ".nii.gz"), key=scale_of)
         relmat = next(iter(pick("multiscale", "relmat")), None)

@@ -345,6 +345,24 @@ def test_build_derivative_path_errors(entities, match):
         build_derivative_path(entities)
 
 
+def test_a_run_and_its_outputs_have_one_run_name():
+    """run_name groups a run's outputs (the participant report) and names its subject PCA."""
+    from workflows.bids.naming import run_name, source_entities, subject_pca_name
+
+    bold = (f"/d/sub-01/ses-2/func/sub-01_ses-2_task-rest_acq-mb_run-03_space-{MNI}_res-2"
+            "_desc-preproc_bold.nii.gz")
+    expected = f"sub-01_ses-2_task-rest_acq-mb_run-03_space-{MNI}_res-2"
+    assert run_name(bold) == expected
+    for extra in ({"scale": 10, "desc": "ica", "suffix": "components", "extension": ".nii.gz"},
+                  {"desc": "multiscale", "suffix": "relmat", "extension": ".tsv"},
+                  {"desc": "denoise", "suffix": "qc", "extension": ".svg", "datatype": "figures"}):
+        output = build_derivative_path({**source_entities(bold), **extra})
+        assert run_name(f"/out/{output}") == expected
+    other_run = bold.replace("run-03", "run-04")
+    assert run_name(other_run) != expected
+    assert subject_pca_name(bold) == f"{expected}_desc-pca.npz"
+
+
 def test_source_uri_fallback(tmp_path, caplog, bids_examples):
     assert source_uri(tmp_path / "a.nii.gz").startswith("file://")
     assert "is in no BIDS dataset" in caplog.text
