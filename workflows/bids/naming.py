@@ -205,6 +205,10 @@ def run_name(path: str | os.PathLike) -> str:
 def subject_pca_name(source_file: str | os.PathLike) -> str:
     """Name of a run's subject-PCA file (work directory), from its BOLD file.
 
+    :class:`~workflows.interfaces.groupica.SubjectPCA` writes it (with a ``.json``
+    sidecar of the same name) and
+    :func:`~workflows.group.groupica.collect_subject_pcas` finds it.
+
     Examples
     --------
     >>> subject_pca_name("/d/sub-01_task-rest_run-1_space-MNI_desc-preproc_bold.nii.gz")
