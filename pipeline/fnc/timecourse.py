@@ -167,6 +167,7 @@ def regress_motion(timecourses: Any, motion: Any) -> np.ndarray:
     Returns
     -------
     ndarray of shape (n_volumes, n_networks)
+        The time courses less their least-squares fit on the motion regressors.
 
     Raises
     ------
@@ -343,6 +344,7 @@ def lowpass(
     Returns
     -------
     ndarray of shape (n_volumes, n_networks)
+        The low-passed time courses.
 
     Raises
     ------
@@ -405,6 +407,7 @@ def postprocess(
     Returns
     -------
     ndarray of shape (n_volumes, n_networks)
+        The time courses after the steps asked for, in GIFT's order.
 
     Raises
     ------

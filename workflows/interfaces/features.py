@@ -100,15 +100,15 @@ class _FNCFeatureTableInputSpec(ParticipantsInputSpec):
                                     desc="participants' multi-scale FNC matrices (TSV)")
 
 
-class _FNCFeatureTableOutputSpec(MetaOutputSpec):
-    out_file = File(exists=True, desc="one row per participant, one column per edge")
+class _FeatureTableOutputSpec(MetaOutputSpec):
+    out_file = File(exists=True, desc="the feature table: one row per participant (TSV)")
 
 
 class FNCFeatureTable(PipelineInterface):
     """Stack static FNC edges of all participants (runs averaged in Fisher z)."""
 
     input_spec = _FNCFeatureTableInputSpec
-    output_spec = _FNCFeatureTableOutputSpec
+    output_spec = _FeatureTableOutputSpec
 
     def _run_interface(self, runtime):
         table, labels = read_fnc_features(self.inputs.relmat_files,
@@ -228,15 +228,11 @@ class _TimecourseFeatureTableInputSpec(ParticipantsInputSpec):
                                     desc="the runs' multi-scale FNC (sidecars give TR, detrending)")
 
 
-class _TimecourseFeatureTableOutputSpec(MetaOutputSpec):
-    out_file = File(exists=True, desc="one row per participant: amplitude, fALFF, dynamic range")
-
-
 class TimecourseFeatureTable(PipelineInterface):
     """Network amplitude, fALFF and spectral dynamic range of all participants (runs averaged)."""
 
     input_spec = _TimecourseFeatureTableInputSpec
-    output_spec = _TimecourseFeatureTableOutputSpec
+    output_spec = _FeatureTableOutputSpec
 
     def _run_interface(self, runtime):
         table, labels = read_timecourse_features(

@@ -263,7 +263,7 @@ def group_report(output_dir: str | Path,
     Returns
     -------
     Path
-        The report.
+        ``OUTPUT_DIR/group.html``, written atomically.
 
     Raises
     ------

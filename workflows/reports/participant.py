@@ -136,7 +136,7 @@ def participant_report(output_dir: str | Path, label: str, *, layout=None,
     Returns
     -------
     Path
-        The report.
+        ``OUTPUT_DIR/sub-<label>.html``, written atomically.
 
     Raises
     ------
