@@ -39,7 +39,8 @@ from pipeline.ica.scica import SpatiallyConstrainedICA
 
 GIFT_OCTAVE_SECONDS = 2.7  # per participant, COINSTAC runs, figure from the issue
 RANDOM_STATE = 0
-EPS = np.finfo(np.float64).eps  # the peer runs GIFT's first threshold only, as msica's GIFT mode does first
+#: The peer runs GIFT's first PCA threshold only, as msica's GIFT mode does first.
+EPS = np.finfo(np.float64).eps
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "coinstac_gica_10mm"
 # The peer is the tests' independent transcription of GIFT's icatb_gigicar.m.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "pipeline" / "ica"))

@@ -6,8 +6,8 @@ only by the top-level builders (:mod:`workflows.participant.base`, the level run
 the options of one concern as one frozen dataclass filled by :func:`options_from_settings`
 (:class:`~workflows.participant.denoise.DenoiseOptions`,
 :class:`~workflows.participant.networks.NetworkOptions`,
-:class:`~workflows.group.base.ClassifierOptions`). Each run writes its settings to a run-specific file,
-``<output_dir>/logs/msica-<run_uuid>.toml``, never to a shared path.
+:class:`~workflows.group.base.ClassifierOptions`). Each run writes its settings to a
+run-specific file, ``<output_dir>/logs/msica-<run_uuid>.toml``, never to a shared path.
 """
 
 from __future__ import annotations

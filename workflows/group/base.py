@@ -23,9 +23,9 @@ from workflows.bids.naming import target_tag
 from workflows.execution.engine import Workflow
 from workflows.group.outputs import init_group_outputs_wf
 
-__all__ = ["ClassifierOptions", "classifier_methods", "init_classify_wf", "init_dfnc_states_wf", "init_fnc_table_wf",
-           "init_group_wf", "init_introspect_wf", "init_msica_group_wf", "init_qc_wf",
-           "init_timecourse_table_wf", "mixed_repetition_times"]
+__all__ = ["ClassifierOptions", "classifier_methods", "init_classify_wf", "init_dfnc_states_wf",
+           "init_fnc_table_wf", "init_group_wf", "init_introspect_wf", "init_msica_group_wf",
+           "init_qc_wf", "init_timecourse_table_wf", "mixed_repetition_times"]
 
 LOGGER = logging.getLogger("msica.workflows")
 
@@ -122,9 +122,9 @@ def classifier_methods(options: ClassifierOptions) -> str:
                 + " (multi-scale network time courses)")
     text = (f" Targets ({', '.join(options.targets)}) were classified from {features} with "
             "nested cross-validation whose outer folds leave sites out and whose inner folds "
-            f"leave training sites out when a training set holds {AUTO_SITE_SPLIT_MIN_SITES} or more "
-            "sites, else are stratified on site and class (stratified folds without a site "
-            "column). Inside each training set: "
+            "leave training sites out when a training set holds "
+            f"{AUTO_SITE_SPLIT_MIN_SITES} or more sites, else are stratified on site and class "
+            "(stratified folds without a site column). Inside each training set: "
             + cited(describe_harmonize(harmonize),  # "auto" and "combat" both describe ComBat
                     HARMONIZERS["combat"]["references"] if harmonize != "none" else ())
             + (f" (protected: {', '.join(protect)})" if harmonize != "none" and protect else "")

@@ -56,7 +56,7 @@ def test_cluster_stability_on_identical_runs():
 
 def test_errors(mixed_real_and_noise):
     data, _ = mixed_real_and_noise
-    with pytest.raises(ValueError, match="'n_runs' must be an int >= 2. Got 1. ICASSO compares runs"):
+    with pytest.raises(ValueError, match="'n_runs' must be an int >= 2. Got 1. ICASSO compares"):
         ICASSO(n_runs=1).fit(data)
     with pytest.raises(ValueError, match="pass the transpose"):
         ICASSO(n_runs=2, device="cpu").fit(data.T)
