@@ -12,7 +12,6 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 from nipype.interfaces.io import add_traits
@@ -22,6 +21,7 @@ from workflows.bids.atomic import atomic_copy, atomic_save_nifti
 from workflows.bids.naming import ENTITIES, build_derivative_path, source_entities
 from workflows.bids.provenance import make_sidecar, source_uri, write_sidecar
 from workflows.execution.engine import Workflow
+from workflows.interfaces.base import given
 
 __all__ = ["DerivativesDataSink", "init_sinks_wf", "sink_factory", "write_derivative"]
 
@@ -83,15 +83,13 @@ class DerivativesDataSink(SimpleInterface):
             setattr(self.inputs, key, value)
 
     def _run_interface(self, runtime):
-        entities = {key: getattr(self.inputs, key) for key in ENTITIES
-                    if isdefined(getattr(self.inputs, key))}
+        inputs = self.inputs
+        entities = {key: value for key in ENTITIES
+                    if (value := given(getattr(inputs, key))) is not None}
         out_file, out_meta = write_derivative(
-            self.inputs.in_file, self.inputs.base_directory, entities,
-            source_file=self.inputs.source_file if isdefined(self.inputs.source_file) else None,
-            sources=self.inputs.sources if isdefined(self.inputs.sources) else (),
-            meta=self.inputs.meta_dict if isdefined(self.inputs.meta_dict) else None,
-            dataset_links=(self.inputs.dataset_links if isdefined(self.inputs.dataset_links)
-                           else None))
+            inputs.in_file, inputs.base_directory, entities,
+            source_file=given(inputs.source_file), sources=given(inputs.sources) or (),
+            meta=given(inputs.meta_dict), dataset_links=given(inputs.dataset_links))
         self._results["out_file"] = str(out_file)
         self._results["out_meta"] = str(out_meta)
         return runtime
