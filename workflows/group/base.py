@@ -88,7 +88,8 @@ class ClassifierOptions:
         Covariates harmonization keeps.
     connectivity : tuple of str
         Classifier features: ``("fnc",)`` or connectivity kinds of the network time
-        courses (:data:`pipeline.classify.connectivity.CONNECTIVITY_KINDS`).
+        courses (:data:`pipeline.classify.connectivity.CONNECTIVITY_KINDS`); empty
+        (``connectivity = []`` in a ``--config`` file) means ``("fnc",)``.
     introspect : bool
         Also train the torch MLP on each target with gradient-spectrum introspection.
     """
@@ -101,6 +102,10 @@ class ClassifierOptions:
     harmonize_protect: tuple[str, ...] = ()
     connectivity: tuple[str, ...] = ("fnc",)
     introspect: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.connectivity:  # frozen: set once, here
+            object.__setattr__(self, "connectivity", ("fnc",))
 
 
 def classifier_methods(options: ClassifierOptions) -> str:

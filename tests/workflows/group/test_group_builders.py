@@ -114,6 +114,16 @@ def test_settings_reach_the_classifier_node(files, tmp_path):
                                               ["tangent", "correlation"])
 
 
+def test_no_connectivity_means_the_fnc_edges(files):
+    """An empty connectivity (``connectivity = []`` in a --config file) classifies the FNC
+    edges, as the group level always has."""
+    assert ClassifierOptions(connectivity=()).connectivity == ("fnc",)
+    classify = init_classify_wf(target="diagnosis", participants_file=files["participants"][0],
+                                options=ClassifierOptions(connectivity=())).get_node(
+        "classify_diagnosis")
+    assert classify.inputs.connectivity == ["fnc"]
+
+
 def test_introspect_wf_graph(graph, files):
     wf = init_introspect_wf(target="diagnosis", participants_file=files["participants"][0],
                             device="cpu")
